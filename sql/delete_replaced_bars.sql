@@ -1,0 +1,6 @@
+-- Deletes the stored bars that a flushed batch replaces (keys registered as _flush_replaced).
+-- Parameters: none.
+-- Columns: none (a write).
+DELETE FROM session_bars AS s
+USING _flush_replaced AS r
+WHERE s.symbol = r.symbol AND s.ts = r.ts

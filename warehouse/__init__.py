@@ -1,0 +1,32 @@
+"""A DuckDB-backed warehouse for a trading session's market bars."""
+
+from warehouse.buffer import AppendBuffer
+from warehouse.errors import (
+    ExportError,
+    InvalidBarError,
+    QueryNotFoundError,
+    SchemaMismatchError,
+    StoreError,
+    WarehouseError,
+)
+from warehouse.export import export_parquet
+from warehouse.queries import load_queries
+from warehouse.schema import BAR_SCHEMA, Bar
+from warehouse.store import BarStore
+from warehouse.warehouse import Warehouse
+
+__all__ = [
+    "BAR_SCHEMA",
+    "AppendBuffer",
+    "Bar",
+    "BarStore",
+    "ExportError",
+    "InvalidBarError",
+    "QueryNotFoundError",
+    "SchemaMismatchError",
+    "StoreError",
+    "Warehouse",
+    "WarehouseError",
+    "export_parquet",
+    "load_queries",
+]

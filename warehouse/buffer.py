@@ -1,0 +1,518 @@
+"""Hot state and append log: where every bar lands first.
+
+Per symbol the buffer keeps a `_Series`: the sorted timestamps of all its bars this session
+(8 bytes a bar, so counts, ordering and replacements are exact without asking DuckDB) and a
+bounded window of its most recent `Bar` objects, which latest, last-N and since are served from.
+Every accepted bar is also put on the append log, which the flusher drains into DuckDB as one
+Arrow table.
+
+Concurrency: writers (`append`, `extend`, `drain`) take one short lock. Hot reads take none: they
+read a dict or slice a list, which CPython does atomically, and every mutation leaves the window a
+sorted suffix of the symbol's bars, so a reader never sees a half-written bar.
+"""
+
+from __future__ import annotations
+
+import array
+import threading
+from bisect import bisect_left
+from collections.abc import Callable, Iterable
+from operator import attrgetter
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from warehouse.errors import InvalidBarError, WarehouseError
+from warehouse.schema import (
+    BAR_SCHEMA,
+    MAX_TS,
+    MIN_TS,
+    Bar,
+    check_symbol,
+    conform,
+    diagnose,
+    empty_table,
+    rows_to_batch,
+    to_micros,
+)
+
+#: Reads that reach past a symbol's window: (symbol, n or None, since-ts or None) -> bars.
+DeepReader = Callable[[str, int | None, int | None], list[Bar]]
+
+_INF = float("inf")
+_new_bar = tuple.__new__
+_ts_of = attrgetter("ts")
+_NO_TS = MIN_TS - 1
+
+
+class _Series:
+    """One symbol's hot state: all its timestamps, and a window of its latest bars."""
+
+    __slots__ = ("last_ts", "stamps", "window")
+
+    def __init__(self) -> None:
+        self.last_ts = _NO_TS
+        self.stamps = array.array("q")
+        self.window: list[Bar] = []
+
+
+class AppendBuffer:
+    """In-memory hot state and append log of a session's bars.
+
+    Parameters
+    ----------
+    window
+        Bars kept in memory per symbol after they are flushed; ``last_n(symbol, n)`` for
+        ``n <= window`` never leaves memory.
+    flush_rows
+        When this many bars wait on the log, ``on_full`` is called (once per drain).
+    on_full
+        Called from the appending thread when the log reaches ``flush_rows``.
+    deep_reader
+        Answers reads that reach past the window (the warehouse wires DuckDB in here).
+
+    Notes
+    -----
+    ``latest`` is the bound ``get`` of the latest-bar dict, so a lookup costs one C call.
+
+    Examples
+    --------
+    >>> buf = AppendBuffer()
+    >>> buf.append("AAPL", "2025-11-21T14:30:00Z", 10.0, 11.0, 9.5, 10.5, 1200)
+    >>> buf.latest("AAPL").close
+    10.5
+    """
+
+    latest: Callable[[str], Bar | None]
+
+    def __init__(
+        self,
+        *,
+        window: int = 64,
+        flush_rows: int = 100_000,
+        on_full: Callable[[], None] | None = None,
+        deep_reader: DeepReader | None = None,
+    ) -> None:
+        if window < 1:
+            raise ValueError(f"window must be at least 1, got {window}")
+        if flush_rows < 1:
+            raise ValueError(f"flush_rows must be at least 1, got {flush_rows}")
+        self._window = window
+        # A window grows to window + slack before it is cut back, so trimming is amortised.
+        self._window_cap = window + max(16, window // 4)
+        self._flush_rows = flush_rows
+        self._on_full = on_full
+        self.deep_reader = deep_reader
+        self._lock = threading.Lock()
+        self._series: dict[str, _Series] = {}
+        self._latest: dict[str, Bar] = {}
+        self.latest = self._latest.get
+        # The append log: sealed chunks (record batches, or lists of bars not converted yet)
+        # followed by the open list of single appends. Arrival order is kept: on a repeated
+        # (symbol, ts) the last one wins.
+        self._chunks: list[pa.RecordBatch | list[Bar]] = []
+        self._pending: list[Bar] = []
+        self._pending_rows = 0  # rows in sealed chunks
+        self._replaced: set[tuple[str, int]] = set()
+        self.replacements = 0
+        self._version = 0
+        self._snapshot: tuple[int, pa.Table, pa.Table] | None = None
+
+    # -- commands ---------------------------------------------------------------------------
+
+    def append(
+        self,
+        symbol: str,
+        ts: int | Any,
+        open: float,
+        high: float,
+        low: float,
+        close: float,
+        volume: float,
+        vwap: float | None = None,
+        trade_count: int | None = None,
+    ) -> None:
+        """Validate one bar and add it; it is visible to every reader when this returns.
+
+        ``ts`` is integer UTC microseconds, an aware `datetime`, or an ISO 8601 string with an
+        offset. A bar whose (symbol, ts) is already stored replaces it (a feed correction).
+
+        Raises
+        ------
+        InvalidBarError
+            Naming the symbol, ts and field at fault; nothing is stored.
+        """
+        if type(ts) is not int:
+            ts = to_micros(ts, symbol)
+        try:
+            o = float(open)
+            h = float(high)
+            lo = float(low)
+            c = float(close)
+            v = float(volume)
+            if vwap is not None:
+                vwap = float(vwap)
+        except (TypeError, ValueError):
+            raise self._explain(symbol, ts, open, high, low, close, volume, vwap, trade_count) \
+                from None
+        if not (
+            -_INF < lo <= h < _INF and lo <= o <= h and lo <= c <= h and 0.0 <= v < _INF
+            and MIN_TS <= ts < MAX_TS
+            and (vwap is None or 0.0 <= vwap < _INF)
+            and (trade_count is None or (type(trade_count) is int and trade_count >= 0))
+        ):
+            raise self._explain(symbol, ts, open, high, low, close, volume, vwap, trade_count)
+        bar = _new_bar(Bar, (symbol, ts, o, h, lo, c, v, vwap, trade_count))
+        with self._lock:
+            series = self._series.get(symbol)
+            if series is None:
+                series = self._new_series(symbol)
+            if ts > series.last_ts:
+                series.last_ts = ts
+                series.stamps.append(ts)
+                window = series.window
+                window.append(bar)
+                if len(window) > self._window_cap:
+                    del window[: -self._window]
+                self._latest[symbol] = bar
+            else:
+                self._place_older(series, bar)
+            pending = self._pending
+            pending.append(bar)
+            self._version += 1
+            if len(pending) + self._pending_rows == self._flush_rows and self._on_full:
+                self._on_full()
+
+    def extend(self, batch: object) -> int:
+        """Validate a batch and add all of it, or none of it.
+
+        Parameters
+        ----------
+        batch
+            A pyarrow Table or RecordBatch, a polars DataFrame, or an iterable of bars (`Bar`,
+            tuples in `Bar` field order, or dicts).
+
+        Returns
+        -------
+        int
+            The number of bars added.
+
+        Raises
+        ------
+        SchemaMismatchError
+            Missing, unknown or mistyped columns.
+        InvalidBarError
+            The first invalid row; nothing of the batch is stored.
+        """
+        table = _sorted_unique(conform(batch))
+        rows = table.num_rows
+        if rows == 0:
+            return 0
+        duplicates = table.schema.metadata and int(table.schema.metadata[b"dropped"]) or 0
+        symbols = table.column("symbol").combine_chunks()
+        stamps = table.column("ts").cast(pa.int64()).to_numpy()
+        ends = _run_ends(symbols)
+        starts = np.concatenate(([0], ends[:-1]))
+        names = symbols.take(pa.array(starts)).to_pylist()
+        # The bars each window will hold, made in one pass before the lock is taken.
+        firsts = np.maximum(starts, ends - self._window)
+        recent = bars_from_table(table.take(pa.array(_ranges(firsts, ends))))
+        table = table.replace_schema_metadata(None)
+        with self._lock:
+            for name in names:
+                if name not in self._series:
+                    check_symbol(name)
+            self.replacements += duplicates
+            taken = 0
+            for name, start, first, end in zip(
+                names, starts.tolist(), firsts.tolist(), ends.tolist(), strict=True
+            ):
+                series = self._series.get(name) or self._new_series(name)
+                run = stamps[start:end]
+                if int(run[0]) > series.last_ts:
+                    series.stamps.frombytes(run.tobytes())
+                    window = series.window
+                    window.extend(recent[taken : taken + end - first])
+                    if len(window) > self._window_cap:
+                        del window[: -self._window]
+                    series.last_ts = int(run[-1])
+                    self._latest[name] = window[-1]
+                else:
+                    self._merge_older(series, name, run, table.slice(start, end - start))
+                taken += end - first
+            self._seal_pending()
+            self._chunks.extend(table.to_batches())
+            self._pending_rows += rows
+            self._version += 1
+            waiting = self._pending_rows
+        if waiting >= self._flush_rows and self._on_full:
+            self._on_full()
+        return rows
+
+    def drain(self) -> tuple[pa.Table, pa.Table]:
+        """Take everything on the log, for a flush.
+
+        Returns
+        -------
+        (bars, replaced)
+            ``bars``: the log as one table, one row per (symbol, ts), last arrival winning.
+            ``replaced``: the (symbol, ts) keys that replaced a bar which may already be in the
+            store; the flush deletes those before it inserts.
+        """
+        with self._lock:
+            self._seal_pending()
+            chunks, self._chunks = self._chunks, []
+            replaced, self._replaced = self._replaced, set()
+            self._pending_rows = 0
+            self._version += 1
+            self._snapshot = None
+        return _log_table(chunks, replaced)
+
+    def requeue(self, bars: pa.Table, replaced: pa.Table) -> None:
+        """Put a drained log back in front of the current one (after a failed flush)."""
+        keys = zip(replaced.column("symbol").to_pylist(),
+                   replaced.column("ts").cast(pa.int64()).to_pylist(), strict=True)
+        with self._lock:
+            self._chunks[:0] = bars.to_batches()
+            self._pending_rows += bars.num_rows
+            self._replaced.update(keys)
+            self._version += 1
+            self._snapshot = None
+
+    def restore(self, stamps: pa.Table, recent: pa.Table) -> None:
+        """Rebuild the hot state of bars that are already stored (when a file is reopened).
+
+        ``stamps`` holds (symbol, ts) of every stored bar sorted by symbol and ts; ``recent``
+        the last bars of each symbol, sorted the same way.
+        """
+        symbols = stamps.column("symbol").combine_chunks()
+        ts = stamps.column("ts").cast(pa.int64()).to_numpy()
+        recent_bars = bars_from_table(recent)
+        by_symbol: dict[str, list[Bar]] = {}
+        for bar in recent_bars:
+            by_symbol.setdefault(bar.symbol, []).append(bar)
+        with self._lock:
+            start = 0
+            for end in _run_ends(symbols).tolist():
+                name = symbols[start].as_py()
+                series = self._series.setdefault(name, _Series())
+                series.stamps = array.array("q", ts[start:end].tobytes())
+                series.last_ts = int(ts[end - 1])
+                series.window = by_symbol.get(name, [])[-self._window:]
+                if series.window:
+                    self._latest[name] = series.window[-1]
+                start = end
+            self._version += 1
+
+    # -- queries ----------------------------------------------------------------------------
+
+    def last_n(self, symbol: str, n: int) -> list[Bar]:
+        """The last ``n`` bars of ``symbol`` in ts order (fewer if it has fewer)."""
+        series = self._series.get(symbol)
+        if series is None:
+            return []
+        window = series.window
+        if n <= len(window):
+            if n > 0:
+                return window[-n:]
+            if n < 0:
+                raise ValueError(f"n must be >= 0, got {n}")
+            return []
+        if len(window) == len(series.stamps):
+            return window[:]
+        return self._deep(symbol, n, None)
+
+    def since(self, symbol: str, ts: int | Any) -> list[Bar]:
+        """The bars of ``symbol`` with a timestamp at or after ``ts``, in ts order."""
+        if type(ts) is not int:
+            ts = to_micros(ts, symbol)
+        series = self._series.get(symbol)
+        if series is None:
+            return []
+        window = series.window[:]
+        if window and (window[0].ts <= ts or len(window) == len(series.stamps)):
+            return window[bisect_left(window, ts, key=_ts_of):]
+        if not window:
+            return []
+        return self._deep(symbol, None, ts)
+
+    def count(self, symbol: str) -> int:
+        """The number of bars of ``symbol`` this session (a replaced bar counts once)."""
+        series = self._series.get(symbol)
+        return 0 if series is None else len(series.stamps)
+
+    def latest_many(self, symbols: Iterable[str]) -> dict[str, Bar | None]:
+        """The latest bar of each symbol (None for a symbol with no bars)."""
+        get = self._latest.get
+        return {symbol: get(symbol) for symbol in symbols}
+
+    def has_bars(self, symbol: str) -> bool:
+        """Whether ``symbol`` has any bar this session."""
+        return symbol in self._latest
+
+    def symbols(self) -> list[str]:
+        """The symbols with bars, sorted."""
+        return sorted(self._latest)
+
+    def total_count(self) -> int:
+        """The number of bars held, all symbols."""
+        return sum(len(s.stamps) for s in list(self._series.values()))
+
+    def unflushed_count(self) -> int:
+        """The number of bars on the log, waiting for a flush."""
+        return self._pending_rows + len(self._pending)
+
+    def snapshot(self) -> tuple[pa.Table, pa.Table]:
+        """The log as it is now, without draining it: (bars, replaced), as `drain` returns.
+
+        Lists of single appends are converted once and cached in place, so repeated queries pay
+        only for what arrived since the last one.
+        """
+        with self._lock:
+            cached = self._snapshot
+            if cached is not None and cached[0] == self._version:
+                return cached[1], cached[2]
+            version = self._version
+            self._seal_pending()
+            chunks = list(self._chunks)
+            replaced = set(self._replaced)
+        converted = [rows_to_batch(c) if isinstance(c, list) else c for c in chunks]
+        with self._lock:
+            # Only drain() removes chunks and only appends add them, so indices are stable
+            # unless a drain ran meanwhile (then the log we saw is gone and we keep nothing).
+            if len(self._chunks) >= len(chunks) and all(
+                a is b for a, b in zip(self._chunks, chunks, strict=False)
+            ):
+                self._chunks[: len(converted)] = converted
+        bars, keys = _log_table(converted, replaced)
+        with self._lock:
+            if self._version == version:
+                self._snapshot = (version, bars, keys)
+        return bars, keys
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _new_series(self, symbol: str) -> _Series:
+        check_symbol(symbol)
+        series = self._series[symbol] = _Series()
+        return series
+
+    def _seal_pending(self) -> None:
+        if self._pending:
+            self._chunks.append(self._pending)
+            self._pending_rows += len(self._pending)
+            self._pending = []
+
+    def _place_older(self, series: _Series, bar: Bar) -> None:
+        """Place a bar that is not newer than its symbol's latest: a correction or a late bar."""
+        ts = bar.ts
+        stamps = series.stamps
+        window = series.window  # never empty here: the symbol has bars
+        at = bisect_left(stamps, ts)
+        if at < len(stamps) and stamps[at] == ts:
+            self.replacements += 1
+            self._replaced.add((bar.symbol, ts))
+            if window[0].ts <= ts:
+                window[bisect_left(window, ts, key=_ts_of)] = bar
+            if ts == series.last_ts:
+                self._latest[bar.symbol] = bar
+            return
+        held_all = len(window) == len(stamps)
+        stamps.insert(at, ts)
+        if held_all or window[0].ts < ts:
+            window.insert(bisect_left(window, ts, key=_ts_of), bar)
+            if len(window) > self._window_cap:
+                del window[: -self._window]
+
+    def _merge_older(self, series: _Series, symbol: str, run: np.ndarray, rows: pa.Table) -> None:
+        """Merge a batch's run of one symbol that reaches back before its latest bar."""
+        old = np.frombuffer(series.stamps, dtype=np.int64)
+        known = np.isin(run, old)
+        self.replacements += int(known.sum())
+        self._replaced.update((symbol, t) for t in run[known].tolist())
+        held_all = len(series.window) == len(old)
+        floor = _NO_TS if held_all else series.window[0].ts
+        series.stamps = array.array("q", np.union1d(old, run).tobytes())
+        by_ts = {bar.ts: bar for bar in series.window}
+        fresh = run >= floor
+        if fresh.any():
+            for bar in bars_from_table(rows.filter(pa.array(fresh))):
+                by_ts[bar.ts] = bar
+        window = [by_ts[t] for t in sorted(by_ts)]
+        series.window = window[-self._window :] if len(window) > self._window_cap else window
+        series.last_ts = series.stamps[-1]
+        self._latest[symbol] = series.window[-1]
+
+    def _deep(self, symbol: str, n: int | None, ts: int | None) -> list[Bar]:
+        if self.deep_reader is None:
+            raise WarehouseError(
+                f"{symbol}: the read reaches past the in-memory window and no store is attached"
+            )
+        return self.deep_reader(symbol, n, ts)
+
+    @staticmethod
+    def _explain(*fields: object) -> InvalidBarError:
+        problem = diagnose(*fields)
+        if problem is None:  # pragma: no cover - the fast and slow checks must agree
+            problem = InvalidBarError(fields[0], fields[1], "bar", fields, "is invalid")
+        return problem
+
+
+def _run_ends(sorted_symbols: pa.Array) -> np.ndarray:
+    """End offsets of the runs of equal values in a sorted string array."""
+    n = len(sorted_symbols)
+    if n == 0:
+        return np.empty(0, dtype=np.int64)
+    change = pc.not_equal(sorted_symbols[1:], sorted_symbols[:-1]).to_numpy(zero_copy_only=False)
+    return np.append(np.nonzero(change)[0] + 1, n).astype(np.int64)
+
+
+def bars_from_table(table: pa.Table) -> list[Bar]:
+    """Bars from a `BAR_SCHEMA` table (ts as integer microseconds)."""
+    if table.num_rows == 0:
+        return []
+    columns = [table.column(name) for name in BAR_SCHEMA.names]
+    columns[1] = columns[1].cast(pa.int64())
+    return [_new_bar(Bar, row) for row in zip(*(c.to_pylist() for c in columns), strict=True)]
+
+
+def _ranges(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """The concatenation of ``arange(s, e)`` for each pair, without a Python loop."""
+    lengths = ends - starts
+    offsets = np.repeat(starts - np.concatenate(([0], np.cumsum(lengths)[:-1])), lengths)
+    return np.arange(int(lengths.sum()), dtype=np.int64) + offsets
+
+
+def _sorted_unique(table: pa.Table) -> pa.Table:
+    """Sort by (symbol, ts) and keep the last arrival of each key.
+
+    The sort is stable, so of equal keys the last in arrival order comes last. The number of
+    rows dropped is left in the schema metadata under ``dropped``.
+    """
+    if table.num_rows == 0:
+        return table
+    table = table.take(pc.sort_indices(table, [("symbol", "ascending"), ("ts", "ascending")]))
+    symbol = table.column("symbol").combine_chunks()
+    ts = table.column("ts").combine_chunks()
+    same = pc.and_(pc.equal(symbol[1:], symbol[:-1]), pc.equal(ts[1:], ts[:-1]))
+    dropped = pc.sum(pc.cast(same, pa.int64())).as_py() or 0
+    if dropped:
+        keep = pa.concat_arrays([pc.invert(same), pa.array([True])])
+        table = table.filter(keep)
+    return table.replace_schema_metadata({"dropped": str(dropped)})
+
+
+def _log_table(chunks: list[pa.RecordBatch | list[Bar]], replaced: set[tuple[str, int]]) -> tuple[pa.Table, pa.Table]:
+    batches = [rows_to_batch(c) if isinstance(c, list) else c for c in chunks]
+    bars = pa.Table.from_batches(batches, schema=BAR_SCHEMA) if batches else empty_table()
+    if replaced:
+        bars = _sorted_unique(bars).replace_schema_metadata(None)
+    keys = pa.table(
+        {
+            "symbol": pa.array([k[0] for k in replaced], pa.string()),
+            "ts": pa.array([k[1] for k in replaced], pa.int64()).cast(BAR_SCHEMA.field("ts").type),
+        }
+    )
+    return bars, keys

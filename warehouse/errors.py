@@ -1,0 +1,65 @@
+"""Errors raised by the warehouse.
+
+Every error the package raises on purpose derives from `WarehouseError`::
+
+    WarehouseError
+    ├── InvalidBarError        a bar failed validation (names symbol, ts, field, value)
+    ├── SchemaMismatchError    a batch has missing, extra or mistyped columns
+    ├── QueryNotFoundError     no SQL file of that name (lists the known names)
+    ├── StoreError             DuckDB refused an operation (wraps ``duckdb.Error``)
+    └── ExportError            the Parquet export failed; the previous export is intact
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+
+class WarehouseError(Exception):
+    """Base class of every error raised by the warehouse."""
+
+
+def _format_ts(ts: object) -> str:
+    if isinstance(ts, int) and not isinstance(ts, bool):
+        try:
+            return datetime.fromtimestamp(ts / 1e6, UTC).strftime("%Y-%m-%d %H:%M:%S.%fZ")
+        except (OverflowError, OSError, ValueError):
+            return f"{ts}us"
+    return repr(ts)
+
+
+class InvalidBarError(WarehouseError, ValueError):
+    """A bar failed validation; nothing of it (or of its batch) was stored."""
+
+    def __init__(self, symbol: Any, ts: Any, field: str, value: Any, reason: str) -> None:
+        self.symbol = symbol
+        self.ts = ts
+        self.field = field
+        self.value = value
+        self.reason = reason
+        super().__init__(f"bar {symbol!r} {_format_ts(ts)}: {field} {reason}")
+
+
+class SchemaMismatchError(WarehouseError, TypeError):
+    """A batch does not match the bar schema (missing, extra or mistyped columns)."""
+
+
+class QueryNotFoundError(WarehouseError, KeyError):
+    """No named query of that name exists in the SQL folder."""
+
+    def __init__(self, name: str, known: list[str]) -> None:
+        self.name = name
+        self.known = known
+        super().__init__(f"no query named {name!r}; known queries: {', '.join(known)}")
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class StoreError(WarehouseError):
+    """DuckDB refused an operation on the session table."""
+
+
+class ExportError(WarehouseError):
+    """The Parquet export failed; the previous export is left intact."""

@@ -1,0 +1,208 @@
+"""The DuckDB side: the session table, flushes into it, and SQL over the `bars` view.
+
+`BarStore` owns one DuckDB connection behind one lock: DuckDB connections are not thread-safe,
+and holding the lock across "insert + drop from the log" is what makes a flush look atomic to a
+SQL reader (invariant 1: never zero copies of a bar, never two). DuckDB releases the GIL while it
+works, so hot reads in other threads go on at full speed during a flush or a query.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TypeVar
+
+import duckdb
+import polars as pl
+import pyarrow as pa
+
+from warehouse.errors import StoreError
+from warehouse.queries import Queries, load_queries
+from warehouse.schema import BAR_SCHEMA, empty_table
+
+Params = Mapping[str, Any] | Sequence[Any] | None
+#: The log as `AppendBuffer.snapshot` returns it: (unflushed bars, keys they replace).
+Snapshot = tuple[pa.Table, pa.Table]
+T = TypeVar("T")
+
+TABLE = "session_bars"
+_EMPTY_KEYS = pa.table({"symbol": pa.array([], pa.string()),
+                        "ts": pa.array([], BAR_SCHEMA.field("ts").type)})
+
+
+class BarStore:
+    """The DuckDB session table of one warehouse file (or an in-memory database).
+
+    Parameters
+    ----------
+    path
+        A DuckDB file, created if missing, or ``":memory:"``.
+    read_only
+        Open an existing file without writing to it (another process may hold the writer).
+    queries
+        The named queries; the package's ``sql/`` folder by default.
+    """
+
+    def __init__(
+        self,
+        path: str | Path = ":memory:",
+        *,
+        read_only: bool = False,
+        queries: Queries | None = None,
+    ) -> None:
+        self.path = str(path)
+        self.queries = queries if queries is not None else load_queries()
+        self.lock = threading.RLock()
+        try:
+            self._con = duckdb.connect(self.path, read_only=read_only)
+        except duckdb.Error as exc:
+            raise StoreError(f"cannot open warehouse file {self.path}: {exc}") from exc
+        self._closed = False
+        try:
+            # Without this, Arrow and Polars results come back in the machine's time zone.
+            self._con.execute("SET TimeZone = 'UTC'")
+            # Automatic checkpoints put 70-140 ms stalls into minute flushes; the warehouse
+            # checkpoints from its flusher thread and on close instead.
+            self._con.execute("SET checkpoint_threshold = '1GB'")
+            if not read_only:
+                self._con.execute(self.queries["create_bars_table"])
+            self._check_table()
+            self._view: str | None = None
+            self._publish(empty_table(), _EMPTY_KEYS)
+        except duckdb.Error as exc:
+            self._con.close()
+            raise StoreError(f"{self.path} is not a usable warehouse file: {exc}") from exc
+
+    def _check_table(self) -> None:
+        columns = self._con.sql(
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_name = $table AND table_schema = 'main' ORDER BY ordinal_position",
+            params={"table": TABLE},
+        ).fetchall()
+        found = [name for name, _ in columns]
+        if found != list(BAR_SCHEMA.names):
+            raise StoreError(
+                f"{self.path}: table {TABLE} has columns {found}, expected {BAR_SCHEMA.names}"
+            )
+
+    # -- commands ---------------------------------------------------------------------------
+
+    def write(self, bars: pa.Table, replaced: pa.Table) -> None:
+        """Store a drained log in one transaction: delete the replaced keys, insert the bars.
+
+        Raises
+        ------
+        StoreError
+            DuckDB refused; the transaction is rolled back and the table is unchanged.
+        """
+        with self.lock:
+            con = self._con
+            try:
+                con.begin()
+                if replaced.num_rows:
+                    con.register("_flush_replaced", replaced)
+                    con.execute(self.queries["delete_replaced_bars"])
+                con.register("_flush_batch", bars)
+                con.execute(self.queries["insert_bars"])
+                con.commit()
+            except duckdb.Error as exc:
+                try:
+                    con.rollback()
+                except duckdb.Error:
+                    pass  # the transaction is already gone; the error below is the one to see
+                raise StoreError(f"flush of {bars.num_rows} bars to {self.path} failed: {exc}") \
+                    from exc
+            finally:
+                for name in ("_flush_batch", "_flush_replaced"):
+                    try:
+                        con.unregister(name)
+                    except duckdb.Error:
+                        pass
+
+    def checkpoint(self) -> None:
+        """Write the WAL into the database file (also shrinks the table about 2x)."""
+        self.execute("CHECKPOINT")
+
+    def execute(self, sql: str, params: Params = None) -> None:
+        """Run a statement that returns nothing (DDL, COPY, a write)."""
+        with self.lock:
+            try:
+                self._con.execute(sql, params)
+            except duckdb.Error as exc:
+                raise StoreError(f"{exc}") from exc
+
+    def close(self) -> None:
+        """Close the connection; a second call does nothing."""
+        with self.lock:
+            if not self._closed:
+                self._closed = True
+                self._con.close()
+
+    # -- queries ----------------------------------------------------------------------------
+
+    def arrow(self, sql: str, params: Params = None, log: Snapshot | None = None) -> pa.Table:
+        """Run a query and return its result as a pyarrow Table.
+
+        Parameters
+        ----------
+        sql
+            The query; ``bars`` is every bar, flushed or not, when ``log`` is given.
+        params
+            Values bound to ``$name`` (a mapping) or ``?`` (a sequence) placeholders.
+        log
+            The unflushed bars to show in ``bars``.
+        """
+        return self._query(sql, params, log, lambda rel: rel.to_arrow_table())
+
+    def polars(self, sql: str, params: Params = None, log: Snapshot | None = None) -> pl.DataFrame:
+        """Run a query and return its result as a polars DataFrame (see `arrow`)."""
+        return self._query(sql, params, log, lambda rel: rel.pl())
+
+    def stored_count(self) -> int:
+        """The number of bars in the session table (flushed bars only)."""
+        table = self.arrow(f"SELECT count(*) AS n FROM {TABLE}")
+        return int(table.column("n")[0].as_py())
+
+    def _query(
+        self,
+        sql: str,
+        params: Params,
+        log: Snapshot | None,
+        fetch: Callable[[duckdb.DuckDBPyRelation], T],
+    ) -> T:
+        with self.lock:
+            if self._closed:
+                raise StoreError(f"{self.path}: the warehouse is closed")
+            try:
+                if log is not None:
+                    self._publish(*log)
+                relation = self._con.sql(sql, params=params)
+                if relation is None:
+                    raise StoreError("the statement returns no rows; use execute() for it")
+                return fetch(relation)
+            except duckdb.Error as exc:
+                raise StoreError(f"query failed: {exc}") from exc
+
+    def _publish(self, unflushed: pa.Table, replaced: pa.Table) -> None:
+        """Point the `bars` view at the current log (called with the lock held)."""
+        self._con.register("_unflushed", unflushed)
+        self._con.register("_replaced", replaced)
+        view = "create_bars_view" if replaced.num_rows else "create_bars_view_plain"
+        if view != self._view:
+            self._con.execute(self.queries[view])
+            self._view = view
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def __enter__(self) -> BarStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

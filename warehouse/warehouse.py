@@ -1,0 +1,315 @@
+"""`Warehouse`: the facade that owns the buffer, the store, the flusher thread and the lifecycle."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+
+from warehouse.buffer import AppendBuffer, bars_from_table
+from warehouse.errors import StoreError, WarehouseError
+from warehouse.export import Compression, ExportResult, Progress, export_parquet
+from warehouse.queries import load_queries
+from warehouse.schema import MAX_TS, MIN_TS, Bar, to_micros
+from warehouse.store import BarStore, Params
+
+
+class Warehouse:
+    """A trading session's bars: hot reads from memory, SQL and Polars over DuckDB, Parquet out.
+
+    Parameters
+    ----------
+    path
+        The DuckDB file (created if missing; reopening it restores the session), or
+        ``":memory:"``.
+    flush_rows
+        Flush in the background once this many bars wait.
+    flush_interval
+        Flush in the background at least this often, in seconds; ``None`` flushes only by size
+        and on `flush`/`close`.
+    window
+        Recent bars kept in memory per symbol; ``last_n(s, n)`` with ``n <= window`` and
+        ``since`` within the window never touch DuckDB.
+    checkpoint_rows
+        Checkpoint the DuckDB file (from the flusher thread) after this many flushed bars.
+    read_only
+        Open an existing file for reading only (SQL, Polars, hot reads of stored bars).
+    sql_dir
+        Read named queries from this folder instead of the package's ``sql/``.
+
+    Attributes
+    ----------
+    append(symbol, ts, open, high, low, close, volume, vwap=None, trade_count=None)
+        Add one bar (`AppendBuffer.append`).
+    latest(symbol) -> Bar | None
+        The bar with the greatest ts of a symbol: one dict lookup.
+    last_n(symbol, n) -> list[Bar]
+        The last n bars in ts order.
+    since(symbol, ts) -> list[Bar]
+        The bars at or after ts, in ts order.
+    count(symbol) -> int
+        The number of bars of a symbol.
+    latest_many(symbols) -> dict[str, Bar | None]
+        The latest bar of each symbol.
+
+    Examples
+    --------
+    >>> with Warehouse(":memory:") as wh:
+    ...     wh.append("AAPL", "2025-11-21T14:30:00Z", 228.1, 228.6, 227.9, 228.4, 51_200)
+    ...     wh.latest("AAPL").close, wh.sql("SELECT count(*) AS n FROM bars")["n"][0].as_py()
+    (228.4, 1)
+    """
+
+    append: Callable[..., None]
+    latest: Callable[[str], Bar | None]
+    last_n: Callable[[str, int], list[Bar]]
+    since: Callable[[str, Any], list[Bar]]
+    count: Callable[[str], int]
+    latest_many: Callable[[Iterable[str]], dict[str, Bar | None]]
+
+    def __init__(
+        self,
+        path: str | Path = "warehouse.duckdb",
+        *,
+        flush_rows: int = 100_000,
+        flush_interval: float | None = 1.0,
+        window: int = 64,
+        checkpoint_rows: int = 2_000_000,
+        read_only: bool = False,
+        sql_dir: str | Path | None = None,
+    ) -> None:
+        if flush_interval is not None and flush_interval <= 0:
+            raise ValueError(f"flush_interval must be positive or None, got {flush_interval}")
+        self._store = BarStore(path, read_only=read_only, queries=load_queries(sql_dir))
+        self.queries = self._store.queries
+        self.read_only = read_only
+        self._wake = threading.Event()
+        self._buffer = AppendBuffer(
+            window=window, flush_rows=flush_rows, on_full=self._wake.set,
+            deep_reader=self._deep_read,
+        )
+        buffer = self._buffer
+        with self._store.lock:
+            buffer.restore(
+                self._store.arrow(self.queries["stored_keys"]),
+                self._store.arrow(self.queries["recent_bars_per_symbol"], {"n": window}),
+            )
+        # The hot path is the buffer's own bound methods: no extra call layer.
+        self.append = self._refuse_writes if read_only else buffer.append
+        self.latest = buffer.latest
+        self.last_n = buffer.last_n
+        self.since = buffer.since
+        self.count = buffer.count
+        self.latest_many = buffer.latest_many
+        self._flush_interval = flush_interval
+        self._checkpoint_rows = checkpoint_rows
+        self._since_checkpoint = 0
+        self.flush_seconds: deque[float] = deque(maxlen=10_000)
+        self.flush_error: WarehouseError | None = None
+        self._closed = False
+        self._stopping = False
+        self._flusher: threading.Thread | None = None
+        if not read_only:
+            self._flusher = threading.Thread(
+                target=self._flush_loop, name=f"warehouse-flusher:{path}", daemon=True
+            )
+            self._flusher.start()
+
+    # -- commands ---------------------------------------------------------------------------
+
+    def extend(self, batch: object) -> int:
+        """Add a batch of bars, all or nothing (see `AppendBuffer.extend`); returns its size."""
+        if self.read_only:
+            self._refuse_writes()
+        return self._buffer.extend(batch)
+
+    def flush(self) -> int:
+        """Write every waiting bar to DuckDB in one transaction; returns how many.
+
+        Raises
+        ------
+        StoreError
+            DuckDB refused; the bars stay on the log, to be retried.
+        """
+        with self._store.lock:
+            bars, replaced = self._buffer.drain()
+            if bars.num_rows == 0 and replaced.num_rows == 0:
+                return 0
+            started = time.perf_counter()
+            try:
+                self._store.write(bars, replaced)
+            except StoreError:
+                self._buffer.requeue(bars, replaced)
+                raise
+            self.flush_seconds.append(time.perf_counter() - started)
+            self._since_checkpoint += bars.num_rows
+        return bars.num_rows
+
+    def checkpoint(self) -> None:
+        """Flush, then fold DuckDB's write-ahead log into the file."""
+        with self._store.lock:
+            self.flush()
+            self._store.checkpoint()
+            self._since_checkpoint = 0
+
+    def export_parquet(
+        self,
+        directory: str | Path,
+        *,
+        compression: Compression = "zstd",
+        progress: Progress | None = None,
+    ) -> ExportResult:
+        """Flush, then write the session to Parquet (see `warehouse.export.export_parquet`)."""
+        with self._store.lock:
+            self.flush()
+            return export_parquet(self._store, directory, compression=compression,
+                                  progress=progress)
+
+    def close(self) -> None:
+        """Stop the flusher, flush what waits, checkpoint and close the file. Idempotent."""
+        if self._closed:
+            return
+        self._stopping = True
+        self._wake.set()
+        if self._flusher is not None:
+            self._flusher.join()
+        try:
+            if not self.read_only:
+                self.checkpoint()
+        finally:
+            self._closed = True
+            self.append = self._refuse_writes
+            self._store.close()
+
+    # -- queries ----------------------------------------------------------------------------
+
+    def sql(self, query: str, params: Params = None) -> pa.Table:
+        """Run SQL over ``bars`` (every bar, flushed or not) and return a pyarrow Table.
+
+        Parameters are bound (``$name`` with a mapping, ``?`` with a sequence), never formatted
+        into the text.
+        """
+        with self._store.lock:
+            return self._store.arrow(query, params, self._buffer.snapshot())
+
+    def sql_polars(self, query: str, params: Params = None) -> pl.DataFrame:
+        """`sql`, returning a polars DataFrame."""
+        with self._store.lock:
+            return self._store.polars(query, params, self._buffer.snapshot())
+
+    def query(self, name: str, params: Mapping[str, Any] | None = None) -> pa.Table:
+        """Run a named query from ``sql/`` (e.g. ``"session_ohlcv"``) with bound parameters."""
+        return self.sql(self.queries[name], params)
+
+    def frame(
+        self,
+        symbols: Iterable[str] | None = None,
+        start: datetime | int | str | None = None,
+        end: datetime | int | str | None = None,
+    ) -> pl.DataFrame:
+        """Bars as a polars DataFrame in (symbol, ts) order, optionally filtered.
+
+        ``start`` is inclusive, ``end`` exclusive; both take what `append` takes for ``ts``.
+        """
+        window = {
+            "start": _as_datetime(MIN_TS if start is None else to_micros(start)),
+            "end": _as_datetime(MAX_TS if end is None else to_micros(end)),
+        }
+        if symbols is None:
+            return self.sql_polars(self.queries["all_bars_between"], window)
+        wanted = [symbols] if isinstance(symbols, str) else list(symbols)
+        return self.sql_polars(self.queries["bars_between"], {"symbols": wanted, **window})
+
+    def lazy_frame(
+        self,
+        symbols: Iterable[str] | None = None,
+        start: datetime | int | str | None = None,
+        end: datetime | int | str | None = None,
+    ) -> pl.LazyFrame:
+        """`frame` as a LazyFrame, over a snapshot taken now (later appends are not in it)."""
+        return self.frame(symbols, start, end).lazy()
+
+    def symbols(self) -> list[str]:
+        """The symbols that have bars, sorted."""
+        return self._buffer.symbols()
+
+    def has_bars(self, symbol: str) -> bool:
+        """Whether ``symbol`` has any bar."""
+        return self._buffer.has_bars(symbol)
+
+    def stats(self) -> dict[str, Any]:
+        """Counters: bars, symbols, unflushed bars, replacements, flushes and their timing."""
+        seconds = sorted(self.flush_seconds)
+        return {
+            "bars": self._buffer.total_count(),
+            "symbols": len(self._buffer.symbols()),
+            "unflushed": self._buffer.unflushed_count(),
+            "replacements": self._buffer.replacements,
+            "flushes": len(seconds),
+            "flush_p99_ms": seconds[int(0.99 * (len(seconds) - 1))] * 1e3 if seconds else None,
+            "flush_error": None if self.flush_error is None else str(self.flush_error),
+        }
+
+    @property
+    def replacements(self) -> int:
+        """How many bars replaced an earlier bar of the same (symbol, ts)."""
+        return self._buffer.replacements
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _flush_loop(self) -> None:
+        while not self._stopping:
+            self._wake.wait(self._flush_interval)
+            self._wake.clear()
+            if self._stopping:
+                return
+            try:
+                self.flush()
+                if self._since_checkpoint >= self._checkpoint_rows:
+                    self.checkpoint()
+                self.flush_error = None
+            except WarehouseError as exc:
+                # Bars stay on the log; the next interval retries. Readers see them meanwhile.
+                self.flush_error = exc
+                time.sleep(self._flush_interval or 1.0)
+
+    def _deep_read(self, symbol: str, n: int | None, since: int | None) -> list[Bar]:
+        if n is not None:
+            table = self.sql(self.queries["last_bars_of_symbol"], {"symbol": symbol, "n": n})
+        else:
+            table = self.sql(
+                self.queries["symbol_bars_between"],
+                {"symbol": symbol, "start": _as_datetime(since or MIN_TS),
+                 "end": _as_datetime(MAX_TS)},
+            )
+        return bars_from_table(table)
+
+    def _refuse_writes(self, *args: object, **kwargs: object) -> None:
+        state = "closed" if self._closed else "read-only"
+        raise WarehouseError(f"the warehouse {self._store.path} is {state}; it takes no bars")
+
+    def __enter__(self) -> Warehouse:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Warehouse({self._store.path!r}, bars={self._buffer.total_count()})"
+
+
+def _as_datetime(micros: int) -> datetime:
+    return Bar("", micros, 0, 0, 0, 0, 0).time
