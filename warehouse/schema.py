@@ -360,9 +360,10 @@ def _validate(table: pa.Table) -> None:
     ok = pc.and_(ok, pc.and_(pc.greater_equal(ts_int, MIN_TS), pc.less(ts_int, MAX_TS)))
     ok = pc.and_(ok, pc.and_(pc.greater(lengths, 0), pc.less_equal(lengths, MAX_SYMBOL_LENGTH)))
     ok = pc.and_(ok, pc.invert(pc.match_substring_regex(symbol, _BAD_SYMBOL)))
-    ok = pc.and_(ok, pc.or_(pc.is_null(vwap), pc.and_(pc.is_finite(vwap),
-                                                      pc.greater_equal(vwap, 0.0))))
-    ok = pc.and_(ok, pc.or_(pc.is_null(count), pc.greater_equal(count, 0)))
+    # or_kleene: plain or_ gives null for (true OR null), which would reject every null vwap.
+    ok = pc.and_(ok, pc.or_kleene(pc.is_null(vwap), pc.and_(pc.is_finite(vwap),
+                                                             pc.greater_equal(vwap, 0.0))))
+    ok = pc.and_(ok, pc.or_kleene(pc.is_null(count), pc.greater_equal(count, 0)))
     ok = pc.fill_null(ok, False)  # a null in a required column is bad
     if pc.all(ok).as_py():
         return
