@@ -1,0 +1,48 @@
+"""The built wheel carries the SQL files and the sample, and finds them when installed."""
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory):
+    pytest.importorskip("hatchling")
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+         "-w", str(out), str(ROOT)],
+        check=True,
+    )
+    (path,) = out.glob("warehouse-*.whl")
+    return path
+
+
+def test_wheel_contains_every_sql_file_and_the_sample(wheel):
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for sql in (ROOT / "sql").glob("*.sql"):
+        assert f"warehouse/sql/{sql.name}" in names
+    assert "warehouse/data/sample_session.parquet" in names
+    assert "warehouse/py.typed" in names
+
+
+def test_installed_wheel_loads_its_own_sql_files(wheel, tmp_path):
+    site = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(site)
+    code = (
+        "import warehouse.queries as q, warehouse.cli as c; "
+        "print(q.SQL_DIR); print(c.SAMPLE); print(len(q.load_queries()))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env={"PYTHONPATH": str(site)},
+        capture_output=True, text=True, check=True,
+    )
+    sql_dir, sample, count = result.stdout.split()
+    assert Path(sql_dir) == site / "warehouse" / "sql"
+    assert Path(sample) == site / "warehouse" / "data" / "sample_session.parquet"
+    assert int(count) == len(list((ROOT / "sql").glob("*.sql")))
