@@ -121,7 +121,12 @@ class AppendBuffer:
         self._pending_rows = 0  # rows in sealed chunks
         self._replaced: set[tuple[str, int]] = set()
         self.replacements = 0
-        self._snapshot: tuple[tuple[int, int], pa.Table, pa.Table] | None = None
+        # Single appends already converted for a snapshot: batches covering _pending[:done].
+        self._pending_batches: list[pa.RecordBatch] = []
+        self._pending_done = 0
+        # Bumped whenever the log is sealed, drained or refilled; keys snapshot caches.
+        self._generation = 0
+        self._snapshot: tuple[tuple[int, int, int], pa.Table, pa.Table] | None = None
         self.append = self._build_append()
 
     # -- commands ---------------------------------------------------------------------------
@@ -138,7 +143,8 @@ class AppendBuffer:
         keep, cap, flush_rows = self._window, self._window_cap, self._flush_rows
         new_series, place_older, explain = self._new_series, self._place_older, self._explain
         on_full = self._on_full
-        inf, min_ts, max_ts, as_float, new_bar, bar_type = _INF, MIN_TS, MAX_TS, float, _new_bar, Bar
+        inf, min_ts, max_ts, as_float = _INF, MIN_TS, MAX_TS, float
+        new_bar, bar_type = _new_bar, Bar
 
         def append(
             symbol: str,
@@ -180,11 +186,19 @@ class AppendBuffer:
                 and (vwap is None or 0.0 <= vwap < inf)
                 and (trade_count is None or (type(trade_count) is int and trade_count >= 0))
             ):
+                if isinstance(trade_count, np.integer):
+                    # diagnose() and extend accept numpy integers; only `type is int` refused it.
+                    return append(symbol, ts, open, high, low, close, volume, vwap,
+                                  int(trade_count))
                 raise explain(symbol, ts, open, high, low, close, volume, vwap, trade_count)
             bar = new_bar(bar_type, (symbol, ts, o, h, lo, c, v, vwap, trade_count))
             acquire()
             try:
-                series = series_get(symbol) or new_series(symbol)
+                try:
+                    series = series_get(symbol) or new_series(symbol, ts)
+                except TypeError:  # an unhashable symbol, so not a string
+                    raise explain(symbol, ts, open, high, low, close, volume, vwap, trade_count) \
+                        from None
                 if ts > series.last_ts:
                     series.last_ts = ts
                     series.stamps.append(ts)
@@ -224,11 +238,10 @@ class AppendBuffer:
         InvalidBarError
             The first invalid row; nothing of the batch is stored.
         """
-        table = _sorted_unique(conform(batch))
+        table, duplicates = _sorted_unique(conform(batch))
         rows = table.num_rows
         if rows == 0:
             return 0
-        duplicates = table.schema.metadata and int(table.schema.metadata[b"dropped"]) or 0
         symbols = table.column("symbol").combine_chunks()
         stamps = table.column("ts").cast(pa.int64()).to_numpy()
         ends = _run_ends(symbols)
@@ -237,7 +250,6 @@ class AppendBuffer:
         # The bars each window will hold, made in one pass before the lock is taken.
         firsts = np.maximum(starts, ends - self._window)
         recent = bars_from_table(table.take(pa.array(_ranges(firsts, ends))))
-        table = table.replace_schema_metadata(None)
         with self._lock:
             for name in names:
                 if name not in self._series:
@@ -251,10 +263,16 @@ class AppendBuffer:
                 run = stamps[start:end]
                 if int(run[0]) > series.last_ts:
                     series.stamps.frombytes(run.tobytes())
-                    window = series.window
-                    window.extend(recent[taken : taken + end - first])
-                    if len(window) > self._window_cap:
-                        del window[: -self._window]
+                    fresh = recent[taken : taken + end - first]
+                    if first > start:
+                        # Only the run's last `window` bars were made: bars held from before
+                        # would sit before a gap, so the run's tail becomes the whole window.
+                        series.window = window = fresh
+                    else:
+                        window = series.window
+                        window.extend(fresh)
+                        if len(window) > self._window_cap:
+                            del window[: -self._window]
                     series.last_ts = int(run[-1])
                     self._latest[name] = window[-1]
                 else:
@@ -266,7 +284,7 @@ class AppendBuffer:
             waiting = self._pending_rows
         if waiting >= self._flush_rows and self._on_full:
             self._on_full()
-        return rows
+        return int(rows)
 
     def drain(self) -> tuple[pa.Table, pa.Table]:
         """Take everything on the log, for a flush.
@@ -294,6 +312,7 @@ class AppendBuffer:
             self._chunks[:0] = bars.to_batches()
             self._pending_rows += bars.num_rows
             self._replaced.update(keys)
+            self._generation += 1
             self._snapshot = None
 
     def restore(self, stamps: pa.Table, recent: pa.Table) -> None:
@@ -381,45 +400,54 @@ class AppendBuffer:
     def snapshot(self) -> tuple[pa.Table, pa.Table]:
         """The log as it is now, without draining it: (bars, replaced), as `drain` returns.
 
-        Lists of single appends are converted once and cached in place, so repeated queries pay
-        only for what arrived since the last one.
+        Conversions are cached, so repeated queries pay only for bars that arrived since the
+        last one; the open list of single appends is left in place (its length is the flush
+        trigger).
         """
         with self._lock:
-            # Until a drain, the log only grows, so its two sizes identify its state.
-            version = (len(self._pending), self._pending_rows)
+            key = (self._generation, len(self._pending), self._pending_rows)
             cached = self._snapshot
-            if cached is not None and cached[0] == version:
+            if cached is not None and cached[0] == key:
                 return cached[1], cached[2]
-            self._seal_pending()
             chunks = list(self._chunks)
+            done = self._pending_done
+            batches = list(self._pending_batches)
+            fresh = self._pending[done:]
             replaced = set(self._replaced)
         converted = [rows_to_batch(c) if isinstance(c, list) else c for c in chunks]
+        pending = rows_to_batch(fresh) if fresh else None
         with self._lock:
-            # Only drain() removes chunks and only appends add them, so indices are stable
-            # unless a drain ran meanwhile (then the log we saw is gone and we keep nothing).
-            if len(self._chunks) >= len(chunks) and all(
-                a is b for a, b in zip(self._chunks, chunks, strict=False)
-            ):
+            if self._generation == key[0]:
+                # Nothing was drained or sealed meanwhile: keep the conversions.
                 self._chunks[: len(converted)] = converted
-        bars, keys = _log_table(converted, replaced)
+                if pending is not None:
+                    self._pending_batches.append(pending)
+                    self._pending_done = done + len(fresh)
+        bars, keys = _log_table([*converted, *batches, *([pending] if pending else [])], replaced)
         with self._lock:
-            if (len(self._pending), self._pending_rows) == version:
-                self._snapshot = (version, bars, keys)
+            if (self._generation, len(self._pending), self._pending_rows) == key:
+                self._snapshot = (key, bars, keys)
         return bars, keys
 
     # -- internals --------------------------------------------------------------------------
 
-    def _new_series(self, symbol: str) -> _Series:
-        check_symbol(symbol)
+    def _new_series(self, symbol: str, ts: int | None = None) -> _Series:
+        check_symbol(symbol, ts)
         series = self._series[symbol] = _Series()
         return series
 
     def _seal_pending(self) -> None:
+        """Move the single appends onto the chunk list (lock held)."""
+        pending = self._pending
+        self._chunks.extend(self._pending_batches)
+        if len(pending) > self._pending_done:
+            self._chunks.append(pending[self._pending_done :])
+        self._pending_rows += len(pending)
         # The list object itself stays: the append closure holds it.
-        if self._pending:
-            self._chunks.append(self._pending[:])
-            self._pending_rows += len(self._pending)
-            self._pending.clear()
+        pending.clear()
+        self._pending_batches = []
+        self._pending_done = 0
+        self._generation += 1
 
     def _place_older(self, series: _Series, bar: Bar) -> None:
         """Place a bar that is not newer than its symbol's latest: a correction or a late bar."""
@@ -498,17 +526,17 @@ def _ranges(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
     """The concatenation of ``arange(s, e)`` for each pair, without a Python loop."""
     lengths = ends - starts
     offsets = np.repeat(starts - np.concatenate(([0], np.cumsum(lengths)[:-1])), lengths)
-    return np.arange(int(lengths.sum()), dtype=np.int64) + offsets
+    ranges: np.ndarray = np.arange(int(lengths.sum()), dtype=np.int64) + offsets
+    return ranges
 
 
-def _sorted_unique(table: pa.Table) -> pa.Table:
-    """Sort by (symbol, ts) and keep the last arrival of each key.
+def _sorted_unique(table: pa.Table) -> tuple[pa.Table, int]:
+    """Sort by (symbol, ts), keep the last arrival of each key; return it and the rows dropped.
 
-    The sort is stable, so of equal keys the last in arrival order comes last. The number of
-    rows dropped is left in the schema metadata under ``dropped``.
+    Arrow's sort is stable, so of equal keys the last in arrival order comes last.
     """
     if table.num_rows == 0:
-        return table
+        return table, 0
     table = table.take(pc.sort_indices(table, [("symbol", "ascending"), ("ts", "ascending")]))
     symbol = table.column("symbol").combine_chunks()
     ts = table.column("ts").combine_chunks()
@@ -517,14 +545,20 @@ def _sorted_unique(table: pa.Table) -> pa.Table:
     if dropped:
         keep = pa.concat_arrays([pc.invert(same), pa.array([True])])
         table = table.filter(keep)
-    return table.replace_schema_metadata({"dropped": str(dropped)})
+    return table, dropped
 
 
-def _log_table(chunks: list[pa.RecordBatch | list[Bar]], replaced: set[tuple[str, int]]) -> tuple[pa.Table, pa.Table]:
+def _log_table(
+    chunks: list[pa.RecordBatch | list[Bar]], replaced: set[tuple[str, int]]
+) -> tuple[pa.Table, pa.Table]:
+    """The log's chunks as one table, and the replaced keys as another.
+
+    If any key was replaced, only the last arrival of each key is kept.
+    """
     batches = [rows_to_batch(c) if isinstance(c, list) else c for c in chunks]
     bars = pa.Table.from_batches(batches, schema=BAR_SCHEMA) if batches else empty_table()
     if replaced:
-        bars = _sorted_unique(bars).replace_schema_metadata(None)
+        bars, _ = _sorted_unique(bars)
     keys = pa.table(
         {
             "symbol": pa.array([k[0] for k in replaced], pa.string()),

@@ -8,6 +8,7 @@ partial one; a failed or killed export leaves the previous export as it was.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Callable
@@ -97,10 +98,12 @@ def _export_day(store: BarStore, root: Path, day: date, compression: Compression
         partition.mkdir(parents=True, exist_ok=True)
         store.execute(sql, {"start": start, "end": start + timedelta(days=1)})
         _fsync(temporary)
-        os.replace(temporary, final)
+        temporary.replace(final)
         _fsync(partition)
     except (OSError, StoreError) as exc:
-        temporary.unlink(missing_ok=True)
+        # If the partition is a file, unlinking inside it raises too; there is nothing to remove.
+        with contextlib.suppress(OSError):
+            temporary.unlink(missing_ok=True)
         raise ExportError(f"export of {day} to {final} failed: {exc}") from exc
     return final
 

@@ -110,7 +110,8 @@ def to_micros(value: object, symbol: object = None) -> int:
         try:
             parsed = datetime.fromisoformat(value)
         except ValueError:
-            raise InvalidBarError(symbol, value, "ts", value, "is not an ISO 8601 timestamp") from None
+            reason = "is not an ISO 8601 timestamp"
+            raise InvalidBarError(symbol, value, "ts", value, reason) from None
         return to_micros(parsed, symbol)
     elif isinstance(value, np.datetime64):
         raise InvalidBarError(
@@ -125,17 +126,17 @@ def to_micros(value: object, symbol: object = None) -> int:
     return micros
 
 
-def check_symbol(symbol: object) -> str:
-    """Return ``symbol`` if it is a usable symbol, else raise `InvalidBarError`."""
+def check_symbol(symbol: object, ts: object = None) -> str:
+    """Return ``symbol`` if it is a usable symbol, else raise `InvalidBarError` (naming ``ts``)."""
     if not isinstance(symbol, str):
-        raise InvalidBarError(symbol, None, "symbol", symbol, "is not a string")
+        raise InvalidBarError(symbol, ts, "symbol", symbol, "is not a string")
     if len(symbol) > MAX_SYMBOL_LENGTH:
         raise InvalidBarError(
-            symbol[:20] + "...", None, "symbol", len(symbol),
+            symbol[:20] + "...", ts, "symbol", len(symbol),
             f"is longer than {MAX_SYMBOL_LENGTH} characters",
         )
     if re.search(_BAD_SYMBOL, symbol):
-        raise InvalidBarError(symbol, None, "symbol", symbol, "is blank or has control characters")
+        raise InvalidBarError(symbol, ts, "symbol", symbol, "is blank or has control characters")
     return symbol
 
 
@@ -156,8 +157,9 @@ def diagnose(
     and calls this only when it fails; batches call it for their first bad row.
     """
     try:
-        check_symbol(symbol)
+        # ts first, so that a bad symbol's error can name the bar's ts (invariant 4).
         micros = to_micros(ts, symbol)
+        check_symbol(symbol, micros)
     except InvalidBarError as exc:
         return exc
     values: dict[str, float] = {}
@@ -165,8 +167,8 @@ def diagnose(
                        ("volume", volume), ("vwap", vwap)):
         if raw is None and field == "vwap":
             continue
-        if isinstance(raw, bool | str | bytes) or raw is None:
-            return InvalidBarError(symbol, micros, field, raw, f"is {raw!r}, not a number")
+        if raw is None:
+            return InvalidBarError(symbol, micros, field, raw, "is missing")
         try:
             value = float(raw)  # type: ignore[arg-type]
         except (TypeError, ValueError):
@@ -248,7 +250,7 @@ def _to_arrow(batch: object) -> pa.Table:
         return pa.Table.from_batches([batch])
     to_arrow = getattr(batch, "to_arrow", None)
     if to_arrow is not None and type(batch).__module__.startswith("polars"):
-        return to_arrow()  # type: ignore[no-any-return]
+        return to_arrow()
     if isinstance(batch, Iterable) and not isinstance(batch, str | bytes | Mapping):
         return _rows_to_table(batch)
     raise SchemaMismatchError(
@@ -334,7 +336,9 @@ def conform(batch: object) -> pa.Table:
         raise SchemaMismatchError(f"batch lacks columns {missing}; it has {names}")
     extra = [c for c in names if c not in COLUMNS]
     if extra:
-        raise SchemaMismatchError(f"batch has unknown columns {extra}; bar columns are {list(COLUMNS)}")
+        raise SchemaMismatchError(
+            f"batch has unknown columns {extra}; bar columns are {list(COLUMNS)}"
+        )
     arrays = [
         _cast_column(table, c) if c in names else pa.nulls(table.num_rows, BAR_SCHEMA.field(c).type)
         for c in COLUMNS
@@ -368,7 +372,8 @@ def _validate(table: pa.Table) -> None:
     if pc.all(ok).as_py():
         return
     row = int(pc.index(ok, False).as_py())
-    values = {name: table.column(name)[row].as_py() for name in COLUMNS}
+    # ts as an int: as a datetime, a value past year 9999 (ns passed as us) would overflow.
+    values = {name: table.column(name)[row].as_py() for name in COLUMNS if name != "ts"}
     values["ts"] = ts_int[row].as_py()
     for name in REQUIRED:
         if values[name] is None:

@@ -8,6 +8,7 @@ works, so hot reads in other threads go on at full speed during a flush or a que
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -108,18 +109,15 @@ class BarStore:
                 con.execute(self.queries["insert_bars"])
                 con.commit()
             except duckdb.Error as exc:
-                try:
+                # The transaction may be gone already; the error below is the one to see.
+                with contextlib.suppress(duckdb.Error):
                     con.rollback()
-                except duckdb.Error:
-                    pass  # the transaction is already gone; the error below is the one to see
                 raise StoreError(f"flush of {bars.num_rows} bars to {self.path} failed: {exc}") \
                     from exc
             finally:
                 for name in ("_flush_batch", "_flush_replaced"):
-                    try:
+                    with contextlib.suppress(duckdb.Error):
                         con.unregister(name)
-                    except duckdb.Error:
-                        pass
 
     def checkpoint(self) -> None:
         """Write the WAL into the database file (also shrinks the table about 2x)."""
@@ -158,7 +156,8 @@ class BarStore:
 
     def polars(self, sql: str, params: Params = None, log: Snapshot | None = None) -> pl.DataFrame:
         """Run a query and return its result as a polars DataFrame (see `arrow`)."""
-        return self._query(sql, params, log, lambda rel: rel.pl())
+        frame: pl.DataFrame = self._query(sql, params, log, lambda rel: rel.pl())
+        return frame
 
     def stored_count(self) -> int:
         """The number of bars in the session table (flushed bars only)."""

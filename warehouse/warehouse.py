@@ -127,7 +127,7 @@ class Warehouse:
 
     def extend(self, batch: object) -> int:
         """Add a batch of bars, all or nothing (see `AppendBuffer.extend`); returns its size."""
-        if self.read_only:
+        if self.read_only or self._closed:
             self._refuse_writes()
         return self._buffer.extend(batch)
 
@@ -151,7 +151,7 @@ class Warehouse:
                 raise
             self.flush_seconds.append(time.perf_counter() - started)
             self._since_checkpoint += bars.num_rows
-        return bars.num_rows
+        return int(bars.num_rows)
 
     def checkpoint(self) -> None:
         """Flush, then fold DuckDB's write-ahead log into the file."""
@@ -287,7 +287,7 @@ class Warehouse:
         else:
             table = self.sql(
                 self.queries["symbol_bars_between"],
-                {"symbol": symbol, "start": _as_datetime(since or MIN_TS),
+                {"symbol": symbol, "start": _as_datetime(MIN_TS if since is None else since),
                  "end": _as_datetime(MAX_TS)},
             )
         return bars_from_table(table)

@@ -1,0 +1,103 @@
+"""Shared fixtures: warehouses (in memory and on file), a store, the sample session, bar makers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+
+from warehouse import Bar, BarStore, Warehouse
+
+SAMPLE = Path(__file__).resolve().parent.parent / "data" / "sample_session.parquet"
+#: 2025-11-21 14:30:00 UTC, the sample session's first bar, in microseconds.
+T0 = 1_763_735_400_000_000
+MINUTE = 60_000_000
+#: Symbols kept from the sample session: 12 x 390 bars is enough and keeps every test fast.
+SAMPLE_SYMBOLS = 12
+
+
+def make_bar(
+    symbol: str = "AAPL",
+    minute: int = 0,
+    price: float = 100.0,
+    volume: float = 1_000.0,
+    vwap: float | None = None,
+    trade_count: int | None = None,
+) -> Bar:
+    """A valid bar ``minute`` minutes after T0 whose prices derive from ``price``."""
+    return Bar(symbol, T0 + minute * MINUTE, price, price + 1.0, price - 1.0, price + 0.5,
+               volume, vwap, trade_count)
+
+
+@pytest.fixture(scope="session")
+def bar() -> Callable[..., Bar]:
+    """The `make_bar` factory (tests import nothing from conftest under importlib mode)."""
+    return make_bar
+
+
+@pytest.fixture
+def wh() -> Iterator[Warehouse]:
+    """An in-memory warehouse without a background interval flush, closed after the test."""
+    warehouse = Warehouse(":memory:", flush_interval=None)
+    yield warehouse
+    warehouse.close()
+
+
+class WarehouseFiles:
+    """Opens warehouses on files under tmp_path; closes whatever is still open at teardown."""
+
+    def __init__(self, root: Path) -> None:
+        self.path = root / "session.duckdb"
+        self.opened: list[Warehouse] = []
+
+    def __call__(self, path: Path | None = None, **options: Any) -> Warehouse:
+        options.setdefault("flush_interval", None)
+        warehouse = Warehouse(path or self.path, **options)
+        self.opened.append(warehouse)
+        return warehouse
+
+    def close_all(self) -> None:
+        for warehouse in self.opened:
+            warehouse.close()
+
+
+@pytest.fixture
+def file_wh(tmp_path: Path) -> Iterator[WarehouseFiles]:
+    """Factory: ``file_wh(**options)`` opens (or reopens) ``file_wh.path``."""
+    files = WarehouseFiles(tmp_path)
+    yield files
+    files.close_all()
+
+
+@pytest.fixture
+def store() -> Iterator[BarStore]:
+    """An in-memory BarStore, closed after the test."""
+    bar_store = BarStore(":memory:")
+    yield bar_store
+    bar_store.close()
+
+
+@pytest.fixture(scope="session")
+def sample_bars() -> pa.Table:
+    """The bundled sample session cut to its first symbols, in arrival order (4,680 bars)."""
+    table = pq.read_table(SAMPLE)
+    first = table.column("symbol").slice(0, SAMPLE_SYMBOLS)
+    return table.filter(pc.is_in(table.column("symbol"), value_set=first.combine_chunks()))
+
+
+def sql_bars(warehouse: Warehouse, where: str = "true", params: Any = None) -> list[Bar]:
+    """Every bar of ``bars`` matching ``where``, in (symbol, ts) order, as Bar tuples."""
+    table = warehouse.sql(f"SELECT * FROM bars WHERE {where} ORDER BY symbol, ts", params)
+    table = table.set_column(1, "ts", table.column("ts").cast(pa.int64()))
+    return [Bar(**row) for row in table.to_pylist()]
+
+
+@pytest.fixture(scope="session")
+def read_sql() -> Callable[..., list[Bar]]:
+    """The `sql_bars` helper."""
+    return sql_bars

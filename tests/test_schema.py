@@ -1,0 +1,413 @@
+"""Validation rules of `warehouse.schema`: timestamps, symbols, prices, batches, columns."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pytest
+
+from warehouse import BAR_SCHEMA, Bar, InvalidBarError, SchemaMismatchError
+from warehouse.schema import (
+    MAX_SYMBOL_LENGTH,
+    MAX_TS,
+    MIN_TS,
+    check_symbol,
+    conform,
+    diagnose,
+    make_bar,
+    to_micros,
+)
+
+TS_TEXT = "2025-11-21T14:31:00Z"
+TS = 1_763_735_460_000_000
+#: How the error message renders TS.
+TS_SHOWN = r"2025-11-21 14:31:00\.000000Z"
+VALID: dict[str, Any] = {
+    "symbol": "ES", "ts": TS, "open": 100.0, "high": 101.0, "low": 99.0, "close": 100.5,
+    "volume": 10.0, "vwap": None, "trade_count": None,
+}
+NAN, INF = math.nan, math.inf
+
+# (overrides of VALID, field named in the error, regex of the reason)
+NUMERIC_CASES = {
+    "nan_open": ({"open": NAN}, "open", r"is nan; prices must be finite"),
+    "nan_high": ({"high": NAN}, "high", r"is nan"),
+    "nan_low": ({"low": NAN}, "low", r"is nan"),
+    "nan_close": ({"close": NAN}, "close", r"is nan"),
+    "inf_high": ({"high": INF}, "high", r"is inf"),
+    "neg_inf_low": ({"low": -INF}, "low", r"is -inf"),
+    "inf_close": ({"close": INF}, "close", r"is inf"),
+    "high_below_low": ({"high": 98.0, "open": 98.5, "close": 98.5}, "high",
+                       r"98\.0 < low 99\.0; check the feed's field order"),
+    "open_above_high": ({"open": 101.5}, "open", r"101\.5 is outside \[low 99\.0, high 101\.0\]"),
+    "open_below_low": ({"open": 98.5}, "open", r"98\.5 is outside \[low 99\.0, high 101\.0\]"),
+    "close_above_high": ({"close": 102.0}, "close", r"102\.0 is outside \[low 99\.0"),
+    "close_below_low": ({"close": 1.0}, "close", r"1\.0 is outside \[low 99\.0"),
+    "negative_volume": ({"volume": -1.0}, "volume", r"is negative"),
+    "inf_volume": ({"volume": INF}, "volume", r"is inf"),
+    "nan_volume": ({"volume": NAN}, "volume", r"is nan"),
+    "nan_vwap": ({"vwap": NAN}, "vwap", r"is nan"),
+    "negative_vwap": ({"vwap": -0.5}, "vwap", r"is negative"),
+    "negative_trade_count": ({"trade_count": -3}, "trade_count", r"is negative"),
+}
+TYPE_CASES = {
+    "text_price": ({"open": "cheap"}, "open", r"is 'cheap', not a number"),
+    "none_price": ({"high": None}, "high", r"is missing"),
+    "list_price": ({"low": [1.0]}, "low", r"is \[1\.0\], not a number"),
+    "float_trade_count": ({"trade_count": 1.5}, "trade_count", r"is not an integer"),
+    "bool_trade_count": ({"trade_count": True}, "trade_count", r"is not an integer"),
+}
+SYMBOL_CASES = {
+    "empty": ("", r"bar '' "),
+    "blank": ("   ", r"bar '   ' "),
+    "nul": ("A\x00B", r"bar 'A\\x00B' "),
+    "newline": ("A\nB", r"bar 'A\\nB' "),
+    "delete_char": ("AB\x7f", r"bar 'AB\\x7f' "),
+    "too_long": ("X" * (MAX_SYMBOL_LENGTH + 1), r"bar 'XXXXXXXXXXXXXXXXXXXX\.\.\.' "),
+    "int": (5, r"bar 5 "),
+    "none": (None, r"bar None "),
+    "bytes": (b"ES", r"bar b'ES' "),
+}
+
+
+def fields(**overrides: Any) -> dict[str, Any]:
+    return {**VALID, **overrides}
+
+
+def one_row_table(values: dict[str, Any]) -> pa.Table:
+    """A one-row table of BAR_SCHEMA types (nullable, so a bad value reaches validation)."""
+    return pa.table(
+        {name: pa.array([values[name]], BAR_SCHEMA.field(name).type) for name in BAR_SCHEMA.names}
+    )
+
+
+# -- timestamps ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (TS, TS),
+        (datetime(2025, 11, 21, 14, 31, tzinfo=UTC), TS),
+        (datetime(2025, 11, 21, 15, 31, tzinfo=timezone(timedelta(hours=1))), TS),
+        (TS_TEXT, TS),
+        ("2025-11-21T09:31:00-05:00", TS),
+        ("2025-11-21T14:31:00.000001+00:00", TS + 1),
+        (MIN_TS, MIN_TS),
+        (MAX_TS - 1, MAX_TS - 1),
+        (-1, -1),
+    ],
+)
+def test_to_micros_with_aware_value_returns_utc_micros(value: object, expected: int) -> None:
+    assert to_micros(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        (datetime(2025, 11, 21, 14, 31), r"ts is naive; pass an aware datetime"),  # noqa: DTZ001
+        ("2025-11-21T14:31:00", r"ts is naive"),
+        ("yesterday at noon", r"ts is not an ISO 8601 timestamp"),
+        ("", r"ts is not an ISO 8601 timestamp"),
+        (1.7e15, r"ts has type float, not a timestamp"),
+        (True, r"ts is a bool, not a timestamp"),
+        (None, r"ts has type NoneType"),
+        (np.datetime64("2025-11-21T14:31"), r"ts is a numpy datetime64"),
+        (MIN_TS - 1, r"ts is outside 1900-01-01\.\.2200-01-01"),
+        (MAX_TS, r"ts is outside 1900-01-01\.\.2200-01-01"),
+        (datetime(1899, 12, 31, 23, 59, tzinfo=UTC), r"ts is outside"),
+        ("2200-01-01T00:00:00Z", r"ts is outside"),
+    ],
+)
+def test_to_micros_with_bad_value_raises_naming_symbol_and_ts(value: object, reason: str) -> None:
+    with pytest.raises(InvalidBarError, match=r"^bar 'ES' .*: " + reason) as info:
+        to_micros(value, "ES")
+    assert info.value.field == "ts"
+    assert info.value.symbol == "ES"
+
+
+def test_bar_time_is_aware_utc_datetime() -> None:
+    bar = Bar("ES", TS, 1.0, 1.0, 1.0, 1.0, 0.0)
+    assert bar.time == datetime(2025, 11, 21, 14, 31, tzinfo=UTC)
+    assert bar.time.utcoffset() == timedelta(0)
+
+
+# -- one bar ---------------------------------------------------------------------------------
+
+
+def test_diagnose_with_valid_bar_returns_none() -> None:
+    assert diagnose(**VALID) is None
+    assert diagnose(**fields(vwap=100.2, trade_count=np.int64(7), volume=0)) is None
+
+
+def test_make_bar_with_valid_values_returns_normalised_bar() -> None:
+    bar = make_bar("ES", TS_TEXT, 100, 101, 99, 100.5, 10, 100.25, 4)
+    assert bar == Bar("ES", TS, 100.0, 101.0, 99.0, 100.5, 10.0, 100.25, 4)
+    assert all(type(value) is float for value in bar[2:8])
+
+
+def test_make_bar_with_flat_bar_is_valid() -> None:
+    """open == high == low == close and zero volume: a bar without trades is still a bar."""
+    assert make_bar("ES", TS, 5.0, 5.0, 5.0, 5.0, 0.0).volume == 0.0
+
+
+@pytest.mark.parametrize(("overrides", "field", "reason"), NUMERIC_CASES.values(),
+                         ids=NUMERIC_CASES.keys())
+def test_make_bar_with_bad_number_raises_naming_symbol_ts_and_field(
+    overrides: dict[str, Any], field: str, reason: str
+) -> None:
+    with pytest.raises(InvalidBarError, match=rf"^bar 'ES' {TS_SHOWN}: {field} {reason}") as info:
+        make_bar(**fields(**overrides))
+    error = info.value
+    assert (error.symbol, error.ts, error.field) == ("ES", TS, field)
+
+
+@pytest.mark.parametrize(("overrides", "field", "reason"), TYPE_CASES.values(),
+                         ids=TYPE_CASES.keys())
+def test_make_bar_with_non_number_raises_naming_field(
+    overrides: dict[str, Any], field: str, reason: str
+) -> None:
+    with pytest.raises(InvalidBarError, match=rf"^bar 'ES' {TS_SHOWN}: {field} {reason}"):
+        make_bar(**fields(**overrides))
+
+
+@pytest.mark.parametrize(("symbol", "shown"), SYMBOL_CASES.values(), ids=SYMBOL_CASES.keys())
+def test_make_bar_with_bad_symbol_raises_naming_symbol_and_ts(symbol: object, shown: str) -> None:
+    with pytest.raises(InvalidBarError, match=rf"^{shown}{TS_SHOWN}: symbol ") as info:
+        make_bar(**fields(symbol=symbol))
+    assert info.value.field == "symbol"
+
+
+def test_check_symbol_at_max_length_accepts_it() -> None:
+    symbol = "X" * MAX_SYMBOL_LENGTH
+    assert check_symbol(symbol) == symbol
+
+
+@pytest.mark.parametrize("symbol", ["BRK.B", "ES Z5", "'; DROP TABLE bars; --", "Ünïcødé", "a"])
+def test_check_symbol_with_printable_text_accepts_it_verbatim(symbol: str) -> None:
+    assert check_symbol(symbol) == symbol
+
+
+# -- batches ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("overrides", "field", "reason"), NUMERIC_CASES.values(),
+                         ids=NUMERIC_CASES.keys())
+def test_conform_with_bad_row_raises_same_error_as_make_bar(
+    overrides: dict[str, Any], field: str, reason: str
+) -> None:
+    """The vectorised check and the single-bar check agree, message included."""
+    good = fields(ts=TS - 60_000_000)
+    bad = fields(**overrides)
+    with pytest.raises(InvalidBarError) as single:
+        make_bar(**bad)
+    table = pa.concat_tables([one_row_table(good), one_row_table(bad)])
+    with pytest.raises(InvalidBarError, match=rf"^bar 'ES' {TS_SHOWN}: {field} {reason}") as batch:
+        conform(table)
+    assert str(batch.value) == str(single.value)
+    with pytest.raises(InvalidBarError) as rows:
+        conform([tuple(good.values()), tuple(bad.values())])
+    assert str(rows.value) == str(single.value)
+
+
+@pytest.mark.parametrize(
+    ("symbol", "shown"),
+    [value for key, value in SYMBOL_CASES.items() if isinstance(value[0], str)],
+    ids=[key for key, value in SYMBOL_CASES.items() if isinstance(value[0], str)],
+)
+def test_conform_with_bad_symbol_column_raises_naming_symbol_and_ts(
+    symbol: str, shown: str
+) -> None:
+    with pytest.raises(InvalidBarError, match=rf"^{shown}{TS_SHOWN}: symbol "):
+        conform(one_row_table(fields(symbol=symbol)))
+
+
+@pytest.mark.parametrize(
+    ("ts", "reason"), [(MIN_TS - 1, "outside"), (MAX_TS, "outside")], ids=["before", "after"]
+)
+def test_conform_with_out_of_range_ts_column_raises(ts: int, reason: str) -> None:
+    table = one_row_table(fields()).set_column(1, "ts", pa.array([ts], pa.int64()))
+    with pytest.raises(InvalidBarError, match=rf"^bar 'ES' .*: ts is {reason}"):
+        conform(table)
+
+
+def test_conform_with_nanoseconds_in_int_ts_column_raises_invalid_bar() -> None:
+    """Epoch nanoseconds passed as microseconds land in year ~57,000: a bar error, not a crash."""
+    table = one_row_table(fields()).set_column(1, "ts", pa.array([TS * 1000], pa.int64()))
+    with pytest.raises(InvalidBarError, match=rf"^bar 'ES' {TS * 1000}us: ts is outside"):
+        conform(table)
+
+
+@pytest.mark.parametrize("column", ["symbol", "ts", "open", "high", "low", "close", "volume"])
+def test_conform_with_null_in_required_column_raises_naming_field(column: str) -> None:
+    values = fields(vwap=100.0, trade_count=3)
+    values[column] = None
+    with pytest.raises(InvalidBarError, match=rf": {column} is null$") as info:
+        conform(one_row_table(values))
+    assert info.value.field == column
+
+
+def test_conform_with_null_optional_columns_accepts_batch() -> None:
+    table = conform([fields(), fields(ts=TS + 1, vwap=100.0, trade_count=2)])
+    assert table.column("vwap").to_pylist() == [None, 100.0]
+    assert table.column("trade_count").to_pylist() == [None, 2]
+
+
+@pytest.mark.parametrize("missing", ["symbol", "ts", "open", "high", "low", "close", "volume"])
+def test_conform_with_missing_column_raises_schema_mismatch(missing: str) -> None:
+    table = one_row_table(fields()).drop_columns([missing])
+    with pytest.raises(SchemaMismatchError, match=rf"batch lacks columns \['{missing}'\]"):
+        conform(table)
+
+
+def test_conform_without_optional_columns_fills_nulls() -> None:
+    table = conform(one_row_table(fields()).drop_columns(["vwap", "trade_count"]))
+    assert table.schema == BAR_SCHEMA
+    assert table.column("vwap").null_count == 1
+
+
+def test_conform_with_extra_column_raises_schema_mismatch() -> None:
+    table = one_row_table(fields()).append_column("exchange", pa.array(["CME"]))
+    with pytest.raises(SchemaMismatchError, match=r"unknown columns \['exchange'\]"):
+        conform(table)
+
+
+def test_conform_with_duplicate_column_raises_schema_mismatch() -> None:
+    table = one_row_table(fields()).append_column("open", pa.array([100.0]))
+    with pytest.raises(SchemaMismatchError, match="duplicate column names"):
+        conform(table)
+
+
+@pytest.mark.parametrize(
+    ("column", "array", "found"),
+    [
+        ("open", pa.array(["100.0"]), "string"),
+        ("volume", pa.array([True]), "bool"),
+        ("symbol", pa.array([5]), "int64"),
+        ("symbol", pa.array([b"ES"]), "binary"),
+        ("ts", pa.array(["2025-11-21T14:31:00Z"]), "string"),
+        ("ts", pa.array([1.5]), "double"),
+        ("trade_count", pa.array([1.5]), "double"),
+    ],
+)
+def test_conform_with_mistyped_column_raises_naming_column(
+    column: str, array: pa.Array, found: str
+) -> None:
+    table = one_row_table(fields())
+    table = table.set_column(table.schema.get_field_index(column), column, array)
+    with pytest.raises(SchemaMismatchError, match=rf"column '{column}' has type {found}"):
+        conform(table)
+
+
+def test_conform_with_naive_ts_column_raises_schema_mismatch() -> None:
+    table = one_row_table(fields()).set_column(
+        1, "ts", pa.array([TS], pa.int64()).cast(pa.timestamp("us"))
+    )
+    with pytest.raises(SchemaMismatchError, match=r"column 'ts' is a naive timestamp"):
+        conform(table)
+
+
+def test_conform_with_naive_polars_datetime_raises_schema_mismatch() -> None:
+    frame = pl.from_arrow(one_row_table(fields())).with_columns(
+        pl.col("ts").dt.replace_time_zone(None)
+    )
+    with pytest.raises(SchemaMismatchError, match=r"naive timestamp.*replace_time_zone"):
+        conform(frame)
+
+
+def test_conform_with_nanosecond_remainder_raises_schema_mismatch() -> None:
+    table = one_row_table(fields()).set_column(
+        1, "ts", pa.array([TS * 1000 + 1], pa.timestamp("ns", tz="UTC"))
+    )
+    with pytest.raises(SchemaMismatchError, match=r"column 'ts' cannot be cast"):
+        conform(table)
+
+
+@pytest.mark.parametrize(
+    "ts_array",
+    [
+        pa.array([TS], pa.int64()),
+        pa.array([TS // 1_000_000], pa.timestamp("s", tz="UTC")),
+        pa.array([TS * 1000], pa.timestamp("ns", tz="UTC")),
+        pa.array([TS], pa.timestamp("us", tz="America/New_York")),
+    ],
+    ids=["int-micros", "seconds", "nanoseconds", "new-york"],
+)
+def test_conform_with_other_ts_encodings_gives_same_utc_instant(ts_array: pa.Array) -> None:
+    table = conform(one_row_table(fields()).set_column(1, "ts", ts_array))
+    assert table.schema == BAR_SCHEMA
+    assert table.column("ts").cast(pa.int64()).to_pylist() == [TS]
+
+
+def test_conform_with_narrower_numeric_types_casts_to_schema() -> None:
+    table = pa.table({
+        "symbol": pa.array(["ES"]).dictionary_encode(),
+        "ts": pa.array([TS], pa.timestamp("us", tz="UTC")),
+        "open": pa.array([100], pa.int32()), "high": pa.array([101.0], pa.float32()),
+        "low": pa.array([99], pa.int64()), "close": pa.array([100.5], pa.float64()),
+        "volume": pa.array([10], pa.uint16()), "trade_count": pa.array([3], pa.int8()),
+    })
+    result = conform(table)
+    assert result.schema == BAR_SCHEMA
+    assert result.to_pylist()[0]["high"] == 101.0
+
+
+def test_conform_with_each_input_kind_gives_same_table() -> None:
+    rows = [fields(), fields(ts=TS + 60_000_000, vwap=100.1, trade_count=5)]
+    table = conform(rows)
+    as_bars = [Bar(**row) for row in rows]
+    inputs = {
+        "dicts": rows,
+        "bars": as_bars,
+        "tuples": [tuple(bar) for bar in as_bars],
+        "generator": (bar for bar in as_bars),
+        "table": table,
+        "record batch": table.to_batches()[0],
+        "polars": pl.from_arrow(table),
+    }
+    for kind, batch in inputs.items():
+        assert conform(batch).equals(table), kind
+    assert table.schema == BAR_SCHEMA
+    seven = conform([tuple(as_bars[0])[:7]])
+    assert seven.equals(table.slice(0, 1))
+
+
+def test_conform_with_empty_inputs_returns_empty_table() -> None:
+    for batch in ([], BAR_SCHEMA.empty_table(), pl.from_arrow(BAR_SCHEMA.empty_table())):
+        result = conform(batch)
+        assert result.num_rows == 0
+        assert result.schema == BAR_SCHEMA
+
+
+@pytest.mark.parametrize(
+    ("row", "match"),
+    [
+        ({**VALID, "exchange": "CME"}, r"unknown fields \['exchange'\]"),
+        ({k: v for k, v in VALID.items() if k != "volume"}, r"bar 'ES' lacks fields \['volume'\]"),
+        (("ES", TS, 1.0, 1.0, 1.0), r"cannot read a bar from"),
+        ([*VALID.values()], r"cannot read a bar from"),
+    ],
+    ids=["extra-field", "missing-field", "short-tuple", "list-row"],
+)
+def test_conform_with_malformed_row_raises_schema_mismatch(row: object, match: str) -> None:
+    with pytest.raises(SchemaMismatchError, match=match):
+        conform([row])
+
+
+@pytest.mark.parametrize("batch", [5, "ES", {"symbol": "ES"}, None], ids=repr)
+def test_conform_with_non_batch_raises_schema_mismatch(batch: object) -> None:
+    with pytest.raises(SchemaMismatchError, match=r"cannot read bars from a"):
+        conform(batch)
+
+
+def test_conform_reports_first_bad_row_of_many() -> None:
+    rows = [fields(ts=TS + i) for i in range(100)]
+    rows[37] = fields(ts=TS + 37, volume=-5.0)
+    rows[80] = fields(ts=TS + 80, high=NAN)
+    with pytest.raises(InvalidBarError, match=r"14:31:00\.000037Z: volume is negative"):
+        conform(pa.Table.from_pylist(rows, schema=BAR_SCHEMA))

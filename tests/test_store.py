@@ -1,0 +1,174 @@
+"""`BarStore`: the DuckDB session table, transactional writes, the `bars` view, errors."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pyarrow as pa
+import pytest
+
+from warehouse import BAR_SCHEMA, Bar, BarStore, StoreError
+from warehouse.store import TABLE
+
+T0 = 1_763_735_400_000_000
+MINUTE = 60_000_000
+TS_TYPE = BAR_SCHEMA.field("ts").type
+
+MakeBar = Callable[..., Bar]
+
+
+def table_of(bars: list[Bar]) -> pa.Table:
+    return pa.Table.from_pylist([b._asdict() for b in bars], schema=BAR_SCHEMA)
+
+
+def keys_of(*keys: tuple[str, int]) -> pa.Table:
+    return pa.table({
+        "symbol": pa.array([k[0] for k in keys], pa.string()),
+        "ts": pa.array([k[1] for k in keys], pa.int64()).cast(TS_TYPE),
+    })
+
+
+def stored(store: BarStore) -> list[tuple[str, int, float]]:
+    table = store.arrow(f"SELECT symbol, epoch_us(ts) AS ts, open FROM {TABLE} ORDER BY ALL")
+    return [tuple(row.values()) for row in table.to_pylist()]
+
+
+def test_new_store_has_session_table_with_bar_schema(store: BarStore) -> None:
+    columns = store.arrow(
+        "SELECT column_name, data_type, is_nullable FROM information_schema.columns "
+        f"WHERE table_name = '{TABLE}' ORDER BY ordinal_position"
+    ).to_pylist()
+    assert [c["column_name"] for c in columns] == BAR_SCHEMA.names
+    assert columns[1]["data_type"] == "TIMESTAMP WITH TIME ZONE"
+    assert [c["is_nullable"] for c in columns][:7] == ["NO"] * 7
+    assert store.stored_count() == 0
+
+
+def test_store_pins_time_zone_to_utc(store: BarStore) -> None:
+    zone = store.arrow("SELECT current_setting('TimeZone') AS tz").column("tz")[0].as_py()
+    assert zone == "UTC"
+
+
+def test_write_then_arrow_returns_bars_with_utc_ts(store: BarStore, bar: MakeBar) -> None:
+    bars = [bar("ES", 0, vwap=100.1, trade_count=5), bar("NQ", 1)]
+    store.write(table_of(bars), keys_of())
+    result = store.arrow(f"SELECT * FROM {TABLE} ORDER BY symbol")
+    assert result.schema.field("ts").type == TS_TYPE
+    assert result.cast(BAR_SCHEMA).equals(table_of(bars))
+    assert store.stored_count() == 2
+
+
+def test_write_with_replaced_keys_deletes_them_first(store: BarStore, bar: MakeBar) -> None:
+    store.write(table_of([bar("ES", 0, price=1.0), bar("ES", 1, price=1.0)]), keys_of())
+    store.write(table_of([bar("ES", 0, price=2.0)]), keys_of(("ES", T0)))
+    assert stored(store) == [("ES", T0, 2.0), ("ES", T0 + MINUTE, 1.0)]
+
+
+def test_failed_write_rolls_back_delete_and_insert(store: BarStore, bar: MakeBar) -> None:
+    store.write(table_of([bar("ES", 0, price=1.0)]), keys_of())
+    before = stored(store)
+    # A null in a NOT NULL column makes DuckDB refuse the insert after the delete ran.
+    nullable = pa.schema([pa.field(f.name, f.type) for f in BAR_SCHEMA])
+    broken = pa.Table.from_pylist(
+        [bar("ES", 0, price=2.0)._asdict(), {**bar("ES", 1)._asdict(), "open": None}],
+        schema=nullable,
+    )
+    with pytest.raises(StoreError, match=r"flush of 2 bars to :memory: failed"):
+        store.write(broken, keys_of(("ES", T0)))
+    assert stored(store) == before
+    # The connection is usable after the rollback.
+    store.write(table_of([bar("ES", 1)]), keys_of())
+    assert store.stored_count() == 2
+
+
+def test_bars_view_hides_replaced_keys_and_adds_log(store: BarStore, bar: MakeBar) -> None:
+    store.write(table_of([bar("ES", 0, price=1.0), bar("ES", 1, price=1.0)]), keys_of())
+    log = (
+        table_of([bar("ES", 1, price=9.0), bar("ES", 2, price=9.0)]),
+        keys_of(("ES", T0 + MINUTE)),
+    )
+    rows = store.arrow("SELECT epoch_us(ts) AS ts, open FROM bars ORDER BY ts", log=log)
+    assert rows.to_pylist() == [
+        {"ts": T0, "open": 1.0},
+        {"ts": T0 + MINUTE, "open": 9.0},
+        {"ts": T0 + 2 * MINUTE, "open": 9.0},
+    ]
+    # Without replaced keys the plain view is used; switching back and forth stays correct.
+    plain = store.arrow("SELECT count(*) AS n FROM bars", log=(table_of([bar("NQ", 0)]), keys_of()))
+    assert plain.column("n")[0].as_py() == 3
+
+
+def test_polars_returns_dataframe_with_utc_datetime(store: BarStore, bar: MakeBar) -> None:
+    store.write(table_of([bar("ES", 0)]), keys_of())
+    frame = store.polars(f"SELECT * FROM {TABLE}")
+    assert isinstance(frame, pl.DataFrame)
+    assert frame.schema["ts"] == pl.Datetime("us", "UTC")
+
+
+def test_arrow_binds_named_and_positional_parameters(store: BarStore, bar: MakeBar) -> None:
+    store.write(table_of([bar("ES", 0), bar("NQ", 0)]), keys_of())
+    named = store.arrow(f"SELECT symbol FROM {TABLE} WHERE symbol = $s", {"s": "NQ"})
+    positional = store.arrow(f"SELECT symbol FROM {TABLE} WHERE symbol = ?", ["ES"])
+    assert named.column("symbol").to_pylist() == ["NQ"]
+    assert positional.column("symbol").to_pylist() == ["ES"]
+
+
+def test_bad_sql_raises_store_error_wrapping_duckdb(store: BarStore) -> None:
+    with pytest.raises(StoreError, match="query failed") as info:
+        store.arrow("SELECT no_such_column FROM bars")
+    assert isinstance(info.value.__cause__, duckdb.Error)
+    with pytest.raises(StoreError):
+        store.execute("DROP TABLE no_such_table")
+
+
+def test_query_after_close_raises_store_error_and_close_is_idempotent(store: BarStore) -> None:
+    store.close()
+    store.close()
+    with pytest.raises(StoreError, match="closed"):
+        store.arrow("SELECT 1")
+
+
+def test_context_manager_closes_store(tmp_path: Path, bar: MakeBar) -> None:
+    path = tmp_path / "s.duckdb"
+    with BarStore(path) as store:
+        store.write(table_of([bar("ES", 0)]), keys_of())
+        store.checkpoint()
+    with pytest.raises(StoreError, match="closed"):
+        store.stored_count()
+    with BarStore(path) as reopened:
+        assert reopened.stored_count() == 1
+
+
+def test_read_only_store_reads_but_refuses_writes(tmp_path: Path, bar: MakeBar) -> None:
+    path = tmp_path / "s.duckdb"
+    with BarStore(path) as store:
+        store.write(table_of([bar("ES", 0)]), keys_of())
+    with BarStore(path, read_only=True) as reader:
+        assert reader.stored_count() == 1
+        with pytest.raises(StoreError):
+            reader.write(table_of([bar("ES", 1)]), keys_of())
+        assert reader.stored_count() == 1
+
+
+def test_open_non_duckdb_file_raises_store_error(tmp_path: Path) -> None:
+    path = tmp_path / "notes.duckdb"
+    path.write_text("these are not the bars you are looking for\n" * 100)
+    with pytest.raises(StoreError, match="cannot open warehouse file"):
+        BarStore(path)
+
+
+def test_open_file_with_foreign_session_table_raises_store_error(tmp_path: Path) -> None:
+    path = tmp_path / "other.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute(f"CREATE TABLE {TABLE} (symbol VARCHAR, price DOUBLE)")
+    con.close()
+    with pytest.raises(StoreError, match=rf"table {TABLE} has columns \['symbol', 'price'\]"):
+        BarStore(path)
+
+
+def test_open_missing_file_read_only_raises_store_error(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="cannot open"):
+        BarStore(tmp_path / "absent.duckdb", read_only=True)
