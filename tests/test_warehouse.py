@@ -17,6 +17,7 @@ from typing import Any
 import polars as pl
 import polars.testing as plt
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 import warehouse as warehouse_package
@@ -28,6 +29,8 @@ from warehouse import (
     Warehouse,
     WarehouseError,
 )
+from warehouse.buffer import bars_from_table
+from warehouse.sample import generate_session
 from warehouse.schema import BAR_SCHEMA
 
 T0 = 1_763_735_400_000_000
@@ -700,3 +703,50 @@ def test_concurrent_feed_flusher_and_readers_keep_invariants(file_wh: Any) -> No
     assert sum(again.count(name) for name in names) == total
     assert all(again.latest(name) == feed_bar(total - symbols + k, symbols)
                for k, name in enumerate(names))
+
+
+# -- windows kept as Arrow rows until read (extend of long runs, reopen) ------------------------
+
+
+def _session(symbols: int, minutes: int) -> Any:
+    return generate_session(symbols, minutes)
+
+
+def _expected(table: Any, symbol: str) -> list[Bar]:
+    return bars_from_table(table.filter(pc.equal(table.column("symbol"), symbol)).sort_by("ts"))
+
+
+@pytest.mark.parametrize("reopen", [False, True], ids=["extended", "reopened"])
+def test_lazy_window_reads_match_full_history(file_wh: Any, reopen: bool) -> None:
+    session = _session(3, 50)
+    wh = file_wh(window=8)
+    wh.extend(session)
+    if reopen:
+        wh.close()
+        wh = file_wh(window=8)
+    for symbol in ("AAPL", "MSFT", "NVDA"):
+        full = _expected(session, symbol)
+        assert wh.latest(symbol) == full[-1]
+        assert wh.count(symbol) == 50
+        assert wh.last_n(symbol, 5) == full[-5:]
+        assert wh.last_n(symbol, 8) == full[-8:]
+        assert wh.last_n(symbol, 30) == full[-30:]
+        assert wh.since(symbol, full[-3].ts) == full[-3:]
+        assert wh.since(symbol, full[0].ts) == full
+
+
+def test_append_after_lazy_extend_keeps_order_and_replaces(file_wh: Any, bar: MakeBar) -> None:
+    session = _session(2, 40)
+    wh = file_wh(window=8)
+    wh.extend(session)
+    full = _expected(session, "AAPL")
+    newer = bar("AAPL", 10_000)._replace(ts=full[-1].ts + 60_000_000)
+    wh.append(*newer)
+    assert wh.last_n("AAPL", 1) == [newer]
+    assert wh.last_n("AAPL", 3) == [*full[-2:], newer]
+    correction = full[-4]._replace(close=full[-4].low)
+    wh.append(*correction)
+    assert wh.last_n("AAPL", 5) == [full[-5], correction, *full[-3:], newer][-5:]
+    assert wh.replacements == 1
+    wh.flush()
+    assert wh.last_n("AAPL", 41) == [*full[:-4], correction, *full[-3:], newer]

@@ -50,12 +50,14 @@ _NO_TS = MIN_TS - 1
 class _Series:
     """One symbol's hot state: all its timestamps, and a window of its latest bars."""
 
-    __slots__ = ("last_ts", "stamps", "window")
+    __slots__ = ("last_ts", "lazy", "stamps", "window")
 
     def __init__(self) -> None:
         self.last_ts = _NO_TS
         self.stamps = array.array("q")
         self.window: list[Bar] = []
+        # Bars older than all of `window`, still as Arrow rows (from extend or a reopen).
+        self.lazy: pa.Table | None = None
 
 
 class AppendBuffer:
@@ -238,53 +240,57 @@ class AppendBuffer:
         InvalidBarError
             The first invalid row; nothing of the batch is stored.
         """
-        table, duplicates = _sorted_unique(conform(batch))
-        rows = table.num_rows
-        if rows == 0:
+        runs = _Runs(conform(batch))
+        table, keep = runs.table, self._window
+        if table.num_rows == 0:
             return 0
-        symbols = table.column("symbol").combine_chunks()
-        stamps = table.column("ts").cast(pa.int64()).to_numpy()
-        ends = _run_ends(symbols)
-        starts = np.concatenate(([0], ends[:-1]))
-        names = symbols.take(pa.array(starts)).to_pylist()
-        # The bars each window will hold, made in one pass before the lock is taken.
-        firsts = np.maximum(starts, ends - self._window)
-        recent = bars_from_table(table.take(pa.array(_ranges(firsts, ends))))
+        # Rows each window will hold: the last `keep` of every run, sorted by (symbol, ts).
+        firsts = np.maximum(runs.starts, runs.ends - keep)
+        recent = table.take(pa.array(runs.order[_ranges(firsts, runs.ends)]))
+        offsets = np.concatenate(([0], np.cumsum(runs.ends - firsts)))
+        # Bars are made now, before the lock, only for runs short enough to be held whole; a
+        # long run's window stays Arrow until a read needs it (see `_materialize`).
+        long = (runs.ends - runs.starts) >= keep
+        short_rows = np.repeat(~long, runs.ends - firsts)
+        eager = bars_from_table(recent.filter(pa.array(short_rows)))
+        lasts = bars_from_table(table.take(pa.array(runs.order[runs.ends[long] - 1])))
         with self._lock:
-            for name in names:
+            for name in runs.names:
                 if name not in self._series:
                     check_symbol(name)
-            self.replacements += duplicates
-            taken = 0
-            for name, start, first, end in zip(
-                names, starts.tolist(), firsts.tolist(), ends.tolist(), strict=True
-            ):
+            self.replacements += runs.dropped
+            i_eager = i_last = 0
+            for k, name in enumerate(runs.names):
+                start, end, size = int(runs.starts[k]), int(runs.ends[k]), int(runs.ends[k] - firsts[k])
                 series = self._series.get(name) or self._new_series(name)
-                run = stamps[start:end]
-                if int(run[0]) > series.last_ts:
-                    series.stamps.frombytes(run.tobytes())
-                    fresh = recent[taken : taken + end - first]
-                    if first > start:
-                        # Only the run's last `window` bars were made: bars held from before
-                        # would sit before a gap, so the run's tail becomes the whole window.
-                        series.window = window = fresh
+                stamps = runs.stamps[start:end]
+                if int(stamps[0]) > series.last_ts:
+                    series.stamps.frombytes(stamps.tobytes())
+                    series.last_ts = int(stamps[-1])
+                    if long[k]:
+                        series.window = []
+                        series.lazy = recent.slice(int(offsets[k]), size)
+                        self._latest[name] = lasts[i_last]
                     else:
+                        self._materialize_locked(series)
                         window = series.window
-                        window.extend(fresh)
+                        window.extend(eager[i_eager : i_eager + size])
                         if len(window) > self._window_cap:
-                            del window[: -self._window]
-                    series.last_ts = int(run[-1])
-                    self._latest[name] = window[-1]
+                            del window[:-keep]
+                        self._latest[name] = window[-1]
                 else:
-                    self._merge_older(series, name, run, table.slice(start, end - start))
-                taken += end - first
+                    self._materialize_locked(series)
+                    rows = table.take(pa.array(runs.order[start:end]))
+                    self._merge_older(series, name, stamps, rows)
+                i_last += int(long[k])
+                i_eager += 0 if long[k] else size
             self._seal_pending()
             self._chunks.extend(table.to_batches())
-            self._pending_rows += rows
+            self._pending_rows += table.num_rows
             waiting = self._pending_rows
         if waiting >= self._flush_rows and self._on_full:
             self._on_full()
-        return int(rows)
+        return int(table.num_rows)
 
     def drain(self) -> tuple[pa.Table, pa.Table]:
         """Take everything on the log, for a flush.
@@ -321,12 +327,17 @@ class AppendBuffer:
         ``stamps`` holds (symbol, ts) of every stored bar sorted by symbol and ts; ``recent``
         the last bars of each symbol, sorted the same way.
         """
+        if recent.num_rows == 0:
+            return
         symbols = stamps.column("symbol").combine_chunks()
         ts = stamps.column("ts").cast(pa.int64()).to_numpy()
-        recent_bars = bars_from_table(recent)
-        by_symbol: dict[str, list[Bar]] = {}
-        for bar in recent_bars:
-            by_symbol.setdefault(bar.symbol, []).append(bar)
+        recent_ends = _run_ends(recent.column("symbol").combine_chunks())
+        recent_starts = np.concatenate(([0], recent_ends[:-1]))
+        lasts = bars_from_table(recent.take(pa.array(recent_ends - 1)))
+        windows = {
+            bar.symbol: (bar, recent.slice(int(first), int(end - first)))
+            for bar, first, end in zip(lasts, recent_starts, recent_ends, strict=True)
+        }
         with self._lock:
             start = 0
             for end in _run_ends(symbols).tolist():
@@ -334,9 +345,8 @@ class AppendBuffer:
                 series = self._series.setdefault(name, _Series())
                 series.stamps = array.array("q", ts[start:end].tobytes())
                 series.last_ts = int(ts[end - 1])
-                series.window = by_symbol.get(name, [])[-self._window:]
-                if series.window:
-                    self._latest[name] = series.window[-1]
+                self._latest[name], series.lazy = windows[name]
+                series.window = []
                 start = end
 
     # -- queries ----------------------------------------------------------------------------
@@ -353,6 +363,9 @@ class AppendBuffer:
             if n < 0:
                 raise ValueError(f"n must be >= 0, got {n}")
             return []
+        if series.lazy is not None:
+            self._materialize(series)
+            return self.last_n(symbol, n)
         if len(window) == len(series.stamps):
             return window[:]
         return self._deep(symbol, n, None)
@@ -364,11 +377,11 @@ class AppendBuffer:
         series = self._series.get(symbol)
         if series is None:
             return []
+        if series.lazy is not None:
+            self._materialize(series)
         window = series.window[:]
         if window and (window[0].ts <= ts or len(window) == len(series.stamps)):
             return window[bisect_left(window, ts, key=_ts_of):]
-        if not window:
-            return []
         return self._deep(symbol, None, ts)
 
     def count(self, symbol: str) -> int:
@@ -449,8 +462,23 @@ class AppendBuffer:
         self._pending_done = 0
         self._generation += 1
 
+    def _materialize(self, series: _Series) -> None:
+        with self._lock:
+            self._materialize_locked(series)
+
+    def _materialize_locked(self, series: _Series) -> None:
+        """Turn a series' Arrow rows into window bars (lock held)."""
+        lazy = series.lazy
+        if lazy is None:
+            return
+        window = bars_from_table(lazy) + series.window
+        # The window first, then the flag: a lock-free reader that sees no flag sees it whole.
+        series.window = window[-self._window :] if len(window) > self._window_cap else window
+        series.lazy = None
+
     def _place_older(self, series: _Series, bar: Bar) -> None:
         """Place a bar that is not newer than its symbol's latest: a correction or a late bar."""
+        self._materialize_locked(series)
         ts = bar.ts
         stamps = series.stamps
         window = series.window  # never empty here: the symbol has bars
@@ -530,23 +558,42 @@ def _ranges(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
     return ranges
 
 
-def _sorted_unique(table: pa.Table) -> tuple[pa.Table, int]:
-    """Sort by (symbol, ts), keep the last arrival of each key; return it and the rows dropped.
+class _Runs:
+    """A batch de-duplicated (last arrival wins) and grouped by symbol, sorted by ts inside.
 
-    Arrow's sort is stable, so of equal keys the last in arrival order comes last.
+    ``table`` keeps arrival order; ``order`` lists its rows sorted by (symbol, ts); run ``k``
+    is ``order[starts[k]:ends[k]]``, of symbol ``names[k]``, with timestamps
+    ``stamps[starts[k]:ends[k]]``.
     """
-    if table.num_rows == 0:
-        return table, 0
-    table = table.take(pc.sort_indices(table, [("symbol", "ascending"), ("ts", "ascending")]))
-    symbol = table.column("symbol").combine_chunks()
-    ts = table.column("ts").combine_chunks()
-    same = pc.and_(pc.equal(symbol[1:], symbol[:-1]), pc.equal(ts[1:], ts[:-1]))
-    dropped = pc.sum(pc.cast(same, pa.int64())).as_py() or 0
-    if dropped:
-        keep = pa.concat_arrays([pc.invert(same), pa.array([True])])
-        table = table.filter(keep)
-    return table, dropped
 
+    def __init__(self, table: pa.Table) -> None:
+        self.table = table
+        self.dropped = 0
+        n = table.num_rows
+        encoded = table.column("symbol").combine_chunks().dictionary_encode()
+        codes = encoded.indices.to_numpy()
+        ts = table.column("ts").cast(pa.int64()).to_numpy()
+        # Sorting int codes beats sorting strings; lexsort is stable, so of equal keys the
+        # last arrival sorts last.
+        order = np.lexsort((ts, codes))
+        codes, ts = codes[order], ts[order]
+        same = (codes[1:] == codes[:-1]) & (ts[1:] == ts[:-1])
+        self.dropped = int(same.sum())
+        if self.dropped:
+            kept = np.append(~same, True)
+            mask = np.ones(n, dtype=bool)
+            mask[order[:-1][same]] = False
+            self.table = table.filter(pa.array(mask))
+            order = (np.cumsum(mask) - 1)[order[kept]]
+            codes, ts = codes[kept], ts[kept]
+        change = np.nonzero(codes[1:] != codes[:-1])[0] + 1
+        self.order = order
+        self.stamps = ts
+        self.starts = np.concatenate(([0], change)).astype(np.int64)
+        self.ends = np.append(change, len(codes)).astype(np.int64)
+        self.names: list[str] = (
+            encoded.dictionary.take(pa.array(codes[self.starts])).to_pylist() if n else []
+        )
 
 def _log_table(
     chunks: list[pa.RecordBatch | list[Bar]], replaced: set[tuple[str, int]]
@@ -558,7 +605,7 @@ def _log_table(
     batches = [rows_to_batch(c) if isinstance(c, list) else c for c in chunks]
     bars = pa.Table.from_batches(batches, schema=BAR_SCHEMA) if batches else empty_table()
     if replaced:
-        bars, _ = _sorted_unique(bars)
+        bars = _Runs(bars).table
     keys = pa.table(
         {
             "symbol": pa.array([k[0] for k in replaced], pa.string()),

@@ -71,6 +71,7 @@ class BarStore:
                 self._con.execute(self.queries["create_bars_table"])
             self._check_table()
             self._view: str | None = None
+            self._published: Snapshot | None = None
             self._publish(empty_table(), _EMPTY_KEYS)
         except duckdb.Error as exc:
             self._con.close()
@@ -186,6 +187,10 @@ class BarStore:
 
     def _publish(self, unflushed: pa.Table, replaced: pa.Table) -> None:
         """Point the `bars` view at the current log (called with the lock held)."""
+        published = self._published
+        if published is not None and published[0] is unflushed and published[1] is replaced:
+            return  # the buffer hands out the same tables while the log is unchanged
+        self._published = (unflushed, replaced)
         self._con.register("_unflushed", unflushed)
         self._con.register("_replaced", replaced)
         view = "create_bars_view" if replaced.num_rows else "create_bars_view_plain"
