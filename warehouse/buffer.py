@@ -261,7 +261,8 @@ class AppendBuffer:
             self.replacements += runs.dropped
             i_eager = i_last = 0
             for k, name in enumerate(runs.names):
-                start, end, size = int(runs.starts[k]), int(runs.ends[k]), int(runs.ends[k] - firsts[k])
+                start, end = int(runs.starts[k]), int(runs.ends[k])
+                size = end - int(firsts[k])
                 series = self._series.get(name) or self._new_series(name)
                 stamps = runs.stamps[start:end]
                 if int(stamps[0]) > series.last_ts:
