@@ -42,6 +42,7 @@ def empty_con() -> Iterator[duckdb.DuckDBPyConnection]:
                          "ts": pa.array([], BAR_SCHEMA.field("ts").type)})
         con.register("_flush_batch", empty_table())
         con.register("_flush_replaced", keys)
+        con.register("_journal", empty_table())
         yield con
 
 

@@ -349,8 +349,9 @@ class Bench:
 
     # -- append ----------------------------------------------------------------------------
 
-    def _append_ours(self, watch: GcWatch) -> tuple[float, Warehouse]:
-        wh = Warehouse(self._path("append"))  # default flusher: 100k rows or 1 s, checkpoints
+    def _append_ours(self, watch: GcWatch, *, journal: bool = False) -> tuple[float, Warehouse]:
+        # Default flusher: 100k rows or 1 s, checkpoints.
+        wh = Warehouse(self._path("append-journal" if journal else "append"), journal=journal)
         append = wh.append
         with watch:
             started = perf_counter()
@@ -407,6 +408,13 @@ class Bench:
             "append 1 bar, validated", _rate(rate), "seed add_bar", _rate(base_rate), ratio,
             f">= {APPEND_RATE / 1e6:.1f} M/s, <= {APPEND_VS_SEED:.2f}x",
             rate >= APPEND_RATE and ratio <= APPEND_VS_SEED,
+        ))
+        _progress("append: warehouse with journal=True")
+        journaled, wh = self._append_ours(GcWatch(), journal=True)
+        wh.close()
+        self.rows.append(Row(
+            "append 1 bar, journal=True", _rate(self.n_bars / journaled), "append, no journal",
+            _rate(rate), journaled / statistics.median(ours), "(info: the journal's cost)", None,
         ))
         flushes = self.wh.stats()
         per_bar = self.n_bars * self.repeat / 1e9

@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from warehouse.errors import InvalidBarError, WarehouseError
+from warehouse.journal import Journal
 from warehouse.schema import (
     BAR_SCHEMA,
     MAX_TS,
@@ -74,6 +75,8 @@ class AppendBuffer:
         Called from the appending thread when the log reaches ``flush_rows``.
     deep_reader
         Answers reads that reach past the window (the warehouse wires DuckDB in here).
+    journal
+        Where every accepted bar is also recorded before `append` or `extend` returns.
 
     Attributes
     ----------
@@ -100,6 +103,7 @@ class AppendBuffer:
         flush_rows: int = 100_000,
         on_full: Callable[[], None] | None = None,
         deep_reader: DeepReader | None = None,
+        journal: Journal | None = None,
     ) -> None:
         if window < 1:
             raise ValueError(f"window must be at least 1, got {window}")
@@ -110,6 +114,9 @@ class AppendBuffer:
         self._window_cap = window + max(16, window // 4)
         self._flush_rows = flush_rows
         self._on_full = on_full
+        self.journal = journal  # fixed at construction: the append closure holds it
+        #: The journal segment sealed by the last `drain` (None without a journal).
+        self.journal_mark: int | None = None
         self.deep_reader = deep_reader
         self._lock = threading.Lock()
         self._series: dict[str, _Series] = {}
@@ -145,6 +152,7 @@ class AppendBuffer:
         keep, cap, flush_rows = self._window, self._window_cap, self._flush_rows
         new_series, place_older, explain = self._new_series, self._place_older, self._explain
         on_full = self._on_full
+        journal_bar = None if self.journal is None else self.journal.write_bar
         inf, min_ts, max_ts, as_float = _INF, MIN_TS, MAX_TS, float
         new_bar, bar_type = _new_bar, Bar
 
@@ -212,6 +220,8 @@ class AppendBuffer:
                 else:
                     place_older(series, bar)
                 pending.append(bar)
+                if journal_bar is not None:
+                    journal_bar(bar)
                 if len(pending) == flush_rows and on_full is not None:
                     on_full()
             finally:
@@ -258,6 +268,8 @@ class AppendBuffer:
             for name in runs.names:
                 if name not in self._series:
                     check_symbol(name)
+            if self.journal is not None:
+                self.journal.write_batch(table)
             self.replacements += runs.dropped
             i_eager = i_last = 0
             for k, name in enumerate(runs.names):
@@ -305,6 +317,7 @@ class AppendBuffer:
         """
         with self._lock:
             self._seal_pending()
+            self.journal_mark = None if self.journal is None else self.journal.seal()
             chunks, self._chunks = self._chunks, []
             replaced, self._replaced = self._replaced, set()
             self._pending_rows = 0

@@ -137,6 +137,15 @@ def check_symbol(symbol: object, ts: object = None) -> str:
         )
     if re.search(_BAD_SYMBOL, symbol):
         raise InvalidBarError(symbol, ts, "symbol", symbol, "is blank or has control characters")
+    if not symbol.isascii():
+        # A lone surrogate cannot become UTF-8: accepted, it would fail every later Arrow
+        # conversion (SQL snapshot, flush) and take the valid bars on the log down with it.
+        try:
+            symbol.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidBarError(
+                symbol, ts, "symbol", symbol, "is not valid Unicode (a lone surrogate)"
+            ) from None
     return symbol
 
 

@@ -120,6 +120,16 @@ class BarStore:
                     with contextlib.suppress(duckdb.Error):
                         con.unregister(name)
 
+    def register(self, name: str, table: pa.Table) -> None:
+        """Make an Arrow table queryable under ``name`` (until `unregister`)."""
+        with self.lock:
+            self._con.register(name, table)
+
+    def unregister(self, name: str) -> None:
+        """Drop a name made by `register`."""
+        with self.lock:
+            self._con.unregister(name)
+
     def checkpoint(self) -> None:
         """Write the WAL into the database file (also shrinks the table about 2x)."""
         self.execute("CHECKPOINT")

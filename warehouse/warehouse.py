@@ -17,6 +17,7 @@ import pyarrow as pa
 from warehouse.buffer import AppendBuffer, bars_from_table
 from warehouse.errors import StoreError, WarehouseError
 from warehouse.export import Compression, ExportResult, Progress, export_parquet
+from warehouse.journal import Journal
 from warehouse.queries import load_queries
 from warehouse.schema import MAX_TS, MIN_TS, Bar, to_micros
 from warehouse.store import BarStore, Params
@@ -42,6 +43,10 @@ class Warehouse:
         Checkpoint the DuckDB file (from the flusher thread) after this many flushed bars.
     read_only
         Open an existing file for reading only (SQL, Polars, hot reads of stored bars).
+    journal
+        Also record every bar in ``<path>.journal/`` before `append`/`extend` return, so a
+        killed process loses no acknowledged bar; on open, bars journaled but not flushed are
+        replayed.
     sql_dir
         Read named queries from this folder instead of the package's ``sql/``.
 
@@ -84,17 +89,21 @@ class Warehouse:
         window: int = 64,
         checkpoint_rows: int = 2_000_000,
         read_only: bool = False,
+        journal: bool = False,
         sql_dir: str | Path | None = None,
     ) -> None:
         if flush_interval is not None and flush_interval <= 0:
             raise ValueError(f"flush_interval must be positive or None, got {flush_interval}")
+        if journal and (read_only or str(path) == ":memory:"):
+            raise ValueError("journal=True needs a warehouse file opened for writing")
         self._store = BarStore(path, read_only=read_only, queries=load_queries(sql_dir))
+        self._journal = Journal(f"{path}.journal") if journal else None
         self.queries = self._store.queries
         self.read_only = read_only
         self._wake = threading.Event()
         self._buffer = AppendBuffer(
             window=window, flush_rows=flush_rows, on_full=self._wake.set,
-            deep_reader=self._deep_read,
+            deep_reader=self._deep_read, journal=self._journal,
         )
         buffer = self._buffer
         with self._store.lock:
@@ -102,6 +111,10 @@ class Warehouse:
                 self._store.arrow(self.queries["stored_keys"]),
                 self._store.arrow(self.queries["recent_bars_per_symbol"], {"n": window}),
             )
+        self._since_checkpoint = 0
+        self.flush_seconds: deque[float] = deque(maxlen=10_000)
+        if self._journal is not None:
+            self._replay_journal(self._journal)
         # The hot path is the buffer's own bound methods: no extra call layer.
         self.append = self._refuse_writes if read_only else buffer.append
         self.latest = buffer.latest
@@ -111,8 +124,6 @@ class Warehouse:
         self.latest_many = buffer.latest_many
         self._flush_interval = flush_interval
         self._checkpoint_rows = checkpoint_rows
-        self._since_checkpoint = 0
-        self.flush_seconds: deque[float] = deque(maxlen=10_000)
         self.flush_error: WarehouseError | None = None
         self._closed = False
         self._stopping = False
@@ -141,16 +152,18 @@ class Warehouse:
         """
         with self._store.lock:
             bars, replaced = self._buffer.drain()
-            if bars.num_rows == 0 and replaced.num_rows == 0:
-                return 0
-            started = time.perf_counter()
-            try:
-                self._store.write(bars, replaced)
-            except StoreError:
-                self._buffer.requeue(bars, replaced)
-                raise
-            self.flush_seconds.append(time.perf_counter() - started)
-            self._since_checkpoint += bars.num_rows
+            mark = self._buffer.journal_mark
+            if bars.num_rows or replaced.num_rows:
+                started = time.perf_counter()
+                try:
+                    self._store.write(bars, replaced)
+                except StoreError:
+                    self._buffer.requeue(bars, replaced)
+                    raise
+                self.flush_seconds.append(time.perf_counter() - started)
+                self._since_checkpoint += bars.num_rows
+            if self._journal is not None and mark is not None:
+                self._journal.release(mark)  # what it held is committed now
         return int(bars.num_rows)
 
     def checkpoint(self) -> None:
@@ -181,12 +194,18 @@ class Warehouse:
         self._wake.set()
         if self._flusher is not None:
             self._flusher.join()
+        flushed = False
         try:
             if not self.read_only:
                 self.checkpoint()
+                flushed = True
         finally:
             self._closed = True
             self.append = self._refuse_writes
+            if self._journal is not None:
+                self._journal.close()
+                if flushed:  # every bar is in the file: no segment is needed any more
+                    self._journal.release(self._journal.sequence)
             self._store.close()
 
     # -- queries ----------------------------------------------------------------------------
@@ -272,6 +291,8 @@ class Warehouse:
             if self._stopping:
                 return
             try:
+                if self._journal is not None:
+                    self._journal.sync()  # group commit against power loss
                 self.flush()
                 if self._since_checkpoint >= self._checkpoint_rows:
                     self.checkpoint()
@@ -280,6 +301,22 @@ class Warehouse:
                 # Bars stay on the log; the next interval retries. Readers see them meanwhile.
                 self.flush_error = exc
                 time.sleep(self._flush_interval or 1.0)
+
+    def _replay_journal(self, journal: Journal) -> None:
+        """Re-ingest journaled bars that a crash kept from DuckDB, then flush them."""
+        if not journal.leftover:
+            return
+        last = int(journal.leftover[-1].stem)
+        table = journal.read_leftover()
+        with self._store.lock:
+            self._store.register("_journal", table)
+            try:
+                missing = self._store.arrow(self.queries["journal_bars_not_stored"])
+            finally:
+                self._store.unregister("_journal")
+        self._buffer.extend(missing)
+        self.flush()
+        journal.release(last)
 
     def _deep_read(self, symbol: str, n: int | None, since: int | None) -> list[Bar]:
         if n is not None:
