@@ -750,3 +750,22 @@ def test_append_after_lazy_extend_keeps_order_and_replaces(file_wh: Any, bar: Ma
     assert wh.replacements == 1
     wh.flush()
     assert wh.last_n("AAPL", 41) == [*full[:-4], correction, *full[-3:], newer]
+
+
+def test_clear_forgets_every_bar_and_the_file_takes_new_ones(file_wh: Any, bar: MakeBar) -> None:
+    wh = file_wh(window=4)
+    wh.extend(_session(3, 20))
+    wh.flush()
+    wh.append(*bar("AAPL", 10_000))
+    wh.clear()
+    assert wh.symbols() == []
+    assert wh.latest("AAPL") is None
+    assert wh.count("AAPL") == 0
+    assert wh.last_n("AAPL", 10) == []
+    assert wh.replacements == 0
+    assert wh.sql("SELECT count(*) AS n FROM bars")["n"][0].as_py() == 0
+    wh.append(*bar("AAPL", 1))
+    wh.close()
+    again = file_wh(window=4)
+    assert again.count("AAPL") == 1
+    assert again.sql("SELECT count(*) AS n FROM bars")["n"][0].as_py() == 1

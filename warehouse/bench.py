@@ -77,6 +77,7 @@ SQL_VS_PLAIN = 1.0
 RESAMPLE_SECONDS = 0.4
 EXPORT_VS_COPY = 1.5
 BYTES_PER_BAR = 100.0
+SESSIONS = 10  # sessions ingested, exported and cleared in one process (memory stays bounded)
 
 _started = perf_counter()
 
@@ -814,6 +815,17 @@ class Bench:
             "resident memory per bar", f"{ours:.0f} B", "seed deque of namedtuples",
             f"{base:.0f} B", ours / base, f"<= {BYTES_PER_BAR:.0f} B", ours <= BYTES_PER_BAR,
         ))
+        _progress(f"memory: {SESSIONS} sessions (extend, export, clear), in a fresh subprocess")
+        sessions = _run_memory_probe("sessions", self.symbols, self.minutes, raw=True)
+        if sessions is None:
+            self._check(False, "memory: the sessions probe failed")
+            return
+        first, worst = sessions["first"], sessions["worst"]
+        self.rows.append(Row(
+            f"RSS, worst of sessions 2-{SESSIONS}", f"{worst / 2**20:.0f} MiB",
+            "RSS after session 1", f"{first / 2**20:.0f} MiB", worst / first,
+            "<= 1.10x (bounded)", worst <= 1.10 * first,
+        ))
 
     def close(self) -> None:
         """Close what is still open."""
@@ -826,7 +838,9 @@ class Bench:
 # -- memory probes (each runs in its own interpreter) ------------------------------------------
 
 
-def _run_memory_probe(kind: str, symbols: int, minutes: int) -> float | None:
+def _run_memory_probe(
+    kind: str, symbols: int, minutes: int, *, raw: bool = False
+) -> Any:
     package_parent = str(Path(__file__).resolve().parent.parent)
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_parent, env.get("PYTHONPATH")]))
@@ -836,7 +850,8 @@ def _run_memory_probe(kind: str, symbols: int, minutes: int) -> float | None:
     if done.returncode != 0:
         print(done.stderr[-2000:], file=sys.stderr)
         return None
-    return float(json.loads(done.stdout.strip().splitlines()[-1])["bytes_per_bar"])
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    return figures if raw else float(figures["bytes_per_bar"])
 
 
 def _memory_probe(kind: str, symbols: int, minutes: int) -> dict[str, float]:
@@ -846,6 +861,8 @@ def _memory_probe(kind: str, symbols: int, minutes: int) -> dict[str, float]:
     reading, so the delta holds the stored bars and the structure's own overhead only.
     """
     session = generate_session(symbols, minutes)
+    if kind == "sessions":
+        return _sessions_probe(session)
     with tempfile.TemporaryDirectory(prefix="warehouse-mem-") as tmp:
         small = generate_session(10, 5)
         with Warehouse(Path(tmp) / "warm.duckdb") as warm:
@@ -870,6 +887,24 @@ def _memory_probe(kind: str, symbols: int, minutes: int) -> dict[str, float]:
         if isinstance(held, Warehouse):
             held.close()
     return figure
+
+
+def _sessions_probe(session: pa.Table) -> dict[str, float]:
+    """RSS with a session loaded, for sessions ingested, exported and cleared in one process.
+
+    The first session's figure is the working set the others must stay within.
+    """
+    readings: list[int] = []
+    with tempfile.TemporaryDirectory(prefix="warehouse-sessions-") as tmp, Warehouse(
+        Path(tmp) / "sessions.duckdb"
+    ) as wh:
+        for day in range(SESSIONS):
+            wh.extend(session)
+            wh.export_parquet(Path(tmp) / "archive" / str(day))
+            gc.collect()
+            readings.append(_rss())
+            wh.clear()
+    return {"first": readings[0], "worst": max(readings[1:])}
 
 
 async def _fill_seed(seed: SeedSessionData, session: pa.Table, per_minute: int) -> None:
@@ -897,7 +932,8 @@ def _parser() -> argparse.ArgumentParser:
                         help=f"a fast smoke run: {QUICK_SYMBOLS} symbols, 1 repeat")
     parser.add_argument("--repeat", type=int, default=None,
                         help="runs per heavy measurement, median taken (default 3, 1 with --quick)")
-    parser.add_argument("--memory-probe", choices=("warehouse", "seed"), help=argparse.SUPPRESS)
+    parser.add_argument("--memory-probe", choices=("warehouse", "seed", "sessions"),
+                        help=argparse.SUPPRESS)
     return parser
 
 

@@ -166,6 +166,21 @@ class Warehouse:
                 self._journal.release(mark)  # what it held is committed now
         return int(bars.num_rows)
 
+    def clear(self) -> None:
+        """Delete every bar, stored or not, to start a new session in the same file.
+
+        Export the session first: this cannot be undone. Memory and file space are reclaimed.
+        """
+        if self.read_only or self._closed:
+            self._refuse_writes()
+        with self._store.lock:
+            self._store.execute(self.queries["delete_all_bars"])
+            self._buffer.clear()
+            if self._journal is not None:
+                self._journal.release(self._journal.seal())
+            self._store.checkpoint()
+            self._since_checkpoint = 0
+
     def checkpoint(self) -> None:
         """Flush, then fold DuckDB's write-ahead log into the file."""
         with self._store.lock:
