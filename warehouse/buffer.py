@@ -275,7 +275,8 @@ class AppendBuffer:
             for k, name in enumerate(runs.names):
                 start, end = int(runs.starts[k]), int(runs.ends[k])
                 size = end - int(firsts[k])
-                series = self._series.get(name) or self._new_series(name)
+                # Every new name was checked above, before anything changed.
+                series = self._series.get(name) or self._series.setdefault(name, _Series())
                 stamps = runs.stamps[start:end]
                 if int(stamps[0]) > series.last_ts:
                     series.stamps.frombytes(stamps.tobytes())
