@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from warehouse import Bar, BarStore, ExportError, Warehouse, export_parquet
+from warehouse.sample import generate_session
 from warehouse.schema import BAR_SCHEMA
 
 T0 = 1_763_735_400_000_000
@@ -265,3 +266,15 @@ def test_export_root_that_is_a_file_raises_export_error(
     with pytest.raises(ExportError):
         wh.export_parquet(root)
     assert root.read_text() == "x"
+
+
+def test_export_removes_temporary_files_left_by_a_killed_export(tmp_path: Path) -> None:
+    archive = tmp_path / "archive"
+    with Warehouse(":memory:", flush_interval=None) as wh:
+        wh.extend(generate_session(3, 5))
+        (partition,) = {f.parent for f in wh.export_parquet(archive).files}
+        stale = partition / ".bars.parquet.deadbeef.tmp"
+        stale.write_bytes(b"half a file")
+        wh.export_parquet(archive)
+    assert not stale.exists()
+    assert [p.name for p in partition.iterdir()] == ["bars.parquet"]

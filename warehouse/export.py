@@ -96,6 +96,8 @@ def _export_day(store: BarStore, root: Path, day: date, compression: Compression
     )
     try:
         partition.mkdir(parents=True, exist_ok=True)
+        for stale in partition.glob(f".{FILE_NAME}.*.tmp"):
+            stale.unlink()  # left by an export that was killed
         store.execute(sql, {"start": start, "end": start + timedelta(days=1)})
         _fsync(temporary)
         temporary.replace(final)

@@ -97,24 +97,31 @@ class Warehouse:
         if journal and (read_only or str(path) == ":memory:"):
             raise ValueError("journal=True needs a warehouse file opened for writing")
         self._store = BarStore(path, read_only=read_only, queries=load_queries(sql_dir))
-        self._journal = Journal(f"{path}.journal") if journal else None
         self.queries = self._store.queries
         self.read_only = read_only
         self._wake = threading.Event()
-        self._buffer = AppendBuffer(
-            window=window, flush_rows=flush_rows, on_full=self._wake.set,
-            deep_reader=self._deep_read, journal=self._journal,
-        )
-        buffer = self._buffer
-        with self._store.lock:
-            buffer.restore(
-                self._store.arrow(self.queries["stored_keys"]),
-                self._store.arrow(self.queries["recent_bars_per_symbol"], {"n": window}),
-            )
         self._since_checkpoint = 0
         self.flush_seconds: deque[float] = deque(maxlen=10_000)
-        if self._journal is not None:
-            self._replay_journal(self._journal)
+        self._journal: Journal | None = None
+        try:
+            self._journal = Journal(f"{path}.journal") if journal else None
+            self._buffer = buffer = AppendBuffer(
+                window=window, flush_rows=flush_rows, on_full=self._wake.set,
+                deep_reader=self._deep_read, journal=self._journal,
+            )
+            with self._store.lock:
+                buffer.restore(
+                    self._store.arrow(self.queries["stored_keys"]),
+                    self._store.arrow(self.queries["recent_bars_per_symbol"], {"n": window}),
+                )
+            if self._journal is not None:
+                self._replay_journal(self._journal)
+        except BaseException:
+            # A half-opened warehouse must not keep the file (and DuckDB's lock on it).
+            if self._journal is not None:
+                self._journal.close()
+            self._store.close()
+            raise
         # The hot path is the buffer's own bound methods: no extra call layer.
         self.append = self._refuse_writes if read_only else buffer.append
         self.latest = buffer.latest
