@@ -589,8 +589,10 @@ def test_failed_flush_keeps_bars_visible_and_retries(
     assert wh._store.stored_count() == 7
 
 
+@pytest.mark.parametrize("error", [StoreError("transient"), RuntimeError("transient")],
+                         ids=["store-error", "unexpected-error"])
 def test_background_flush_error_is_reported_then_cleared(
-    file_wh: Any, bar: MakeBar, monkeypatch: pytest.MonkeyPatch
+    file_wh: Any, bar: MakeBar, monkeypatch: pytest.MonkeyPatch, error: Exception
 ) -> None:
     wh = file_wh(flush_interval=0.01)
     real_write = wh._store.write
@@ -599,7 +601,7 @@ def test_background_flush_error_is_reported_then_cleared(
 
     def flaky(bars: pa.Table, replaced: pa.Table) -> None:
         if failing.is_set():
-            raise StoreError("transient")
+            raise error
         real_write(bars, replaced)
 
     monkeypatch.setattr(wh._store, "write", flaky)

@@ -13,6 +13,7 @@ the sealed segments are deleted. On restart, the segments left over are replayed
 
 from __future__ import annotations
 
+import contextlib
 import math
 import mmap
 import os
@@ -102,8 +103,10 @@ class Journal:
 
     def sync(self) -> None:
         """Flush the open segment to disk (survives a power cut, not only a kill)."""
-        if self._mm is not None:
-            self._mm.flush()
+        mm = self._mm  # the appending thread may rotate it meanwhile
+        if mm is not None:
+            with contextlib.suppress(ValueError):  # closed by a rotation: nothing left to sync
+                mm.flush()
 
     def release(self, upto: int) -> None:
         """Delete every segment up to number ``upto``: their bars are committed in DuckDB."""

@@ -164,7 +164,8 @@ class Warehouse:
                 started = time.perf_counter()
                 try:
                     self._store.write(bars, replaced)
-                except StoreError:
+                except BaseException:
+                    # Whatever went wrong, the drained bars go back: nothing is lost.
                     self._buffer.requeue(bars, replaced)
                     raise
                 self.flush_seconds.append(time.perf_counter() - started)
@@ -319,9 +320,12 @@ class Warehouse:
                 if self._since_checkpoint >= self._checkpoint_rows:
                     self.checkpoint()
                 self.flush_error = None
-            except WarehouseError as exc:
+            except Exception as exc:  # any error: the thread must live to retry
                 # Bars stay on the log; the next interval retries. Readers see them meanwhile.
-                self.flush_error = exc
+                self.flush_error = (
+                    exc if isinstance(exc, WarehouseError)
+                    else StoreError(f"background flush failed: {exc!r}")
+                )
                 time.sleep(self._flush_interval or 1.0)
 
     def _replay_journal(self, journal: Journal) -> None:
