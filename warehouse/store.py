@@ -203,7 +203,12 @@ class BarStore:
         self._published = (unflushed, replaced)
         self._con.register("_unflushed", unflushed)
         self._con.register("_replaced", replaced)
-        view = "create_bars_view" if replaced.num_rows else "create_bars_view_plain"
+        if replaced.num_rows:
+            view = "create_bars_view"
+        elif unflushed.num_rows:
+            view = "create_bars_view_plain"
+        else:  # nothing waits: no union to pay for
+            view = "create_bars_view_flushed"
         if view != self._view:
             self._con.execute(self.queries[view])
             self._view = view
