@@ -123,3 +123,11 @@ def test_generate_writes_requested_size(tmp_path, capsys):
 def test_no_command_prints_help_and_exits_2(capsys):
     assert main([]) == 2
     assert "demo" in capsys.readouterr().out
+
+
+def test_sql_with_archive_queries_history(db, tmp_path, capsys):
+    out = tmp_path / "archive"
+    assert main(["export", "--db", str(db), "--out", str(out)]) == 0
+    assert main(["sql", "SELECT count(*) AS n FROM history", "--db", str(db),
+                 "--archive", str(out)]) == 0
+    assert "150" in capsys.readouterr().out

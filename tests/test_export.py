@@ -278,3 +278,28 @@ def test_export_removes_temporary_files_left_by_a_killed_export(tmp_path: Path) 
         wh.export_parquet(archive)
     assert not stale.exists()
     assert [p.name for p in partition.iterdir()] == ["bars.parquet"]
+
+
+def test_history_view_reads_the_archive_days_next_to_todays_bars(tmp_path: Path) -> None:
+    from datetime import date
+
+    archive = tmp_path / "archive"
+    days = [generate_session(4, 10, day=date(2025, 11, d)) for d in (20, 21)]
+    with Warehouse(tmp_path / "wh.duckdb", archive=archive, flush_interval=None) as wh:
+        assert wh.sql("SELECT count(*) AS n FROM history")["n"][0].as_py() == 0
+        for day in days:
+            wh.extend(day)
+            wh.export_parquet()  # to the archive: history now holds the day
+            wh.clear()
+    (archive / "date=2025-11-21" / ".bars.parquet.x.tmp").write_bytes(b"partial")
+    with Warehouse(tmp_path / "wh.duckdb", archive=archive, flush_interval=None) as tomorrow:
+        counts = tomorrow.sql(
+            "SELECT date, count(*) AS n FROM history GROUP BY date ORDER BY date"
+        ).to_pylist()
+        assert counts == [{"date": date(2025, 11, d), "n": 40} for d in (20, 21)]
+        assert tomorrow.sql("SELECT count(*) AS n FROM bars")["n"][0].as_py() == 0
+
+
+def test_export_without_directory_or_archive_raises(wh: Warehouse) -> None:
+    with pytest.raises(ValueError, match="archive"):
+        wh.export_parquet()

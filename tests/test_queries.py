@@ -26,10 +26,16 @@ PACKAGE = Path(__file__).resolve().parent.parent / "warehouse"
 NOT_PREPARABLE = re.compile(r"^\s*CREATE\b", re.IGNORECASE | re.MULTILINE)
 
 
+# A real Parquet file of bars, for the statements that read the archive.
+ARCHIVE_FILE = Path(__file__).resolve().parent.parent / "data" / "sample_session.parquet"
+
+
 def statement(path: Path) -> str:
     text = path.read_text(encoding="utf-8")
     if path.stem == "export_day":
         text = text.format(path="/nonexistent/dummy.parquet", compression="zstd")
+    if path.stem == "create_history_view":
+        text = text.format(files=str(ARCHIVE_FILE))
     return text
 
 

@@ -104,6 +104,8 @@ def _db_options(parser: argparse.ArgumentParser) -> None:
                         help="bind $NAME; VALUE is JSON (numbers, lists, \"strings\"), an ISO "
                         "timestamp with offset, or else a plain string; repeatable")
     parser.add_argument("--rows", type=int, default=20, help="rows to print (default: 20)")
+    parser.add_argument("--archive", type=Path, default=None,
+                        help="Parquet archive to query as the view `history`")
 
 
 def _parse_params(items: list[str]) -> dict[str, Any]:
@@ -131,20 +133,20 @@ def _print_frame(frame: pl.DataFrame, rows: int) -> None:
         print(frame)
 
 
-def _open_read_only(path: Path) -> Warehouse:
-    if not path.exists():
-        raise WarehouseError(f"{path} does not exist")
-    return Warehouse(path, read_only=True)
+def _open_read_only(args: argparse.Namespace) -> Warehouse:
+    if not args.db.exists():
+        raise WarehouseError(f"{args.db} does not exist")
+    return Warehouse(args.db, read_only=True, archive=args.archive)
 
 
 def _sql(args: argparse.Namespace) -> int:
-    with _open_read_only(args.db) as wh:
+    with _open_read_only(args) as wh:
         _print_frame(wh.sql_polars(args.query, _parse_params(args.param) or None), args.rows)
     return 0
 
 
 def _query(args: argparse.Namespace) -> int:
-    with _open_read_only(args.db) as wh:
+    with _open_read_only(args) as wh:
         text = wh.queries[args.name]
         _print_frame(wh.sql_polars(text, _parse_params(args.param) or None), args.rows)
     return 0

@@ -86,6 +86,23 @@ def export_parquet(
     return ExportResult(root, tuple(files), rows)
 
 
+def publish_history(store: BarStore, directory: str | Path) -> None:
+    """Define the view ``history`` over the archive at ``directory`` (empty while it has no day).
+
+    Only finished files (``date=*/bars.parquet``) are read: never a temporary one.
+    """
+    root = Path(directory)
+    if any(root.glob(f"date=*/{FILE_NAME}")):
+        files = str(root / "date=*" / FILE_NAME).replace("'", "''")
+        sql = store.queries["create_history_view"].format(files=files)
+    else:
+        sql = store.queries["create_history_view_empty"]
+    try:
+        store.execute(sql)
+    except StoreError as exc:
+        raise ExportError(f"cannot read the archive {root}: {exc}") from exc
+
+
 def _export_day(store: BarStore, root: Path, day: date, compression: Compression) -> Path:
     partition = root / f"date={day.isoformat()}"
     final = partition / FILE_NAME

@@ -16,7 +16,13 @@ import pyarrow as pa
 
 from warehouse.buffer import AppendBuffer, bars_from_table
 from warehouse.errors import StoreError, WarehouseError
-from warehouse.export import Compression, ExportResult, Progress, export_parquet
+from warehouse.export import (
+    Compression,
+    ExportResult,
+    Progress,
+    export_parquet,
+    publish_history,
+)
 from warehouse.journal import Journal
 from warehouse.queries import load_queries
 from warehouse.schema import MAX_TS, MIN_TS, Bar, to_micros
@@ -47,6 +53,9 @@ class Warehouse:
         Also record every bar in ``<path>.journal/`` before `append`/`extend` return, so a
         killed process loses no acknowledged bar; on open, bars journaled but not flushed are
         replayed.
+    archive
+        The Parquet archive: `export_parquet` writes there by default, and SQL sees its days
+        as the view ``history`` (with a ``date`` column), next to today's ``bars``.
     sql_dir
         Read named queries from this folder instead of the package's ``sql/``.
 
@@ -90,6 +99,7 @@ class Warehouse:
         checkpoint_rows: int = 2_000_000,
         read_only: bool = False,
         journal: bool = False,
+        archive: str | Path | None = None,
         sql_dir: str | Path | None = None,
     ) -> None:
         if flush_interval is not None and flush_interval <= 0:
@@ -103,7 +113,10 @@ class Warehouse:
         self._since_checkpoint = 0
         self.flush_seconds: deque[float] = deque(maxlen=10_000)
         self._journal: Journal | None = None
+        self.archive = None if archive is None else Path(archive)
         try:
+            if self.archive is not None:
+                publish_history(self._store, self.archive)
             self._journal = Journal(f"{path}.journal") if journal else None
             self._buffer = buffer = AppendBuffer(
                 window=window, flush_rows=flush_rows, on_full=self._wake.set,
@@ -198,16 +211,26 @@ class Warehouse:
 
     def export_parquet(
         self,
-        directory: str | Path,
+        directory: str | Path | None = None,
         *,
         compression: Compression = "zstd",
         progress: Progress | None = None,
     ) -> ExportResult:
-        """Flush, then write the session to Parquet (see `warehouse.export.export_parquet`)."""
+        """Flush, then write the session to Parquet (see `warehouse.export.export_parquet`).
+
+        ``directory`` defaults to the warehouse's ``archive``; exporting there refreshes the
+        ``history`` view.
+        """
+        target = directory if directory is not None else self.archive
+        if target is None:
+            raise ValueError("export_parquet needs a directory (or open with archive=...)")
         with self._store.lock:
             self.flush()
-            return export_parquet(self._store, directory, compression=compression,
-                                  progress=progress)
+            result = export_parquet(self._store, target, compression=compression,
+                                    progress=progress)
+            if self.archive is not None and Path(target).resolve() == self.archive.resolve():
+                publish_history(self._store, self.archive)
+            return result
 
     def close(self) -> None:
         """Stop the flusher, flush what waits, checkpoint and close the file. Idempotent."""
