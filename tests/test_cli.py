@@ -131,3 +131,10 @@ def test_sql_with_archive_queries_history(db, tmp_path, capsys):
     assert main(["sql", "SELECT count(*) AS n FROM history", "--db", str(db),
                  "--archive", str(out)]) == 0
     assert "150" in capsys.readouterr().out
+
+
+def test_bench_runs_end_to_end_on_a_tiny_session(capsys):
+    assert main(["bench", "--symbols", "30", "--minutes", "20", "--repeat", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "append 1 bar, validated" in out
+    assert "targets met:" in out

@@ -183,7 +183,8 @@ def diagnose(
         except (TypeError, ValueError):
             return InvalidBarError(symbol, micros, field, raw, f"is {raw!r}, not a number")
         if not math.isfinite(value):
-            return InvalidBarError(symbol, micros, field, raw, f"is {value}; prices must be finite")
+            kind = "volumes" if field == "volume" else "prices"
+            return InvalidBarError(symbol, micros, field, raw, f"is {value}; {kind} must be finite")
         values[field] = value
     high_, low_ = values["high"], values["low"]
     if high_ < low_:
