@@ -12,7 +12,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from warehouse import Warehouse
+from warehouse import StoreError, Warehouse
 from warehouse.buffer import bars_from_table
 from warehouse.journal import MAGIC, Journal
 from warehouse.sample import generate_session
@@ -44,6 +44,15 @@ CHILD = textwrap.dedent(
     time.sleep(60)
     """
 )
+
+
+def abandon(wh: Warehouse) -> None:
+    """Drop a warehouse as a kill would: no flush, no checkpoint, journal segments left."""
+    assert wh._journal is not None
+    wh._journal.close()
+    wh._store.close()
+    wh._stopping = True
+    wh._wake.set()
 
 
 def _stored(db: Path) -> pa.Table:
@@ -104,11 +113,7 @@ def test_replay_skips_bars_already_stored_and_applies_corrections(tmp_path: Path
     correction = bars[0]._replace(close=bars[0].low)
     wh.append(*correction)
     wh.append(*bars[1])  # the same values again: nothing to replay for it
-    # Simulate a kill: drop the warehouse without close(), so nothing more is flushed.
-    wh._journal.close()
-    wh._store.close()
-    wh._stopping = True
-    wh._wake.set()
+    abandon(wh)
     with Warehouse(db, journal=True, flush_interval=None) as again:
         assert again.count(bars[0].symbol) == SESSION.slice(0, 60).filter(
             pa.compute.equal(SESSION.slice(0, 60).column("symbol"), bars[0].symbol)).num_rows
@@ -156,3 +161,18 @@ def test_segment_rotates_when_full(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     again = Journal(tmp_path / "j")
     assert len(again.leftover) > 2
     assert again.read_leftover().equals(SESSION.slice(0, 300))
+
+
+def test_open_without_journal_refuses_unreplayed_segments(tmp_path: Path) -> None:
+    db = tmp_path / "wh.duckdb"
+    wh = Warehouse(db, journal=True, flush_interval=None)
+    wh.extend(SESSION.slice(0, 10))
+    abandon(wh)
+    with pytest.raises(StoreError, match="journal=True"):
+        Warehouse(db, flush_interval=None)
+    with Warehouse(db, read_only=True) as reader:  # readers are not in the way
+        assert reader.count(SESSION.column("symbol")[0].as_py()) == 0
+    with Warehouse(db, journal=True, flush_interval=None) as again:
+        assert again.sql("SELECT count(*) AS n FROM bars")["n"][0].as_py() == 10
+    with Warehouse(db, flush_interval=None) as plain:
+        assert plain.sql("SELECT count(*) AS n FROM bars")["n"][0].as_py() == 10

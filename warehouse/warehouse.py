@@ -106,6 +106,12 @@ class Warehouse:
             raise ValueError(f"flush_interval must be positive or None, got {flush_interval}")
         if journal and (read_only or str(path) == ":memory:"):
             raise ValueError("journal=True needs a warehouse file opened for writing")
+        if not journal and not read_only and any(Path(f"{path}.journal").glob("*.journal")):
+            # Taking bars now would leave the journaled ones to be replayed later, over them.
+            raise StoreError(
+                f"{path}.journal holds bars that a crash kept from the file; open it once with "
+                "journal=True to replay them"
+            )
         self._store = BarStore(path, read_only=read_only, queries=load_queries(sql_dir))
         self.queries = self._store.queries
         self.read_only = read_only
