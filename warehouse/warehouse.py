@@ -6,7 +6,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -25,7 +25,7 @@ from warehouse.export import (
 )
 from warehouse.journal import Journal
 from warehouse.queries import load_queries
-from warehouse.schema import MAX_TS, MIN_TS, Bar, to_micros
+from warehouse.schema import EPOCH, MAX_TS, MIN_TS, Bar, to_micros
 from warehouse.store import BarStore, Params
 
 
@@ -404,4 +404,4 @@ class Warehouse:
 
 
 def _as_datetime(micros: int) -> datetime:
-    return Bar("", micros, 0, 0, 0, 0, 0).time
+    return EPOCH + timedelta(microseconds=micros)
