@@ -230,5 +230,5 @@ def _demo(args: argparse.Namespace) -> int:
         result = wh.export_parquet(args.out)
     print(f"\nwarehouse file: {args.db}")
     print(f"parquet: {result.rows:,} bars in {', '.join(str(f) for f in result.files)}")
-    print(f"try: warehouse sql \"SELECT count(*) FROM bars\" --db {args.db}")
+    print(f"try: python -m warehouse sql \"SELECT count(*) FROM bars\" --db {args.db}")
     return 0
