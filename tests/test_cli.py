@@ -138,3 +138,13 @@ def test_bench_runs_end_to_end_on_a_tiny_session(capsys):
     out = capsys.readouterr().out
     assert "append 1 bar, validated" in out
     assert "targets met:" in out
+
+
+def test_readme_shows_every_subcommand():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("## Command line", 1)[1].split("\n## ", 1)[0]
+    actions = [a for a in _parser()._actions if a.dest == "command"]
+    for name in actions[0].choices:
+        assert f"python -m warehouse {name}" in section, f"README lacks `{name}`"
