@@ -177,10 +177,10 @@ class Warehouse:
             DuckDB refused; the bars stay on the log, to be retried.
         """
         with self._store.lock:
+            started = time.perf_counter()
             bars, replaced = self._buffer.drain()
             mark = self._buffer.journal_mark
             if bars.num_rows or replaced.num_rows:
-                started = time.perf_counter()
                 try:
                     self._store.write(bars, replaced)
                 except BaseException:
