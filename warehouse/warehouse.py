@@ -266,7 +266,8 @@ class Warehouse:
         """Run SQL over ``bars`` (every bar, flushed or not) and return a pyarrow Table.
 
         Parameters are bound (``$name`` with a mapping, ``?`` with a sequence), never formatted
-        into the text.
+        into the text. Meant for reading: a statement that writes to ``session_bars`` behind the
+        warehouse's back leaves the hot reads (and counts) out of step with the table.
         """
         with self._store.lock:
             return self._store.arrow(query, params, self._buffer.snapshot())
