@@ -323,7 +323,7 @@ class AppendBuffer:
             replaced, self._replaced = self._replaced, set()
             self._pending_rows = 0
             self._snapshot = None
-        return _log_table(chunks, replaced)
+        return _log_table(_as_batches(chunks), replaced)
 
     def clear(self) -> None:
         """Forget every bar: hot state, log and counters (the containers are kept in place)."""
@@ -457,7 +457,7 @@ class AppendBuffer:
             batches = list(self._pending_batches)
             fresh = self._pending[done:]
             replaced = set(self._replaced)
-        converted = [rows_to_batch(c) if isinstance(c, list) else c for c in chunks]
+        converted = _as_batches(chunks)
         pending = rows_to_batch(fresh) if fresh else None
         with self._lock:
             if self._generation == key[0]:
@@ -598,7 +598,6 @@ class _Runs:
 
     def __init__(self, table: pa.Table) -> None:
         self.table = table
-        self.dropped = 0
         n = table.num_rows
         encoded = table.column("symbol").combine_chunks().dictionary_encode()
         codes = encoded.indices.to_numpy()
@@ -625,14 +624,19 @@ class _Runs:
             encoded.dictionary.take(pa.array(codes[self.starts])).to_pylist() if n else []
         )
 
+
+def _as_batches(chunks: list[pa.RecordBatch | list[Bar]]) -> list[pa.RecordBatch]:
+    """The log's chunks as record batches (lists of single appends converted)."""
+    return [rows_to_batch(c) if isinstance(c, list) else c for c in chunks]
+
+
 def _log_table(
-    chunks: list[pa.RecordBatch | list[Bar]], replaced: set[tuple[str, int]]
+    batches: list[pa.RecordBatch], replaced: set[tuple[str, int]]
 ) -> tuple[pa.Table, pa.Table]:
-    """The log's chunks as one table, and the replaced keys as another.
+    """The log's batches as one table, and the replaced keys as another.
 
     If any key was replaced, only the last arrival of each key is kept.
     """
-    batches = [rows_to_batch(c) if isinstance(c, list) else c for c in chunks]
     bars = pa.Table.from_batches(batches, schema=BAR_SCHEMA) if batches else empty_table()
     if replaced:
         bars = _Runs(bars).table

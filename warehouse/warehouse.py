@@ -362,7 +362,6 @@ class Warehouse:
         """Re-ingest journaled bars that a crash kept from DuckDB, then flush them."""
         if not journal.leftover:
             return
-        last = int(journal.leftover[-1].stem)
         table = journal.read_leftover()
         with self._store.lock:
             self._store.register("_journal", table)
@@ -371,8 +370,7 @@ class Warehouse:
             finally:
                 self._store.unregister("_journal")
         self._buffer.extend(missing)
-        self.flush()
-        journal.release(last)
+        self.flush()  # seals the open segment; once committed, every older one is released
 
     def _deep_read(self, symbol: str, n: int | None, since: int | None) -> list[Bar]:
         if n is not None:
