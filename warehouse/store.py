@@ -29,6 +29,8 @@ Snapshot = tuple[pa.Table, pa.Table]
 T = TypeVar("T")
 
 TABLE = "session_bars"
+#: The `warehouse_meta` key of the session epoch.
+EPOCH_KEY = "epoch"
 _EMPTY_KEYS = pa.table({"symbol": pa.array([], pa.string()),
                         "ts": pa.array([], BAR_SCHEMA.field("ts").type)})
 
@@ -69,6 +71,7 @@ class BarStore:
             self._con.execute("SET checkpoint_threshold = '1GB'")
             if not read_only:
                 self._con.execute(self.queries["create_bars_table"])
+                self._con.execute(self.queries["create_meta_table"])
             self._check_table()
             self._view: str | None = None
             self._published: Snapshot | None = None
@@ -120,6 +123,27 @@ class BarStore:
                     with contextlib.suppress(duckdb.Error):
                         con.unregister(name)
 
+    def clear(self, epoch: int) -> None:
+        """Delete every stored bar and record the new session ``epoch``, in one transaction.
+
+        A kill at any point leaves the old session whole (epoch unchanged) or none of it.
+        """
+        with self.lock:
+            con = self._con
+            try:
+                con.begin()
+                con.execute(self.queries["delete_all_bars"])
+                con.execute(self.queries["set_meta"], {"key": EPOCH_KEY, "value": str(epoch)})
+                con.commit()
+            except duckdb.Error as exc:
+                with contextlib.suppress(duckdb.Error):
+                    con.rollback()
+                raise StoreError(f"clearing {self.path} failed: {exc}") from exc
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Record one of the warehouse's facts (``warehouse_meta``), replacing an earlier value."""
+        self.execute(self.queries["set_meta"], {"key": key, "value": value})
+
     def register(self, name: str, table: pa.Table) -> None:
         """Make an Arrow table queryable under ``name`` (until `unregister`)."""
         with self.lock:
@@ -169,6 +193,22 @@ class BarStore:
         """Run a query and return its result as a polars DataFrame (see `arrow`)."""
         frame: pl.DataFrame = self._query(sql, params, log, lambda rel: rel.pl())
         return frame
+
+    def meta(self, key: str) -> str | None:
+        """One of the warehouse's facts, or None if it was never set (or the file predates them)."""
+        with self.lock:
+            try:
+                row = self._con.execute(self.queries["get_meta"], {"key": key}).fetchone()
+            except duckdb.CatalogException:
+                return None  # a read-only open of a file written before warehouse_meta existed
+            except duckdb.Error as exc:
+                raise StoreError(f"reading {key!r} from {self.path} failed: {exc}") from exc
+        return None if row is None else str(row[0])
+
+    def epoch(self) -> int:
+        """The session epoch: bumped by every `clear`; journal segments carry the one they belong to."""
+        value = self.meta(EPOCH_KEY)
+        return 0 if value is None else int(value)
 
     def stored_count(self) -> int:
         """The number of bars in the session table (flushed bars only)."""
