@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 import math
-import re
+import unicodedata
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -124,7 +124,8 @@ def faults_of(bar: Bar) -> set[str]:
     s = bar.symbol
     if (
         not isinstance(s, str) or not s.strip(" \t\n\r\f\v") or len(s) > MAX_SYMBOL_LENGTH
-        or re.search(r"[\x00-\x1f\x7f]", s) or not _encodable(s)
+        # Control characters as Unicode defines them (category Cc: C0, DEL and C1).
+        or any(unicodedata.category(ch) == "Cc" for ch in s) or not _encodable(s)
     ):
         faults.add("symbol")
     prices = {f: getattr(bar, f) for f in ("open", "high", "low", "close")}
@@ -143,7 +144,7 @@ def faults_of(bar: Bar) -> set[str]:
         faults.add("volume")
     if bar.vwap is not None and (not math.isfinite(bar.vwap) or bar.vwap < 0):
         faults.add("vwap")
-    if bar.trade_count is not None and bar.trade_count < 0:
+    if bar.trade_count is not None and not 0 <= bar.trade_count < 2**63:
         faults.add("trade_count")
     return faults
 

@@ -136,31 +136,36 @@ def test_flush_releases_journal_segments(tmp_path: Path) -> None:
 
 
 def test_unfinished_record_ends_the_segment(tmp_path: Path) -> None:
-    journal = Journal(tmp_path / "j")
+    journal = Journal(tmp_path / "j", 0)
     bars = bars_from_table(SESSION.slice(0, 3))
     for bar in bars:
         journal.write_bar(bar)
     journal.close()
     (segment,) = (tmp_path / "j").glob("*.journal")
     data = bytearray(segment.read_bytes())
-    # Append a record whose length word was never written (a kill mid-record).
-    end = data.index(b"\0" * 8, len(MAGIC))
-    data[end + 4 : end + 12] = b"\x01garbage"
+    # Append a record whose header was never written (a kill mid-record).
+    end = len(data.rstrip(b"\0"))
+    data[end + 8 : end + 16] = b"\x01garbage"
     segment.write_bytes(bytes(data))
-    assert bars_from_table(Journal(tmp_path / "j").read_leftover()) == bars
+    table, report = Journal(tmp_path / "j", 0).recover()
+    assert bars_from_table(table) == bars
+    assert report.records == 3
+    assert report.dropped_bytes == 16  # from the stop to the last byte written
+    assert report.torn is not None and "unfinished" in report.torn
+    assert not report.set_aside  # an unacknowledged record is not damage
 
 
 def test_segment_rotates_when_full(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("warehouse.journal.SEGMENT_BYTES", 4096)
-    journal = Journal(tmp_path / "j")
+    journal = Journal(tmp_path / "j", 0)
     bars = bars_from_table(SESSION.slice(0, 200))
     for bar in bars:
         journal.write_bar(bar)
     journal.write_batch(SESSION.slice(200, 100))
     journal.close()
-    again = Journal(tmp_path / "j")
+    again = Journal(tmp_path / "j", 0)
     assert len(again.leftover) > 2
-    assert again.read_leftover().equals(SESSION.slice(0, 300))
+    assert again.recover()[0].equals(SESSION.slice(0, 300))
 
 
 def test_open_without_journal_refuses_unreplayed_segments(tmp_path: Path) -> None:

@@ -425,7 +425,7 @@ def test_closed_warehouse_refuses_bars_and_close_is_idempotent(bar: MakeBar) -> 
     wh.close()
     with pytest.raises(WarehouseError, match="is closed; it takes no bars"):
         wh.append(*bar("ES", 1))
-    with pytest.raises(WarehouseError, match="is closed; it takes no bars"):
+    with pytest.raises(WarehouseError, match="is closed; the batch of 1 bars was not stored"):
         wh.extend([bar("ES", 2)])
     with pytest.raises(StoreError, match="closed"):
         wh.sql("SELECT 1")

@@ -2,6 +2,7 @@
 
 from warehouse.buffer import AppendBuffer
 from warehouse.errors import (
+    ClosedError,
     ExportError,
     InvalidBarError,
     QueryNotFoundError,
@@ -20,6 +21,7 @@ __all__ = [
     "AppendBuffer",
     "Bar",
     "BarStore",
+    "ClosedError",
     "ExportError",
     "InvalidBarError",
     "QueryNotFoundError",

@@ -24,10 +24,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from warehouse.errors import InvalidBarError, WarehouseError
+from warehouse.errors import ClosedError, InvalidBarError, WarehouseError
 from warehouse.journal import Journal
 from warehouse.schema import (
     BAR_SCHEMA,
+    MAX_COUNT,
     MAX_TS,
     MIN_TS,
     Bar,
@@ -118,7 +119,9 @@ class AppendBuffer:
         #: The journal segment sealed by the last `drain` (None without a journal).
         self.journal_mark: int | None = None
         self.deep_reader = deep_reader
-        self._lock = threading.Lock()
+        #: Held by every writer; `Warehouse.clear` holds it across the whole clear.
+        self.lock = threading.Lock()
+        self._closed = False
         self._series: dict[str, _Series] = {}
         self._latest: dict[str, Bar] = {}
         self.latest = self._latest.get
@@ -136,25 +139,28 @@ class AppendBuffer:
         # Bumped whenever the log is sealed, drained or refilled; keys snapshot caches.
         self._generation = 0
         self._snapshot: tuple[tuple[int, int, int], pa.Table, pa.Table] | None = None
-        self.append = self._build_append()
+        self.append, self._close_append = self._build_append()
 
     # -- commands ---------------------------------------------------------------------------
 
-    def _build_append(self) -> Callable[..., None]:
+    def _build_append(self) -> tuple[Callable[..., None], Callable[[], None]]:
         """Make `append` as a closure: its state sits in cells, which read as fast as locals.
 
         This is the hot path of the package; each attribute lookup saved is ~15 ns a bar.
+        Returns `append` and the function that closes it (called with the lock held): a
+        method bound before `close` (``ap = wh.append``) is this same closure, so it refuses too.
         """
         series_get = self._series.get
         latest = self._latest
         pending = self._pending
-        acquire, release = self._lock.acquire, self._lock.release
+        acquire, release = self.lock.acquire, self.lock.release
         keep, cap, flush_rows = self._window, self._window_cap, self._flush_rows
         new_series, place_older, explain = self._new_series, self._place_older, self._explain
         on_full = self._on_full
         journal_bar = None if self.journal is None else self.journal.write_bar
-        inf, min_ts, max_ts, as_float = _INF, MIN_TS, MAX_TS, float
+        inf, min_ts, max_ts, max_count, as_float = _INF, MIN_TS, MAX_TS, MAX_COUNT, float
         new_bar, bar_type = _new_bar, Bar
+        closed = False
 
         def append(
             symbol: str,
@@ -187,14 +193,15 @@ class AppendBuffer:
                 v = as_float(volume)
                 if vwap is not None:
                     vwap = as_float(vwap)
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):
                 raise explain(symbol, ts, open, high, low, close, volume, vwap, trade_count) \
                     from None
             if not (
                 -inf < lo <= h < inf and lo <= o <= h and lo <= c <= h and 0.0 <= v < inf
                 and min_ts <= ts < max_ts
                 and (vwap is None or 0.0 <= vwap < inf)
-                and (trade_count is None or (type(trade_count) is int and trade_count >= 0))
+                and (trade_count is None
+                     or (type(trade_count) is int and 0 <= trade_count <= max_count))
             ):
                 if isinstance(trade_count, np.integer):
                     # diagnose() and extend accept numpy integers; only `type is int` refused it.
@@ -204,11 +211,15 @@ class AppendBuffer:
             bar = new_bar(bar_type, (symbol, ts, o, h, lo, c, v, vwap, trade_count))
             acquire()
             try:
+                if closed:
+                    raise ClosedError(f"the warehouse is closed; bar {symbol!r} {ts} not stored")
                 try:
                     series = series_get(symbol) or new_series(symbol, ts)
                 except TypeError:  # an unhashable symbol, so not a string
                     raise explain(symbol, ts, open, high, low, close, volume, vwap, trade_count) \
                         from None
+                if journal_bar is not None:
+                    journal_bar(bar)  # first: if the journal cannot take it, nothing changed
                 if ts > series.last_ts:
                     series.last_ts = ts
                     series.stamps.append(ts)
@@ -220,14 +231,16 @@ class AppendBuffer:
                 else:
                     place_older(series, bar)
                 pending.append(bar)
-                if journal_bar is not None:
-                    journal_bar(bar)
                 if len(pending) == flush_rows and on_full is not None:
                     on_full()
             finally:
                 release()
 
-        return append
+        def close_append() -> None:
+            nonlocal closed
+            closed = True
+
+        return append, close_append
 
     def extend(self, batch: object) -> int:
         """Validate a batch and add all of it, or none of it.
@@ -264,7 +277,10 @@ class AppendBuffer:
         short_rows = np.repeat(~long, runs.ends - firsts)
         eager = bars_from_table(recent.filter(pa.array(short_rows)))
         lasts = bars_from_table(table.take(pa.array(runs.order[runs.ends[long] - 1])))
-        with self._lock:
+        with self.lock:
+            if self._closed:
+                raise ClosedError(f"the warehouse is closed; the batch of {table.num_rows} bars "
+                                  "was not stored")
             for name in runs.names:
                 if name not in self._series:
                     check_symbol(name)
@@ -316,35 +332,53 @@ class AppendBuffer:
             ``replaced``: the (symbol, ts) keys that replaced a bar which may already be in the
             store; the flush deletes those before it inserts.
         """
-        with self._lock:
+        with self.lock:
             self._seal_pending()
             self.journal_mark = None if self.journal is None else self.journal.seal()
             chunks, self._chunks = self._chunks, []
             replaced, self._replaced = self._replaced, set()
-            self._pending_rows = 0
+            rows, self._pending_rows = self._pending_rows, 0
             self._snapshot = None
-        return _log_table(_as_batches(chunks), replaced)
+        try:
+            return _log_table(_as_batches(chunks), replaced)
+        except BaseException:
+            # Validation should make this impossible; if it happens anyway, no bar is lost.
+            with self.lock:
+                self._chunks[:0] = chunks
+                self._pending_rows += rows
+                self._replaced.update(replaced)
+                self._generation += 1
+            raise
+
+    def close(self) -> None:
+        """Refuse every later `append` and `extend` (with `ClosedError`), bound ones included."""
+        with self.lock:
+            self._closed = True
+            self._close_append()
 
     def clear(self) -> None:
-        """Forget every bar: hot state, log and counters (the containers are kept in place)."""
-        with self._lock:
-            self._series.clear()
-            self._latest.clear()
-            self._chunks.clear()
-            self._pending.clear()
-            self._pending_batches = []
-            self._pending_done = 0
-            self._pending_rows = 0
-            self._replaced.clear()
-            self.replacements = 0
-            self._generation += 1
-            self._snapshot = None
+        """Forget every bar: hot state, log and counters (the containers are kept in place).
+
+        The caller holds `lock`, so that a clear and what goes with it (the store's delete,
+        the journal's new epoch) are one step to a concurrent writer.
+        """
+        self._series.clear()
+        self._latest.clear()
+        self._chunks.clear()
+        self._pending.clear()
+        self._pending_batches = []
+        self._pending_done = 0
+        self._pending_rows = 0
+        self._replaced.clear()
+        self.replacements = 0
+        self._generation += 1
+        self._snapshot = None
 
     def requeue(self, bars: pa.Table, replaced: pa.Table) -> None:
         """Put a drained log back in front of the current one (after a failed flush)."""
         keys = zip(replaced.column("symbol").to_pylist(),
                    replaced.column("ts").cast(pa.int64()).to_pylist(), strict=True)
-        with self._lock:
+        with self.lock:
             self._chunks[:0] = bars.to_batches()
             self._pending_rows += bars.num_rows
             self._replaced.update(keys)
@@ -368,7 +402,7 @@ class AppendBuffer:
             bar.symbol: (bar, recent.slice(int(first), int(end - first)))
             for bar, first, end in zip(lasts, recent_starts, recent_ends, strict=True)
         }
-        with self._lock:
+        with self.lock:
             start = 0
             for end in _run_ends(symbols).tolist():
                 name = symbols[start].as_py()
@@ -447,7 +481,7 @@ class AppendBuffer:
         last one; the open list of single appends is left in place (its length is the flush
         trigger).
         """
-        with self._lock:
+        with self.lock:
             key = (self._generation, len(self._pending), self._pending_rows)
             cached = self._snapshot
             if cached is not None and cached[0] == key:
@@ -459,7 +493,7 @@ class AppendBuffer:
             replaced = set(self._replaced)
         converted = _as_batches(chunks)
         pending = rows_to_batch(fresh) if fresh else None
-        with self._lock:
+        with self.lock:
             if self._generation == key[0]:
                 # Nothing was drained or sealed meanwhile: keep the conversions.
                 self._chunks[: len(converted)] = converted
@@ -467,7 +501,7 @@ class AppendBuffer:
                     self._pending_batches.append(pending)
                     self._pending_done = done + len(fresh)
         bars, keys = _log_table([*converted, *batches, *([pending] if pending else [])], replaced)
-        with self._lock:
+        with self.lock:
             if (self._generation, len(self._pending), self._pending_rows) == key:
                 self._snapshot = (key, bars, keys)
         return bars, keys
@@ -493,7 +527,7 @@ class AppendBuffer:
         self._generation += 1
 
     def _materialize(self, series: _Series) -> None:
-        with self._lock:
+        with self.lock:
             self._materialize_locked(series)
 
     def _materialize_locked(self, series: _Series) -> None:

@@ -3,6 +3,7 @@
 Every error the package raises on purpose derives from `WarehouseError`::
 
     WarehouseError
+    ├── ClosedError            the warehouse is closed (or closing): the bar was not stored
     ├── InvalidBarError        a bar failed validation (names symbol, ts, field, value)
     ├── SchemaMismatchError    a batch has missing, extra or mistyped columns
     ├── QueryNotFoundError     no SQL file of that name (lists the known names)
@@ -27,6 +28,10 @@ def _format_ts(ts: object) -> str:
         except (OverflowError, OSError, ValueError):
             return f"{ts}us"
     return repr(ts)
+
+
+class ClosedError(WarehouseError):
+    """The warehouse is closed or closing; the bar or batch was not stored."""
 
 
 class InvalidBarError(WarehouseError, ValueError):

@@ -1,24 +1,39 @@
 """An append-only journal of accepted bars, so a killed process loses no acknowledged bar.
 
-The journal is a folder of segment files, each memory-mapped and written in place. A record is
-``[u32 length][u8 kind][payload]``: kind 1 is one bar packed with `struct`, kind 2 is a batch
-as an Arrow IPC stream. The length is written last, so a record whose length is zero was never
-finished and ends the segment. Writes to a shared mapping land in the kernel's page cache at
-once: a process killed with SIGKILL keeps every record it wrote. (Against a power cut the
-flusher syncs the open segment once per flush interval: group commit.)
+The journal is a folder of segment files, each preallocated on disk, memory-mapped and written
+in place. A segment opens with ``MAGIC`` and the session epoch it belongs to; then come records
+``[u32 length][u32 crc32][payload]``, payload ``[u8 kind][...]``: kind 1 is one bar packed with
+`struct`, kind 2 a batch as an Arrow IPC stream. The header is written after the payload, so a
+record whose length is still zero was never finished and ends the segment.
+
+Why each piece:
+- Writes to a shared mapping are in the kernel's page cache at once: a process killed with
+  SIGKILL keeps every record it wrote. Against a power cut the flusher syncs the segments once
+  per flush interval (group commit); a power cut can leave a tail of pages never written back,
+  which the checksums catch: replay keeps every whole record before the first torn one and says
+  how much it dropped.
+- Segments are allocated for real (``posix_fallocate``), not sparse: writing through a map into a
+  sparse file on a full disk kills the process with SIGBUS. A full disk is now an error from the
+  append that needed a new segment, and the current segment stays usable.
+- The epoch ties segments to a session of the DuckDB file: `Warehouse.clear` bumps it in the same
+  transaction that deletes the bars, so after a kill anywhere in a clear, segments of the cleared
+  session are recognised as stale and never replayed into the new one.
 
 Every flush seals the open segment and starts the next; once the flush is committed in DuckDB,
-the sealed segments are deleted. On restart, the segments left over are replayed.
+the sealed segments are deleted. On restart, `recover` reads the segments left over.
 """
 
 from __future__ import annotations
 
-import contextlib
+import logging
 import math
 import mmap
 import os
 import struct
+import threading
+import zlib
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
@@ -26,155 +41,375 @@ import pyarrow as pa
 from warehouse.errors import StoreError
 from warehouse.schema import BAR_SCHEMA, Bar, rows_to_batch
 
-MAGIC = b"WHJRNL01"
+MAGIC = b"WHJRNL02"
 SEGMENT_BYTES = 16 << 20
-_LENGTH = struct.Struct("<I")
+_HEADER = struct.Struct("<8sQ")  # magic, epoch
+_RECORD = struct.Struct("<II")  # payload length, crc32 of the payload
 # kind, ts, open, high, low, close, volume, vwap (NaN: none), trade_count (-1: none), symbol length
 _BAR = struct.Struct("<BqddddddqH")
 _KIND_BAR, _KIND_BATCH = 1, 2
 _NAN = math.nan
+#: A damaged or foreign segment is renamed with this suffix: kept for inspection, never replayed.
+SET_ASIDE = ".damaged"
+
+log = logging.getLogger("warehouse")
+
+
+@dataclass
+class Recovery:
+    """What `Journal.recover` found in the segments a previous process left behind."""
+
+    #: Segments whose records were read (whole or up to a torn record).
+    segments: int = 0
+    #: Records (single bars or batches) read.
+    records: int = 0
+    #: Bytes after the first torn record, across all segments, that were not replayed.
+    dropped_bytes: int = 0
+    #: Segments of a cleared session (an older epoch), deleted unread.
+    stale_segments: int = 0
+    #: Files renamed to ``*.damaged``, kept for inspection: torn, foreign or of a newer epoch.
+    set_aside: list[Path] = field(default_factory=list)
+    #: Where replay stopped: "<file> at byte <offset>: <why>", or None if it read everything.
+    torn: str | None = None
 
 
 class Journal:
     """The journal folder of one warehouse file (``<file>.journal/``).
 
-    Not thread-safe on its own: `AppendBuffer` writes to it under its lock.
+    Parameters
+    ----------
+    directory
+        The folder; created if missing.
+    epoch
+        The session epoch of the warehouse file (see `BarStore.epoch`).
+
+    Writers (`write_bar`, `write_batch`, `seal`, `switch_epoch`) must be serialised by the
+    caller (`AppendBuffer` holds its lock); `sync`, `prepare` and `release` run in the flusher.
+    Segments are made lazily, by the first write after a seal, or ahead of time by `prepare`
+    (off the appending thread: allocating 16 MiB takes ~1.5 ms).
     """
 
-    def __init__(self, directory: str | Path) -> None:
+    def __init__(self, directory: str | Path, epoch: int) -> None:
         self.directory = Path(directory)
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StoreError(f"cannot create journal folder {self.directory}: {exc}") from exc
-        #: Segments left by an earlier process, to replay; `release` deletes them.
-        self.leftover = sorted(self.directory.glob("*.journal"))
-        self._seq = int(self.leftover[-1].stem) if self.leftover else 0
-        self._mm: mmap.mmap | None = None
-        self._pos = 0
-        self._open(SEGMENT_BYTES)
+        self.epoch = epoch
+        #: Segments left by an earlier process, to `recover`; `release` deletes them.
+        self.leftover = _segments(self.directory)
+        #: The number of the last segment made (open, sealed or spare).
+        self.sequence = int(self.leftover[-1].stem) if self.leftover else 0
+        self._mm: mmap.mmap | None = None  # the open segment, None after a seal
+        self._seq = 0  # its number
+        self._pos = self._size = 0
+        # Guards what the flusher touches while the appending thread writes: the sealed maps not
+        # yet synced or released, the spare segment, and the numbering.
+        self._lock = threading.Lock()
+        self._sealed: list[tuple[int, mmap.mmap]] = []
+        self._spare: tuple[int, mmap.mmap] | None = None
+        self._damaged: set[Path] = set()  # leftovers `release` keeps as *.damaged
 
     # -- writing ----------------------------------------------------------------------------
 
     def write_bar(self, bar: Bar) -> None:
-        """Record one bar; it survives a kill of the process once this returns."""
+        """Record one bar; it survives a kill of the process once this returns.
+
+        Raises
+        ------
+        StoreError
+            A new segment was needed and could not be made (a full disk); nothing was written.
+        """
         symbol = bar.symbol.encode()
-        size = _BAR.size + len(symbol)
-        if self._pos + 4 + size + 4 > len(self._mm):  # type: ignore[arg-type]
-            self._rotate(size)
-        mm, at = self._mm, self._pos
-        assert mm is not None
-        _BAR.pack_into(
-            mm, at + 4, _KIND_BAR, bar.ts, bar.open, bar.high, bar.low, bar.close, bar.volume,
-            _NAN if bar.vwap is None else bar.vwap,
-            -1 if bar.trade_count is None else bar.trade_count, len(symbol),
+        self._write(
+            _BAR.pack(
+                _KIND_BAR, bar.ts, bar.open, bar.high, bar.low, bar.close, bar.volume,
+                _NAN if bar.vwap is None else bar.vwap,
+                -1 if bar.trade_count is None else bar.trade_count, len(symbol),
+            ) + symbol
         )
-        end = at + 4 + _BAR.size
-        mm[end : end + len(symbol)] = symbol
-        _LENGTH.pack_into(mm, at, size)  # last: the record now exists
-        self._pos = end + len(symbol)
 
     def write_batch(self, table: pa.Table) -> None:
-        """Record a validated batch as one Arrow IPC stream."""
+        """Record a validated batch as one Arrow IPC stream (see `write_bar` for errors)."""
         sink = pa.BufferOutputStream()
         with pa.ipc.new_stream(sink, BAR_SCHEMA) as writer:
             writer.write_table(table)
-        payload = sink.getvalue()
-        size = 1 + payload.size
-        if self._pos + 4 + size + 4 > len(self._mm):  # type: ignore[arg-type]
-            self._rotate(size)
-        mm, at = self._mm, self._pos
+        self._write(bytes([_KIND_BATCH]) + sink.getvalue().to_pybytes())
+
+    def _write(self, payload: bytes) -> None:
+        size = len(payload)
+        at = self._pos
+        end = at + _RECORD.size + size
+        # Room is kept for a zero header after the record: the end-of-segment mark.
+        if self._mm is None or end + _RECORD.size > self._size:
+            self._open(_RECORD.size + size)
+            at = self._pos
+            end = at + _RECORD.size + size
+        mm = self._mm
         assert mm is not None
-        mm[at + 4] = _KIND_BATCH
-        mm[at + 5 : at + 5 + payload.size] = payload.to_pybytes()
-        _LENGTH.pack_into(mm, at, size)
-        self._pos = at + 4 + size
+        mm[at + _RECORD.size : end] = payload
+        _RECORD.pack_into(mm, at, size, zlib.crc32(payload))  # last: the record now exists
+        self._pos = end
 
     def seal(self) -> int:
-        """Close the open segment and start the next; returns the sealed segment's number."""
-        sealed = self._seq
-        self._rotate(0)
+        """Seal the open segment (the next write starts another); returns the last number made.
+
+        Never fails: after it, every record written so far is in a segment numbered at or
+        below the number returned.
+        """
+        with self._lock:
+            if self._mm is not None:
+                self._sealed.append((self._seq, self._mm))
+                self._mm = None
+            return self.sequence
+
+    def switch_epoch(self, epoch: int) -> int:
+        """Seal, and write records of session ``epoch`` from now on; returns `seal`'s number.
+
+        Called once ``epoch`` is committed in DuckDB; cannot fail.
+        """
+        sealed = self.seal()
+        self.epoch = epoch
+        with self._lock:
+            if self._spare is not None:  # still empty: it takes the new epoch
+                _HEADER.pack_into(self._spare[1], 0, MAGIC, epoch)
         return sealed
 
-    @property
-    def sequence(self) -> int:
-        """The number of the open segment."""
-        return self._seq
+    def prepare(self) -> None:
+        """Make the next segment ahead of time, so that no write waits for an allocation.
+
+        Raises
+        ------
+        StoreError
+            It could not be made (a full disk); the next write will try again.
+        """
+        with self._lock:
+            if self._spare is not None:
+                return
+            seq = self.sequence = self.sequence + 1
+            epoch = self.epoch
+        spare = _create(self._path(seq), epoch, SEGMENT_BYTES)
+        with self._lock:
+            # Kept only if no segment was made meanwhile: numbers must follow write order.
+            if self._spare is None and self.sequence == seq:
+                _HEADER.pack_into(spare, 0, MAGIC, self.epoch)  # an epoch switched meanwhile
+                self._spare = (seq, spare)
+                return
+        spare.close()
+        self._path(seq).unlink(missing_ok=True)
 
     def sync(self) -> None:
-        """Flush the open segment to disk (survives a power cut, not only a kill)."""
-        mm = self._mm  # the appending thread may rotate it meanwhile
+        """Flush the sealed and the open segments to disk (survive a power cut, not only a kill)."""
+        while True:
+            with self._lock:
+                if not self._sealed:
+                    mm = self._mm
+                    break
+                _, sealed = self._sealed.pop(0)
+            sealed.flush()
+            sealed.close()
         if mm is not None:
-            with contextlib.suppress(ValueError):  # closed by a rotation: nothing left to sync
-                mm.flush()
+            # Sealed meanwhile by the appending thread, it is not closed until the next sync.
+            mm.flush()
 
     def release(self, upto: int) -> None:
         """Delete every segment up to number ``upto``: their bars are committed in DuckDB."""
-        for path in sorted(self.directory.glob("*.journal")):
-            if int(path.stem) <= upto:
+        with self._lock:
+            done = [mm for seq, mm in self._sealed if seq <= upto]
+            self._sealed = [(seq, mm) for seq, mm in self._sealed if seq > upto]
+            spare = self._spare[0] if self._spare is not None else None
+            current = self._seq if self._mm is not None else None
+        for mm in done:
+            mm.close()
+        for path in _segments(self.directory):
+            if int(path.stem) > upto or int(path.stem) in (spare, current):
+                continue
+            if path in self._damaged:
+                self._damaged.discard(path)
+                path.replace(path.with_name(path.name + SET_ASIDE))
+            else:
                 path.unlink(missing_ok=True)
         self.leftover = [p for p in self.leftover if int(p.stem) > upto]
 
     def close(self) -> None:
-        """Unmap the open segment (its file stays until released)."""
-        if self._mm is not None:
-            self._mm.close()
-            self._mm = None
+        """Unmap every segment (their files stay until released; an unused spare is deleted)."""
+        with self._lock:
+            sealed, self._sealed = self._sealed, []
+            spare, self._spare = self._spare, None
+            mm, self._mm = self._mm, None
+        for _, m in sealed:
+            m.close()
+        if mm is not None:
+            mm.close()
+        if spare is not None:
+            spare[1].close()
+            self._path(spare[0]).unlink(missing_ok=True)
 
     # -- reading ----------------------------------------------------------------------------
 
-    def read_leftover(self) -> pa.Table:
-        """Every bar recorded in the leftover segments, in the order written."""
+    def recover(self) -> tuple[pa.Table, Recovery]:
+        """Every bar of the leftover segments of this epoch, in the order written.
+
+        Replay keeps a prefix: it stops at the first record that is not whole. A zero header
+        with bytes after it is a record the process was writing when it died (never
+        acknowledged); a header whose length or checksum does not match is damage (a power
+        cut's lost pages): that segment is kept as ``*.damaged`` once the replay is flushed.
+        Every later segment is dropped and kept the same way. Segments of an older epoch (a
+        cleared session) are deleted, and so are empty ones.
+        """
+        report = Recovery()
         batches: list[pa.RecordBatch] = []
         rows: list[Bar] = []
+        leftover: list[Path] = []
         for path in self.leftover:
-            for record in _records(path.read_bytes()):
+            data = path.read_bytes()
+            used = len(data.rstrip(b"\0"))
+            epoch = _epoch_of(data)
+            if epoch is not None and (used <= _HEADER.size or epoch < self.epoch):
+                # Empty (a spare, or sealed before its first record), or a cleared session's.
+                report.stale_segments += epoch < self.epoch
+                path.unlink(missing_ok=True)
+                continue
+            leftover.append(path)
+            if report.torn is not None or epoch != self.epoch:
+                if report.torn is None:
+                    report.torn = f"{path}: " + (
+                        "not a journal segment of this format" if epoch is None
+                        else f"of epoch {epoch}, newer than the file's {self.epoch}")
+                report.dropped_bytes += used
+                self._set_aside(path, report)
+                continue
+            report.segments += 1
+            end = _HEADER.size
+            for after, record in _records(data):
+                try:
+                    if record[0] == _KIND_BAR:
+                        bar = _unpack_bar(record)
+                    else:
+                        batch = _unpack_batch(record)
+                except (ValueError, pa.ArrowException):
+                    break  # checksummed yet unreadable: treated as damage
+                report.records += 1
+                end = after
                 if record[0] == _KIND_BAR:
-                    rows.append(_unpack_bar(record))
+                    rows.append(bar)
                     continue
                 if rows:
                     batches.append(rows_to_batch(rows))
                     rows = []
-                stream = pa.ipc.open_stream(pa.py_buffer(record[1:]))
-                batches.extend(stream.read_all().to_batches())
+                batches.extend(batch)
+            if used > end:
+                report.dropped_bytes += used - end
+                if not data[end : end + _RECORD.size].strip(b"\0"):
+                    report.torn = f"{path} at byte {end}: an unfinished record"
+                else:
+                    report.torn = f"{path} at byte {end}: a record with a bad length or checksum"
+                    self._set_aside(path, report)
         if rows:
             batches.append(rows_to_batch(rows))
-        return pa.Table.from_batches(batches, schema=BAR_SCHEMA)
+        self.leftover = leftover
+        if report.torn is not None:
+            log.warning(
+                "journal %s: replay stopped at %s; %d bytes from there on were not replayed%s",
+                self.directory, report.torn, report.dropped_bytes,
+                "; kept for inspection: " + ", ".join(map(str, report.set_aside))
+                if report.set_aside else "",
+            )
+        return pa.Table.from_batches(batches, schema=BAR_SCHEMA), report
 
     # -- internals --------------------------------------------------------------------------
 
-    def _open(self, size: int) -> None:
-        self._seq += 1
-        path = self.directory / f"{self._seq:012d}.journal"
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
-            try:
-                os.ftruncate(fd, size)
-                self._mm = mmap.mmap(fd, size)
-            finally:
-                os.close(fd)
-        except OSError as exc:
-            raise StoreError(f"cannot create journal segment {path}: {exc}") from exc
-        self._mm[: len(MAGIC)] = MAGIC
-        self._pos = len(MAGIC)
+    def _set_aside(self, path: Path, report: Recovery) -> None:
+        """Mark a leftover segment to be kept as ``*.damaged`` by `release`, not deleted.
 
-    def _rotate(self, record_size: int) -> None:
-        self.close()
-        self._open(max(SEGMENT_BYTES, len(MAGIC) + 4 + record_size + 4))
+        Not renamed now: its whole records are replayed first, and until that flush commits a
+        kill must find the segment where the next replay will read it again.
+        """
+        self._damaged.add(path)
+        report.set_aside.append(path.with_name(path.name + SET_ASIDE))
+
+    def _path(self, seq: int) -> Path:
+        return self.directory / f"{seq:012d}.journal"
+
+    def _open(self, record_size: int) -> None:
+        """Seal the open segment and open one with room for a record (appending thread)."""
+        size = max(SEGMENT_BYTES, _HEADER.size + record_size + _RECORD.size)
+        with self._lock:
+            spare, self._spare = self._spare, None
+            if spare is None or len(spare[1]) < size:
+                seq = self.sequence = self.sequence + 1
+            epoch = self.epoch
+        if spare is None or len(spare[1]) < size:
+            if spare is not None:  # too small for this record; numbered before it: drop it
+                spare[1].close()
+                self._path(spare[0]).unlink(missing_ok=True)
+            spare = (seq, _create(self._path(seq), epoch, size))
+        self.seal()
+        self._seq, self._mm = spare
+        self._pos = _HEADER.size
+        self._size = len(spare[1])
 
 
-def _records(data: bytes) -> Iterator[memoryview]:
-    """The finished records of a segment's bytes (each starts with its kind byte)."""
-    if not data.startswith(MAGIC):
-        return
+def _create(path: Path, epoch: int, size: int) -> mmap.mmap:
+    """A new segment file, allocated on disk (not sparse), mapped, with its header written."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+    except OSError as exc:
+        raise StoreError(f"cannot create journal segment {path}: {exc}") from exc
+    try:
+        os.posix_fallocate(fd, 0, size)
+        mm = mmap.mmap(fd, size)
+    except OSError as exc:
+        path.unlink(missing_ok=True)
+        raise StoreError(
+            f"cannot allocate journal segment {path} ({size >> 20} MiB): {exc}; the bar was "
+            "not accepted (free disk space, or flush more often)"
+        ) from exc
+    finally:
+        os.close(fd)
+    _HEADER.pack_into(mm, 0, MAGIC, epoch)
+    return mm
+
+
+def _segments(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.glob("*.journal") if p.stem.isdigit())
+
+
+def _epoch_of(data: bytes) -> int | None:
+    """The epoch in a segment's header, or None if it does not start like a segment."""
+    if len(data) < _HEADER.size:
+        return None
+    magic, epoch = _HEADER.unpack_from(data)
+    return int(epoch) if magic == MAGIC else None
+
+
+def _records(data: bytes) -> Iterator[tuple[int, memoryview]]:
+    """The whole records of a segment, each with the offset after it (its kind byte first).
+
+    Ends at the first zero header (the end mark) or torn record: bad length, bad checksum,
+    unknown kind, or a bar record whose symbol length disagrees with its size.
+    """
     view = memoryview(data)
-    at = len(MAGIC)
-    while at + 4 <= len(data):
-        (size,) = _LENGTH.unpack_from(data, at)
-        if size == 0 or at + 4 + size > len(data):
+    at = _HEADER.size
+    while at + _RECORD.size <= len(data):
+        size, crc = _RECORD.unpack_from(data, at)
+        start = at + _RECORD.size
+        if size == 0 or start + size > len(data):
             return
-        yield view[at + 4 : at + 4 + size]
-        at += 4 + size
+        payload = view[start : start + size]
+        if zlib.crc32(payload) != crc or payload[0] not in (_KIND_BAR, _KIND_BATCH):
+            return
+        if payload[0] == _KIND_BAR and not _bar_is_whole(payload):
+            return
+        at = start + size
+        yield at, payload
+
+
+def _bar_is_whole(record: memoryview) -> bool:
+    if len(record) < _BAR.size:
+        return False
+    length = _BAR.unpack_from(record)[-1]
+    return bool(len(record) == _BAR.size + length)
 
 
 def _unpack_bar(record: memoryview) -> Bar:
@@ -182,3 +417,9 @@ def _unpack_bar(record: memoryview) -> Bar:
     symbol = bytes(record[_BAR.size : _BAR.size + length]).decode()
     return Bar(symbol, ts, o, h, lo, c, v, None if math.isnan(vwap) else vwap,
                None if count < 0 else count)
+
+
+def _unpack_batch(record: memoryview) -> list[pa.RecordBatch]:
+    stream = pa.ipc.open_stream(pa.py_buffer(record[1:]))
+    batches: list[pa.RecordBatch] = stream.read_all().to_batches()
+    return batches

@@ -39,8 +39,9 @@ REQUIRED: tuple[str, ...] = COLUMNS[:7]
 OPTIONAL: tuple[str, ...] = COLUMNS[7:]
 _ROW_TYPE = pa.struct(list(BAR_SCHEMA))
 _NULLABLE_SCHEMA = pa.schema([pa.field(f.name, f.type) for f in BAR_SCHEMA])
-# One pattern for the scalar and the vectorised check: blank, or holding a control character.
-_BAD_SYMBOL = r"^[ \t\n\r\f\v]*$|[\x00-\x1f\x7f]"
+# One pattern for the scalar and the vectorised check: blank, or holding a control character
+# (C0, DEL or C1: U+0080..U+009F, such as the terminal escape U+009B).
+_BAD_SYMBOL = r"^[ \t\n\r\f\v]*$|[\x00-\x1f\x7f-\x9f]"
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_US = timedelta(microseconds=1)
@@ -48,6 +49,8 @@ _ONE_US = timedelta(microseconds=1)
 MIN_TS = -2_208_988_800_000_000
 MAX_TS = 7_258_118_400_000_000
 MAX_SYMBOL_LENGTH = 64
+#: The largest trade_count the store holds (BIGINT).
+MAX_COUNT = 2**63 - 1
 _INF = math.inf
 
 
@@ -99,7 +102,7 @@ def to_micros(value: object, symbol: object = None) -> int:
     if isinstance(value, bool):
         raise InvalidBarError(symbol, value, "ts", value, "is a bool, not a timestamp")
     if isinstance(value, int):
-        micros = value
+        micros = int(value)  # an int subclass (IntEnum, numpy-like) becomes a plain int
     elif isinstance(value, datetime):
         if value.tzinfo is None or value.utcoffset() is None:
             raise InvalidBarError(
@@ -182,6 +185,8 @@ def diagnose(
             value = float(raw)  # type: ignore[arg-type]
         except (TypeError, ValueError):
             return InvalidBarError(symbol, micros, field, raw, f"is {raw!r}, not a number")
+        except OverflowError:
+            return InvalidBarError(symbol, micros, field, raw, "is too large for a float")
         if not math.isfinite(value):
             kind = "volumes" if field == "volume" else "prices"
             return InvalidBarError(symbol, micros, field, raw, f"is {value}; {kind} must be finite")
@@ -206,6 +211,9 @@ def diagnose(
             return InvalidBarError(symbol, micros, "trade_count", trade_count, "is not an integer")
         if trade_count < 0:
             return InvalidBarError(symbol, micros, "trade_count", trade_count, "is negative")
+        if trade_count > MAX_COUNT:
+            return InvalidBarError(symbol, micros, "trade_count", trade_count,
+                                   "is larger than 2**63 - 1, the most the store holds")
     return None
 
 

@@ -166,6 +166,11 @@ class BarStore:
             except duckdb.Error as exc:
                 raise StoreError(f"{exc}") from exc
 
+    @property
+    def closed(self) -> bool:
+        """Whether `close` was called."""
+        return self._closed
+
     def close(self) -> None:
         """Close the connection; a second call does nothing."""
         with self.lock:
@@ -206,7 +211,7 @@ class BarStore:
         return None if row is None else str(row[0])
 
     def epoch(self) -> int:
-        """The session epoch: bumped by every `clear`; journal segments carry the one they belong to."""
+        """The session epoch: bumped by every `clear`; journal segments carry theirs."""
         value = self.meta(EPOCH_KEY)
         return 0 if value is None else int(value)
 

@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, ClassVar
 
 import polars as pl
 import pyarrow as pa
 
 from warehouse.buffer import AppendBuffer, bars_from_table
-from warehouse.errors import StoreError, WarehouseError
+from warehouse.errors import ClosedError, StoreError, WarehouseError
 from warehouse.export import (
     Compression,
     ExportResult,
@@ -23,7 +26,7 @@ from warehouse.export import (
     export_parquet,
     publish_history,
 )
-from warehouse.journal import Journal
+from warehouse.journal import Journal, Recovery
 from warehouse.queries import load_queries
 from warehouse.schema import EPOCH, MAX_TS, MIN_TS, Bar, to_micros
 from warehouse.store import BarStore, Params
@@ -106,24 +109,35 @@ class Warehouse:
             raise ValueError(f"flush_interval must be positive or None, got {flush_interval}")
         if journal and (read_only or str(path) == ":memory:"):
             raise ValueError("journal=True needs a warehouse file opened for writing")
-        if not journal and not read_only and any(Path(f"{path}.journal").glob("*.journal")):
-            # Taking bars now would leave the journaled ones to be replayed later, over them.
-            raise StoreError(
-                f"{path}.journal holds bars that a crash kept from the file; open it once with "
-                "journal=True to replay them"
-            )
-        self._store = BarStore(path, read_only=read_only, queries=load_queries(sql_dir))
+        queries = load_queries(sql_dir)
+        writer = None if read_only or str(path) == ":memory:" else _Writers.claim(path)
+        try:
+            if not journal and not read_only and any(Path(f"{path}.journal").glob("*.journal")):
+                # Taking bars now would leave the journaled ones to be replayed later, over them.
+                raise StoreError(
+                    f"{path}.journal holds bars that a crash kept from the file; open it once "
+                    "with journal=True to replay them"
+                )
+            self._store = BarStore(path, read_only=read_only, queries=queries)
+        except BaseException:
+            _Writers.release(writer)
+            raise
+        _Writers.bind(writer, self._store)
+        self._writer = writer
         self.queries = self._store.queries
         self.read_only = read_only
         self._wake = threading.Event()
         self._since_checkpoint = 0
         self.flush_seconds: deque[float] = deque(maxlen=10_000)
         self._journal: Journal | None = None
+        #: What reopening found in the journal (None without one): see `journal.Recovery`.
+        self.recovery: Recovery | None = None
         self.archive = None if archive is None else Path(archive)
         try:
             if self.archive is not None:
                 publish_history(self._store, self.archive)
-            self._journal = Journal(f"{path}.journal") if journal else None
+            if journal:
+                self._journal = Journal(f"{path}.journal", self._store.epoch())
             self._buffer = buffer = AppendBuffer(
                 window=window, flush_rows=flush_rows, on_full=self._wake.set,
                 deep_reader=self._deep_read, journal=self._journal,
@@ -140,6 +154,7 @@ class Warehouse:
             if self._journal is not None:
                 self._journal.close()
             self._store.close()
+            _Writers.release(writer)
             raise
         # The hot path is the buffer's own bound methods: no extra call layer.
         self.append = self._refuse_writes if read_only else buffer.append
@@ -152,6 +167,7 @@ class Warehouse:
         self._checkpoint_rows = checkpoint_rows
         self.flush_error: WarehouseError | None = None
         self._closed = False
+        self._closing = threading.Lock()
         self._stopping = False
         self._flusher: threading.Thread | None = None
         if not read_only:
@@ -164,7 +180,7 @@ class Warehouse:
 
     def extend(self, batch: object) -> int:
         """Add a batch of bars, all or nothing (see `AppendBuffer.extend`); returns its size."""
-        if self.read_only or self._closed:
+        if self.read_only:
             self._refuse_writes()
         return self._buffer.extend(batch)
 
@@ -175,45 +191,37 @@ class Warehouse:
         ------
         StoreError
             DuckDB refused; the bars stay on the log, to be retried.
+        ClosedError
+            The warehouse is closed.
         """
-        with self._store.lock:
-            started = time.perf_counter()
-            bars, replaced = self._buffer.drain()
-            mark = self._buffer.journal_mark
-            if bars.num_rows or replaced.num_rows:
-                try:
-                    self._store.write(bars, replaced)
-                except BaseException:
-                    # Whatever went wrong, the drained bars go back: nothing is lost.
-                    self._buffer.requeue(bars, replaced)
-                    raise
-                self.flush_seconds.append(time.perf_counter() - started)
-                self._since_checkpoint += bars.num_rows
-            if self._journal is not None and mark is not None:
-                self._journal.release(mark)  # what it held is committed now
-        return int(bars.num_rows)
+        self._check_open()
+        return self._flush()
 
     def clear(self) -> None:
         """Delete every bar, stored or not, to start a new session in the same file.
 
         Export the session first: this cannot be undone. Memory and file space are reclaimed.
+        Atomic: killed anywhere inside, the file reopens with the whole session or none of it.
+        An `append` racing it lands in the new session (or, once `close` began, is refused).
         """
-        if self.read_only or self._closed:
-            self._refuse_writes()
+        self._check_open()
         with self._store.lock:
-            self._store.execute(self.queries["delete_all_bars"])
-            self._buffer.clear()
-            if self._journal is not None:
-                self._journal.release(self._journal.seal())
+            with self._buffer.lock:
+                self._check_open()
+                epoch = self._store.epoch() + 1
+                # One DuckDB transaction deletes the bars and bumps the epoch; journal segments
+                # of the old epoch are then stale wherever a kill strikes.
+                self._store.clear(epoch)
+                self._buffer.clear()
+                if self._journal is not None:
+                    self._journal.release(self._journal.switch_epoch(epoch))
             self._store.checkpoint()
             self._since_checkpoint = 0
 
     def checkpoint(self) -> None:
         """Flush, then fold DuckDB's write-ahead log into the file."""
-        with self._store.lock:
-            self.flush()
-            self._store.checkpoint()
-            self._since_checkpoint = 0
+        self._check_open()
+        self._checkpoint()
 
     def export_parquet(
         self,
@@ -230,8 +238,9 @@ class Warehouse:
         target = directory if directory is not None else self.archive
         if target is None:
             raise ValueError("export_parquet needs a directory (or open with archive=...)")
+        self._check_open()
         with self._store.lock:
-            self.flush()
+            self._flush()
             result = export_parquet(self._store, target, compression=compression,
                                     progress=progress)
             if self.archive is not None and Path(target).resolve() == self.archive.resolve():
@@ -239,26 +248,35 @@ class Warehouse:
             return result
 
     def close(self) -> None:
-        """Stop the flusher, flush what waits, checkpoint and close the file. Idempotent."""
-        if self._closed:
-            return
-        self._stopping = True
-        self._wake.set()
-        if self._flusher is not None:
-            self._flusher.join()
-        flushed = False
-        try:
-            if not self.read_only:
-                self.checkpoint()
-                flushed = True
-        finally:
-            self._closed = True
+        """Refuse new bars, stop the flusher, flush, checkpoint and close the file. Idempotent.
+
+        From the moment `close` begins, every `append` or `extend` (bound methods included)
+        either was accepted before and is stored by this close, or raises `ClosedError`.
+
+        Raises
+        ------
+        StoreError
+            The last flush failed: the warehouse stays open (refusing bars) with the bars on
+            its log (and journal), and `close` may be called again to retry.
+        """
+        with self._closing:
+            if self._closed:
+                return
+            self._buffer.close()
             self.append = self._refuse_writes
+            self._stopping = True
+            self._wake.set()
+            if self._flusher is not None:
+                self._flusher.join()
+            if not self.read_only:
+                self._checkpoint()  # raises with everything still open: close can be retried
+            self._closed = True
             if self._journal is not None:
                 self._journal.close()
-                if flushed:  # every bar is in the file: no segment is needed any more
+                if not self.read_only:  # every bar is in the file: no segment is needed
                     self._journal.release(self._journal.sequence)
             self._store.close()
+            _Writers.release(self._writer)
 
     # -- queries ----------------------------------------------------------------------------
 
@@ -337,6 +355,38 @@ class Warehouse:
 
     # -- internals --------------------------------------------------------------------------
 
+    def _flush(self) -> int:
+        with self._store.lock:
+            started = time.perf_counter()
+            bars, replaced = self._buffer.drain()
+            mark = self._buffer.journal_mark
+            if bars.num_rows or replaced.num_rows:
+                try:
+                    self._store.write(bars, replaced)
+                except BaseException:
+                    # Whatever went wrong, the drained bars go back: nothing is lost.
+                    self._buffer.requeue(bars, replaced)
+                    raise
+                self.flush_seconds.append(time.perf_counter() - started)
+                self._since_checkpoint += bars.num_rows
+            if self._journal is not None and mark is not None:
+                self._journal.release(mark)  # what it held is committed now
+                with contextlib.suppress(StoreError):
+                    # The next segment, made now so that no append waits for it; on a full
+                    # disk the append that needs it reports the error.
+                    self._journal.prepare()
+        return int(bars.num_rows)
+
+    def _checkpoint(self) -> None:
+        with self._store.lock:
+            self._flush()
+            self._store.checkpoint()
+            self._since_checkpoint = 0
+
+    def _check_open(self) -> None:
+        if self._closed or self._stopping:
+            raise ClosedError(f"the warehouse {self._store.path} is closed")
+
     def _flush_loop(self) -> None:
         while not self._stopping:
             self._wake.wait(self._flush_interval)
@@ -346,9 +396,9 @@ class Warehouse:
             try:
                 if self._journal is not None:
                     self._journal.sync()  # group commit against power loss
-                self.flush()
+                self._flush()
                 if self._since_checkpoint >= self._checkpoint_rows:
-                    self.checkpoint()
+                    self._checkpoint()
                 self.flush_error = None
             except Exception as exc:  # any error: the thread must live to retry
                 # Bars stay on the log; the next interval retries. Readers see them meanwhile.
@@ -362,7 +412,7 @@ class Warehouse:
         """Re-ingest journaled bars that a crash kept from DuckDB, then flush them."""
         if not journal.leftover:
             return
-        table = journal.read_leftover()
+        table, self.recovery = journal.recover()
         with self._store.lock:
             self._store.register("_journal", table)
             try:
@@ -370,7 +420,7 @@ class Warehouse:
             finally:
                 self._store.unregister("_journal")
         self._buffer.extend(missing)
-        self.flush()  # seals the open segment; once committed, every older one is released
+        self._flush()  # seals the open segment; once committed, every older one is released
 
     def _deep_read(self, symbol: str, n: int | None, since: int | None) -> list[Bar]:
         if n is not None:
@@ -384,8 +434,9 @@ class Warehouse:
         return bars_from_table(table)
 
     def _refuse_writes(self, *args: object, **kwargs: object) -> None:
-        state = "closed" if self._closed else "read-only"
-        raise WarehouseError(f"the warehouse {self._store.path} is {state}; it takes no bars")
+        if not self.read_only:
+            raise ClosedError(f"the warehouse {self._store.path} is closed; it takes no bars")
+        raise WarehouseError(f"the warehouse {self._store.path} is read-only; it takes no bars")
 
     def __enter__(self) -> Warehouse:
         return self
@@ -404,3 +455,43 @@ class Warehouse:
 
 def _as_datetime(micros: int) -> datetime:
     return EPOCH + timedelta(microseconds=micros)
+
+
+class _Writers:
+    """The warehouse files open for writing in this process, so that a second handle is refused.
+
+    DuckDB's file lock keeps other processes out, but not a second connection in this one: two
+    handles would store the same keys twice and, with the journal, release each other's
+    segments. Keyed by the file's real path; a handle whose store is closed no longer counts.
+    """
+
+    _lock: ClassVar[threading.Lock] = threading.Lock()
+    # None while the claiming handle is still opening its store.
+    _open: ClassVar[dict[str, weakref.ref[BarStore] | None]] = {}
+
+    @classmethod
+    def claim(cls, path: str | Path) -> str:
+        key = os.path.realpath(path)
+        with cls._lock:
+            if key in cls._open:
+                ref = cls._open[key]
+                holder = None if ref is None else ref()
+                if ref is None or (holder is not None and not holder.closed):
+                    raise StoreError(
+                        f"{path} is already open for writing in this process; use that "
+                        "Warehouse (or close it first): two writers would store bars twice"
+                    )
+            cls._open[key] = None
+        return key
+
+    @classmethod
+    def bind(cls, key: str | None, store: BarStore) -> None:
+        if key is not None:
+            with cls._lock:
+                cls._open[key] = weakref.ref(store)
+
+    @classmethod
+    def release(cls, key: str | None) -> None:
+        if key is not None:
+            with cls._lock:
+                cls._open.pop(key, None)
