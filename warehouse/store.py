@@ -203,12 +203,12 @@ class BarStore:
         """One of the warehouse's facts, or None if it was never set (or the file predates them)."""
         with self.lock:
             try:
-                row = self._con.execute(self.queries["get_meta"], {"key": key}).fetchone()
+                rows = self._con.execute(self.queries["get_meta"], {"key": key}).fetchall()
             except duckdb.CatalogException:
                 return None  # a read-only open of a file written before warehouse_meta existed
             except duckdb.Error as exc:
                 raise StoreError(f"reading {key!r} from {self.path} failed: {exc}") from exc
-        return None if row is None else str(row[0])
+        return str(rows[0][0]) if rows else None
 
     def epoch(self) -> int:
         """The session epoch: bumped by every `clear`; journal segments carry theirs."""
