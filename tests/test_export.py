@@ -155,16 +155,20 @@ def test_export_includes_replacements_once(wh: Warehouse, bar: MakeBar, tmp_path
                                bar("ES", 2, price=7.0)]
 
 
-def test_reexport_replaces_file_whole(wh: Warehouse, bar: MakeBar, tmp_path: Path) -> None:
+def test_reexport_replaces_bars_key_for_key_and_keeps_other_archived_bars(
+    wh: Warehouse, bar: MakeBar, tmp_path: Path
+) -> None:
     wh.extend([bar("ES", m, price=1.0) for m in range(50)])
     first = wh.export_parquet(tmp_path).files[0]
+    wh.clear()  # a new session on the same day: ES minutes 0..49 are now only in the archive
     wh.append(*bar("ES", 10, price=5.0))
     wh.append(*bar("NQ", 0))
     second = wh.export_parquet(tmp_path).files[0]
     assert second == first
     bars = file_bars(second)
     assert len(bars) == 51
-    assert bars[10] == bar("ES", 10, price=5.0)
+    assert bars[:50] == [bar("ES", m, price=5.0 if m == 10 else 1.0) for m in range(50)]
+    assert bars[50] == bar("NQ", 0)
     assert listing(tmp_path) == ["date=2025-11-21", "date=2025-11-21/bars.parquet"]
 
 
@@ -222,10 +226,14 @@ def test_export_failing_in_duckdb_keeps_previous_file_and_no_temp(
     previous: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     wh, path, before = previous
-    # A codec name DuckDB rejects makes the COPY fail after the partition exists.
-    monkeypatch.setitem(wh.queries._texts, "export_day",
-                        wh.queries["export_day"].replace("COMPRESSION {compression}",
-                                                         "COMPRESSION no_such_codec"))
+    # A codec name DuckDB rejects makes the COPY fail after the partition exists; the day is
+    # archived already, so the merging statement runs, but neither may succeed.
+    for name in ("export_day", "export_day_merged"):
+        text = wh.queries[name]
+        broken = text.replace("COMPRESSION {compression}", "COMPRESSION no_such_codec")
+        broken = broken.replace("COMPRESSION '{compression}'", "COMPRESSION no_such_codec")
+        assert broken != text
+        monkeypatch.setitem(wh.queries._texts, name, broken)
     with pytest.raises(ExportError, match="failed"):
         wh.export_parquet(tmp_path)
     assert path.read_bytes() == before

@@ -1,34 +1,62 @@
 """End of session: the stored bars to Parquet, hive-partitioned by UTC date, atomically.
 
 Layout: ``<directory>/date=YYYY-MM-DD/bars.parquet``, zstd, sorted by (symbol, ts), timestamps
-INT64 microseconds adjusted to UTC. Each day's file is written beside its final name and
-renamed over it once complete and synced, so a reader sees the old file or the new one, never a
-partial one; a failed or killed export leaves the previous export as it was.
+INT64 microseconds adjusted to UTC.
+
+An export adds to the archive and never takes from it: a day that already has a file gets a new
+file holding that file's bars whose (symbol, ts) the session does not hold plus the session's
+bars of the day, so bars exported earlier by another session on the same UTC date stay. Each
+day's new file is written beside its final name and renamed over it once complete and synced,
+so a reader sees the old file or the new one, never a partial one; a failed or killed export
+leaves the previous file as it was, and a day file that cannot be read is never replaced.
+
+Paths are literal. DuckDB expands ``*``, ``?`` and ``[...]`` in every path it reads, a list's
+items included, so a file is handed to it with those characters escaped (`_duckdb_path`), and
+the archive's files are listed with `Path.iterdir`, never with a pattern built from its path.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import sys
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Literal
 
+import pyarrow as pa
+import pyarrow.parquet as pq
+
 from warehouse.errors import ExportError, StoreError
+from warehouse.schema import BAR_SCHEMA
 from warehouse.store import BarStore
+
+if sys.platform != "win32":
+    import fcntl
 
 Compression = Literal["zstd", "snappy", "uncompressed"]
 #: Called after each day is written: (days done, days in all).
 Progress = Callable[[int, int], None]
 FILE_NAME = "bars.parquet"
+#: The characters DuckDB treats as a glob pattern in a path it reads.
+_GLOB_CHARACTERS = frozenset("*?[")
+#: What pyarrow raises for a file that is not (or no longer) Parquet.
+_UNREADABLE = (OSError, ValueError, pa.ArrowException)
+
+log = logging.getLogger("warehouse")
 
 
 @dataclass(frozen=True)
 class ExportResult:
-    """What an export wrote."""
+    """What an export wrote.
+
+    ``rows`` counts the session's bars written; bars of earlier exports that a day's new file
+    keeps are not counted.
+    """
 
     directory: Path
     files: tuple[Path, ...]
@@ -51,7 +79,10 @@ def export_parquet(
     store
         The store to export; its lock is held throughout, so no flush interleaves.
     directory
-        The archive root; created if missing. Other days already in it are left alone.
+        The archive root; created if missing. Days the session has no bar on are left alone.
+        A day that already has a file is merged, key for key: the new file holds the archived
+        bars whose (symbol, ts) the session does not hold and every session bar of that day,
+        in (symbol, ts) order. Exporting the same session again writes the same rows.
     compression
         Parquet codec.
     progress
@@ -60,12 +91,13 @@ def export_parquet(
     Returns
     -------
     ExportResult
-        The files written and the number of rows.
+        The files written and the number of session bars written.
 
     Raises
     ------
     ExportError
-        The directory is not writable, the disk is full, or DuckDB failed; the previous
+        The directory is not writable, the disk is full, DuckDB failed, or a day's archived
+        file cannot be read (its bars could not be kept; the message names it). The previous
         file of every day not yet replaced is intact, and no temporary file is left behind.
     """
     if compression not in ("zstd", "snappy", "uncompressed"):
@@ -86,21 +118,155 @@ def export_parquet(
     return ExportResult(root, tuple(files), rows)
 
 
+def archive_files(directory: str | Path) -> list[Path]:
+    """The finished day files of an archive, in date order.
+
+    A day file is ``date=YYYY-MM-DD/bars.parquet``; temporary files and other entries are not
+    listed. The folder is read with `Path.iterdir`, so no character of its path is a pattern.
+
+    Parameters
+    ----------
+    directory
+        The archive root.
+
+    Returns
+    -------
+    list[Path]
+        The files; empty if the folder does not exist (or is not a folder).
+
+    Raises
+    ------
+    OSError
+        The folder exists but cannot be listed.
+    """
+    root = Path(directory)
+    try:
+        children = list(root.iterdir())
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    files = [child / FILE_NAME for child in children if _day_of(child.name) is not None]
+    return sorted((f for f in files if f.is_file()), key=lambda f: f.parent.name)
+
+
 def publish_history(store: BarStore, directory: str | Path) -> None:
     """Define the view ``history`` over the archive at ``directory`` (empty while it has no day).
 
-    Only finished files (``date=*/bars.parquet``) are read: never a temporary one.
+    Only finished day files are read, never a temporary one; the set of days is the one found
+    now (the warehouse republishes after exporting to its archive). A damaged file (empty, cut
+    short, not Parquet, or not a file of bars) does not stop this: it is logged as a warning on
+    the ``warehouse`` logger, and only the queries that read it fail, with an error naming it.
+    If no day file can be read, or the archive cannot be listed or read literally, every query
+    reading ``history`` fails with the reason.
+
+    Parameters
+    ----------
+    store
+        The store whose connection gets the (temporary) view.
+    directory
+        The archive root; it need not exist yet.
+
+    Raises
+    ------
+    ExportError
+        DuckDB refused to define the view (for instance, the store is closed).
     """
     root = Path(directory)
-    if any(root.glob(f"date=*/{FILE_NAME}")):
-        files = str(root / "date=*" / FILE_NAME).replace("'", "''")
-        sql = store.queries["create_history_view"].format(files=files)
-    else:
-        sql = store.queries["create_history_view_empty"]
+    try:
+        files = archive_files(root)
+        paths = {f: _duckdb_path(f) for f in files}
+    except (OSError, ExportError) as exc:
+        log.warning("the archive %s cannot be read: %s", root, exc)
+        _publish_unreadable(store, root, f"cannot read the archive {root}: {exc}")
+        return
+    problems = {f: why for f in files if (why := _unreadable_reason(f)) is not None}
+    if problems:
+        log.warning(
+            "the archive %s holds %d damaged file(s); the queries reading them will fail: %s",
+            root, len(problems), "; ".join(f"{f} ({why})" for f, why in problems.items()),
+        )
+    if not files:
+        _publish(store, root, store.queries["create_history_view_empty"])
+        return
+    # DuckDB takes the view's columns from the first file it is given: a readable one must be
+    # first, or every query (and the definition itself) would fail on that one file.
+    for first in (f for f in files if f not in problems):
+        ordered = [first, *(f for f in files if f != first)]
+        listed = "', '".join(_sql_text(paths[f]) for f in ordered)
+        try:
+            store.execute(store.queries["create_history_view"].format(files=listed))
+        except StoreError as exc:  # pyarrow read the footer, DuckDB cannot: try the next one
+            problems[first] = str(exc)
+            log.warning("the archive file %s cannot be read by DuckDB: %s", first, exc)
+        else:
+            return
+    _publish_unreadable(store, root, "; ".join(
+        f"cannot read the archive file {f}: {why}" for f, why in problems.items()
+    ))
+
+
+def _publish_unreadable(store: BarStore, root: Path, message: str) -> None:
+    sql = store.queries["create_history_view_unreadable"].format(message=_sql_text(message))
+    _publish(store, root, sql)
+
+
+def _publish(store: BarStore, root: Path, sql: str) -> None:
     try:
         store.execute(sql)
     except StoreError as exc:
-        raise ExportError(f"cannot read the archive {root}: {exc}") from exc
+        raise ExportError(f"cannot define the history of the archive {root}: {exc}") from exc
+
+
+def _day_of(name: str) -> date | None:
+    """The date of a partition folder named ``date=YYYY-MM-DD``, else None."""
+    value = name.removeprefix("date=")
+    if value == name:
+        return None
+    try:
+        day = date.fromisoformat(value)
+    except ValueError:
+        return None
+    return day if day.isoformat() == value else None
+
+
+def _unreadable_reason(path: Path) -> str | None:
+    """Why a day file cannot be read as bars, from its footer alone (cheap), or None."""
+    try:
+        names = pq.read_metadata(path).schema.to_arrow_schema().names
+    except _UNREADABLE as exc:
+        return f"{type(exc).__name__}: {exc}"
+    if names != BAR_SCHEMA.names:
+        return f"not a file of bars: its columns are {names}"
+    return None
+
+
+def _duckdb_path(path: Path) -> str:
+    r"""``path`` as DuckDB must be given it to read exactly that file, absolute.
+
+    DuckDB globs every path it reads when the path holds ``*``, ``?`` or ``[``: a folder
+    ``arch[1]`` would read ``arch1``. Wrapping each such character in brackets (``[[]``, ``[*]``,
+    ``[?]``) makes it match only itself. A backslash cannot be escaped that way: DuckDB splits
+    a pattern at backslashes as at slashes, so ``x\y[1]`` would find ``x/y[1]``; such a path is
+    refused. An absolute path keeps DuckDB from resolving it against ``file_search_path``.
+
+    Raises
+    ------
+    ExportError
+        The path holds both a backslash and a glob character.
+    """
+    text = path.absolute().as_posix()
+    if not _GLOB_CHARACTERS.intersection(text):
+        return text  # read as is: DuckDB does not glob a path without those characters
+    if "\\" in text:
+        raise ExportError(
+            f"{path}: DuckDB cannot read a path holding both a backslash and one of * ? [ "
+            "literally; rename the folder"
+        )
+    return "".join(f"[{c}]" if c in _GLOB_CHARACTERS else c for c in text)
+
+
+def _sql_text(text: str) -> str:
+    """``text`` for the inside of a single-quoted SQL string literal."""
+    return text.replace("'", "''")
 
 
 def _export_day(store: BarStore, root: Path, day: date, compression: Compression) -> Path:
@@ -108,23 +274,74 @@ def _export_day(store: BarStore, root: Path, day: date, compression: Compression
     final = partition / FILE_NAME
     temporary = partition / f".{FILE_NAME}.{uuid.uuid4().hex}.tmp"
     start = datetime.combine(day, time(), tzinfo=UTC)
-    sql = store.queries["export_day"].format(
-        path=str(temporary).replace("'", "''"), compression=compression
-    )
+    params: dict[str, object] = {"start": start, "end": start + timedelta(days=1)}
     try:
         partition.mkdir(parents=True, exist_ok=True)
-        for stale in partition.glob(f".{FILE_NAME}.*.tmp"):
-            stale.unlink()  # left by an export that was killed
-        store.execute(sql, {"start": start, "end": start + timedelta(days=1)})
-        _fsync(temporary)
-        temporary.replace(final)
-        _fsync(partition)
-    except (OSError, StoreError) as exc:
-        # If the partition is a file, unlinking inside it raises too; there is nothing to remove.
+        with _day_lock(partition):
+            for stale in partition.glob(f".{FILE_NAME}.*.tmp"):
+                stale.unlink()  # left by an export that was killed (not a running one: locked)
+            if final.exists() or final.is_symlink():
+                # The day is archived already: keep its bars that the session does not replace.
+                params["archived"] = _archived_path(day, final)
+                query = "export_day_merged"
+            else:
+                query = "export_day"
+            store.execute(store.queries[query].format(
+                path=_sql_text(str(temporary)), compression=compression
+            ), params)
+            _fsync(temporary)
+            temporary.replace(final)
+            _fsync(partition)
+    except BaseException as exc:
+        # Whatever stopped the export (an error, an interrupt), the temporary file goes; if the
+        # partition is a file, unlinking inside it raises too, and there is nothing to remove.
         with contextlib.suppress(OSError):
             temporary.unlink(missing_ok=True)
-        raise ExportError(f"export of {day} to {final} failed: {exc}") from exc
+        if isinstance(exc, OSError | StoreError):
+            raise ExportError(f"export of {day} to {final} failed: {exc}") from exc
+        raise
     return final
+
+
+def _archived_path(day: date, final: Path) -> str:
+    """The day's archived file, checked to be readable bars, as DuckDB must be given it.
+
+    Raises
+    ------
+    ExportError
+        It is not a regular file, or its footer or columns are not those of bars: its bars
+        could not be kept, so it must not be replaced.
+    """
+    reason = _unreadable_reason(final) if final.is_file() else "it is not a regular file"
+    if reason is not None:
+        raise ExportError(
+            f"export of {day} to {final} failed: the archived file {final} cannot be read "
+            f"({reason}); it is left as it was"
+        )
+    try:
+        return _duckdb_path(final)
+    except ExportError as exc:
+        raise ExportError(f"export of {day} to {final} failed: {exc}") from exc
+
+
+@contextlib.contextmanager
+def _day_lock(partition: Path) -> Iterator[None]:
+    """Hold an exclusive lock on a day's folder while its file is read, merged and replaced.
+
+    Two exports of one day (other threads or processes, other warehouses) then take turns, and
+    the second merges the first's bars instead of writing over them; the lock also keeps one
+    export's stale-file sweep off the other's temporary file. The kernel drops the lock of a
+    killed process. (Not on Windows, which has no ``flock``.)
+    """
+    if sys.platform == "win32":
+        yield
+        return
+    fd = os.open(partition, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def _fsync(path: Path) -> None:
