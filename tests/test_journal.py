@@ -151,7 +151,8 @@ def test_unfinished_record_ends_the_segment(tmp_path: Path) -> None:
     assert bars_from_table(table) == bars
     assert report.records == 3
     assert report.dropped_bytes == 16  # from the stop to the last byte written
-    assert report.torn is not None and "unfinished" in report.torn
+    assert report.torn is not None
+    assert "unfinished" in report.torn
     assert not report.set_aside  # an unacknowledged record is not damage
 
 

@@ -1,26 +1,46 @@
 """The ``warehouse`` command: replay the sample session, run SQL, export, generate, benchmark.
 
-Only this module prints. A `WarehouseError` becomes one line on stderr and exit code 1.
+Only this module prints. Every failure is one line on stderr, ``warehouse: error: ...``, and a
+non-zero exit (never a traceback):
+
+- 1: a `WarehouseError` or an `OSError`; an error of DuckDB, pyarrow or polars that escaped
+  unwrapped (the line names its type); anything else (the line names the type and says it is
+  a bug; ``WAREHOUSE_TRACEBACK=1`` prints the traceback before it).
+- 2: a usage error (unknown option, missing argument).
+- 130: interrupted (Ctrl-C).
+- 141 (128 + SIGPIPE, what a shell shows for a tool killed by a closed pipe): stdout was closed
+  by its reader, as in ``warehouse sql ... | head``; nothing is printed, as for ``yes | head``.
+
+No command deletes or replaces a warehouse file it did not create: `demo` reuses only a file it
+made itself (``origin = demo`` in ``warehouse_meta``), and `sql`, `query` and `export` never
+create the file they read.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
 import time
+import traceback
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
+import duckdb
 import polars as pl
+import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from warehouse.errors import WarehouseError
+from warehouse.journal import has_segments
 from warehouse.queries import load_queries
 from warehouse.sample import generate_session
+from warehouse.schema import conform
 from warehouse.warehouse import Warehouse
 
 _PACKAGE = Path(__file__).resolve().parent
@@ -32,40 +52,123 @@ SAMPLE = next(
 )
 
 
+#: Exit statuses besides 0 and 1 (see the module docstring).
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141
+#: The `warehouse_meta` key, and its value, that mark a warehouse file the demo created.
+ORIGIN_KEY = "origin"
+DEMO_ORIGIN = "demo"
+#: Set (to anything non-empty) to print the traceback of an unexpected error.
+TRACEBACK_ENV = "WAREHOUSE_TRACEBACK"
+#: Errors of the libraries underneath that the package normally wraps; one that escaped
+#: unwrapped is still a user-facing failure (a damaged file, an odd query), not a crash.
+_LIBRARY_ERRORS = (duckdb.Error, pa.ArrowException, pl.exceptions.PolarsError)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     arguments = list(sys.argv[1:] if argv is None else argv)
+    try:
+        code = _run(arguments)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
+        return code
+    except BrokenPipeError:
+        # The reader went away (`| head`): what is left to print goes nowhere. Python's advice
+        # for SIGPIPE: point stdout at devnull so that the flush at exit does not fail again.
+        _stdout_to_devnull()
+        return EXIT_BROKEN_PIPE
+    except KeyboardInterrupt:
+        _error("interrupted")
+        return EXIT_INTERRUPTED
+    except (WarehouseError, OSError) as exc:
+        _error(str(exc) or type(exc).__name__)
+        return 1
+    except _LIBRARY_ERRORS as exc:
+        _error(f"{type(exc).__name__}: {exc}")
+        return 1
+    except Exception as exc:
+        # Last resort, so that a user never gets a traceback; the line still names the type,
+        # and WAREHOUSE_TRACEBACK=1 shows where it came from: a bug is not hidden.
+        if os.environ.get(TRACEBACK_ENV):
+            traceback.print_exc()
+        _error(f"unexpected {type(exc).__name__}: {exc} (a bug; {TRACEBACK_ENV}=1 shows "
+               "the traceback)")
+        return 1
+
+
+def _run(arguments: list[str]) -> int:
     if arguments[:1] == ["bench"]:
         # The benchmark parses its own options (argparse cannot pass them through).
         from warehouse.bench import main as bench_main  # heavy imports only when asked
 
         return bench_main(arguments[1:])
     parser = _parser()
-    args = parser.parse_args(arguments)
+    try:
+        args = parser.parse_args(arguments)
+    except SystemExit as exc:  # --help (0), or a usage error already printed (2)
+        return exc.code if isinstance(exc.code, int) else 0 if exc.code is None else EXIT_USAGE
     if args.command is None:
         parser.print_help()
-        return 2
+        return EXIT_USAGE
+    return int(args.run(args))
+
+
+def _error(message: str) -> None:
+    """Print ``message`` as the one ``warehouse: error:`` line (multi-line messages joined)."""
+    lines = (line.strip() for line in message.splitlines())
+    # DuckDB's messages carry a "LINE 1: ..." excerpt and a caret line under it: drop the caret.
+    text = " ".join(line for line in lines if line.strip("^ "))
+    with contextlib.suppress(OSError, ValueError):  # stderr gone too: the status is all left
+        print(f"warehouse: error: {text}", file=sys.stderr, flush=True)
+
+
+def _stdout_to_devnull() -> None:
     try:
-        return int(args.run(args))
-    except WarehouseError as exc:
-        print(f"warehouse: error: {exc}", file=sys.stderr)
-        return 1
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, sys.stdout.fileno())
+        finally:
+            os.close(devnull)
+    except (OSError, ValueError):  # no real file descriptor behind stdout (io.StringIO)
+        pass
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line too (the subcommands' parsers are of this class)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"warehouse: error: {self.prog}: {message} "
+                              f"(`{self.prog} --help` shows the usage)\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text} is not positive")
+    return value
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="warehouse", description="A DuckDB-backed warehouse for a trading session's bars."
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     demo = commands.add_parser(
         "demo", help="replay a session bar by bar as a live feed, query it, export it",
-        description="Replay a session file bar by bar into a new warehouse (any file at --db is "
-        "replaced), then print throughput, latest bars, an SQL aggregate and the Parquet export.",
+        description="Replay a session file bar by bar into a warehouse file, then print "
+        "throughput, latest bars, an SQL aggregate and the Parquet export. The input is read "
+        "and checked first. --db is created if missing; an existing file is emptied and reused "
+        "only if an earlier demo created it, and any other file is refused, untouched.",
     )
     demo.add_argument("--data", type=Path, default=SAMPLE, help="session Parquet file to replay")
     demo.add_argument("--db", type=Path, default=Path("out/demo.duckdb"),
-                      help="warehouse file to create (default: out/demo.duckdb)")
+                      help="warehouse file to create, or to reuse if the demo created it "
+                      "(default: out/demo.duckdb)")
     demo.add_argument("--out", type=Path, default=Path("out/archive"),
                       help="Parquet archive directory (default: out/archive)")
     demo.set_defaults(run=_demo)
@@ -83,16 +186,22 @@ def _parser() -> argparse.ArgumentParser:
     listing = commands.add_parser("queries", help="list the named queries and what they answer")
     listing.set_defaults(run=_queries)
 
-    export = commands.add_parser("export", help="export a warehouse file to Parquet")
-    export.add_argument("--db", type=Path, required=True, help="warehouse file")
+    export = commands.add_parser(
+        "export", help="export a warehouse file to Parquet",
+        description="Export a warehouse file to Parquet. The file is opened read-only, unless "
+        "<db>.journal/ holds bars a crashed process journaled: then they are replayed into it "
+        "first.",
+    )
+    export.add_argument("--db", type=Path, required=True, help="warehouse file (must exist)")
     export.add_argument("--out", type=Path, required=True, help="archive directory")
     export.add_argument("--compression", choices=["zstd", "snappy", "uncompressed"],
                         default="zstd", help="Parquet codec (default: zstd)")
     export.set_defaults(run=_export)
 
     generate = commands.add_parser("generate", help="write a synthetic session to Parquet")
-    generate.add_argument("--symbols", type=int, default=8000, help="number of symbols")
-    generate.add_argument("--minutes", type=int, default=390, help="bars per symbol")
+    generate.add_argument("--symbols", type=_positive_int, default=8000,
+                          help="number of symbols")
+    generate.add_argument("--minutes", type=_positive_int, default=390, help="bars per symbol")
     generate.add_argument("--seed", type=int, default=7, help="random seed")
     generate.add_argument("--out", type=Path, required=True, help="Parquet file to write")
     generate.set_defaults(run=_generate)
@@ -137,10 +246,22 @@ def _print_frame(frame: pl.DataFrame, rows: int) -> None:
         print(frame)
 
 
+def _require_file(db: Path) -> None:
+    """Refuse a --db that is missing or not a file, before anything opens (and creates) it."""
+    if not db.exists():
+        raise WarehouseError(f"{db} does not exist")
+    if not db.is_file():
+        raise WarehouseError(f"{db} is not a file")
+
+
 def _open_read_only(args: argparse.Namespace) -> Warehouse:
-    if not args.db.exists():
-        raise WarehouseError(f"{args.db} does not exist")
+    _require_file(args.db)
     return Warehouse(args.db, read_only=True, archive=args.archive)
+
+
+def _progress_bar(**options: Any) -> Any:
+    """A tqdm bar on stderr that draws only on a terminal (logs get no carriage returns)."""
+    return tqdm(file=sys.stderr, disable=not sys.stderr.isatty(), **options)
 
 
 def _sql(args: argparse.Namespace) -> int:
@@ -165,9 +286,12 @@ def _queries(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    with Warehouse(args.db, flush_interval=None) as wh, tqdm(
-        desc="export", unit="day", file=sys.stderr
-    ) as bar:
+    _require_file(args.db)
+    # Read-only: exporting changes nothing in the file. Journaled bars of a crashed process
+    # must be replayed first, and that takes a writer (a plain writer open refuses the file).
+    journal = has_segments(f"{args.db}.journal")
+    with Warehouse(args.db, flush_interval=None, read_only=not journal, journal=journal) as wh, \
+            _progress_bar(desc="export", unit="day") as bar:
         def progress(done: int, total: int) -> None:
             bar.total = total
             bar.update(done - bar.n)
@@ -179,31 +303,89 @@ def _export(args: argparse.Namespace) -> int:
 
 def _generate(args: argparse.Namespace) -> int:
     table = generate_session(args.symbols, args.minutes, seed=args.seed)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, args.out, compression="zstd")
+    try:
+        _make_directory(args.out.parent)
+        pq.write_table(table, args.out, compression="zstd")
+    except (pa.ArrowException, OSError) as exc:
+        raise WarehouseError(f"cannot write {args.out}: {exc}") from exc
     print(f"wrote {table.num_rows:,} bars ({args.symbols} symbols x {args.minutes} minutes) "
           f"to {args.out}")
     return 0
 
 
+def _make_directory(path: Path) -> None:
+    """``mkdir -p``; the error names the directory asked for, not only the part that failed."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise WarehouseError(f"cannot create directory {path}: {exc}") from exc
+
+
+def _read_session(path: Path) -> pa.Table:
+    """The whole --data file, read and validated (`conform`), or a `WarehouseError` naming it."""
+    if not path.exists():
+        raise WarehouseError(f"{path} does not exist; `warehouse generate --out` makes one")
+    if not path.is_file():
+        raise WarehouseError(f"{path} is not a file; --data takes one Parquet file")
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise WarehouseError(f"{path} cannot be read as Parquet: {exc}") from exc
+    try:
+        return conform(table)
+    except (WarehouseError, pa.ArrowException) as exc:
+        raise WarehouseError(f"{path} does not hold valid bars: {exc}") from exc
+
+
+def _open_demo_warehouse(db: Path) -> Warehouse:
+    """Open ``db`` for the demo: a new file (marked as the demo's), or the demo's own, emptied.
+
+    Never unlinks: the open goes through DuckDB's lock, so a file another process holds is
+    refused untouched. A file the demo did not create is refused untouched as well.
+    """
+    refusal = f"{db} is a warehouse the demo did not create; pass another --db"
+    existed = db.exists() or db.is_symlink()
+    if existed:
+        if not db.is_file():
+            raise WarehouseError(f"{db} is not a file; pass another --db")
+        # Look before taking it for writing: a writer open would add the warehouse's tables to
+        # any DuckDB file. A damaged or locked file fails here with DuckDB's reason.
+        with Warehouse(db, read_only=True) as probe:
+            if probe._store.meta(ORIGIN_KEY) != DEMO_ORIGIN:
+                raise WarehouseError(refusal)
+    else:
+        _make_directory(db.parent)
+    wh = Warehouse(db)
+    try:
+        # Decided again under DuckDB's lock, where no other process can change it.
+        origin = wh._store.meta(ORIGIN_KEY)
+        if origin == DEMO_ORIGIN:
+            wh.clear()  # what "replace" means: the demo's own file, emptied
+        elif not existed and origin is None and not wh.symbols():
+            wh._store.set_meta(ORIGIN_KEY, DEMO_ORIGIN)
+        else:  # someone else's, made between the look and the open
+            raise WarehouseError(refusal)
+    except BaseException:
+        wh.close()
+        raise
+    return wh
+
+
 def _demo(args: argparse.Namespace) -> int:
-    if not args.data.exists():
-        raise WarehouseError(f"{args.data} does not exist; `warehouse generate --out` makes one")
-    table = pq.read_table(args.data)
-    args.db.parent.mkdir(parents=True, exist_ok=True)
-    for stale in (args.db, args.db.with_name(args.db.name + ".wal")):
-        stale.unlink(missing_ok=True)
+    table = _read_session(args.data)
+    # An unusable --out fails now, before the warehouse is touched, not after the replay.
+    _make_directory(args.out)
     columns = [table.column(name).to_pylist() for name in ("symbol", "open", "high", "low",
                                                             "close", "volume", "vwap",
                                                             "trade_count")]
     stamps = table.column("ts").cast("int64").to_pylist()
     rows = list(zip(columns[0], stamps, *columns[1:], strict=True))
-    with Warehouse(args.db) as wh:
+    with _open_demo_warehouse(args.db) as wh:
         append = wh.append
         step = max(1, len(rows) // 200)
         started = time.perf_counter()
-        with tqdm(total=len(rows), desc="replay", unit="bar", unit_scale=True,
-                  file=sys.stderr) as progress:
+        with _progress_bar(total=len(rows), desc="replay", unit="bar",
+                           unit_scale=True) as progress:
             for i in range(0, len(rows), step):
                 for row in rows[i : i + step]:
                     append(*row)

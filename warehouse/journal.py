@@ -371,6 +371,11 @@ def _create(path: Path, epoch: int, size: int) -> mmap.mmap:
     return mm
 
 
+def has_segments(directory: str | Path) -> bool:
+    """Whether a journal folder holds segments waiting to be replayed (a crash left them)."""
+    return bool(_segments(Path(directory)))
+
+
 def _segments(directory: Path) -> list[Path]:
     return sorted(p for p in directory.glob("*.journal") if p.stem.isdigit())
 

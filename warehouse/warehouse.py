@@ -26,7 +26,7 @@ from warehouse.export import (
     export_parquet,
     publish_history,
 )
-from warehouse.journal import Journal, Recovery
+from warehouse.journal import Journal, Recovery, has_segments
 from warehouse.queries import load_queries
 from warehouse.schema import EPOCH, MAX_TS, MIN_TS, Bar, to_micros
 from warehouse.store import BarStore, Params
@@ -112,7 +112,7 @@ class Warehouse:
         queries = load_queries(sql_dir)
         writer = None if read_only or str(path) == ":memory:" else _Writers.claim(path)
         try:
-            if not journal and not read_only and any(Path(f"{path}.journal").glob("*.journal")):
+            if not journal and not read_only and has_segments(f"{path}.journal"):
                 # Taking bars now would leave the journaled ones to be replayed later, over them.
                 raise StoreError(
                     f"{path}.journal holds bars that a crash kept from the file; open it once "
