@@ -175,29 +175,7 @@ def test_export_failing_at_directory_sync_leaves_new_file_whole(
     live.assert_durable()
 
 
-# -- a tiny tmpfs: a disk that really fills up -----------------------------------------------------
-
-
-@pytest.fixture
-def tiny_disk(tmp_path: Path) -> Iterator[Callable[[str], None]]:
-    """A 1 MiB tmpfs at tmp_path/disk; the fixture's value resizes it. Skips if mounting fails."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    if shutil.which("mount") is None or os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root and mount(8)")
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
-                          capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-
-    def resize(size: str) -> None:
-        subprocess.run(["mount", "-o", f"remount,size={size}", str(mount)], check=True)
-
-    try:
-        yield resize
-    finally:
-        if subprocess.run(["umount", str(mount)], check=False).returncode != 0:
-            subprocess.run(["umount", "-l", str(mount)], check=False)
+# -- a tiny tmpfs (conftest's tiny_disk): a disk that really fills up ------------------------------
 
 
 def test_export_to_full_disk_raises_export_error_and_keeps_previous_file(

@@ -8,14 +8,12 @@ The oracle is independent of the parser: the journal's write position after each
 
 from __future__ import annotations
 
-import os
 import random
-import shutil
 import signal
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pyarrow as pa
@@ -190,28 +188,11 @@ FULL_DISK_CHILD = textwrap.dedent(
 )
 
 
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A real 4 MiB tmpfs; skips where mounting is not possible."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    if shutil.which("mount") is None or os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root and mount(8)")
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)],
-                          capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-    try:
-        yield mount
-    finally:
-        if subprocess.run(["umount", str(mount)], check=False).returncode != 0:
-            subprocess.run(["umount", "-l", str(mount)], check=False)
-
-
 def test_full_disk_under_the_journal_refuses_the_append_and_keeps_every_earlier_bar(
-    small_disk: Path,
+    tiny_disk: Callable[[str], None], tmp_path: Path
 ) -> None:
-    db = small_disk / "wh.duckdb"
+    tiny_disk("4m")
+    db = tmp_path / "disk" / "wh.duckdb"
     script = FULL_DISK_CHILD.format(root=str(ROOT), db=str(db), t0=T0)
     child = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                            timeout=120, check=False)
@@ -224,7 +205,7 @@ def test_full_disk_under_the_journal_refuses_the_append_and_keeps_every_earlier_
     assert "No space left on device" in child.stderr
     assert acked > 10_000  # at least a segment's worth went in first
     # With room again, the reopen replays every acknowledged bar.
-    subprocess.run(["mount", "-o", "remount,size=64m", str(small_disk)], check=True)
+    tiny_disk("64m")
     with Warehouse(db, journal=True, flush_interval=None) as wh:
         assert wh.count("ES") == acked
         assert wh.sql("SELECT count(*) AS n FROM bars")["n"][0].as_py() == acked
