@@ -155,7 +155,9 @@ def test_kill_at_a_step_of_clear_leaves_whole_session_or_none(
     check_clear(db, lines, journal)
 
 
-@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize(
+    "seed", [*range(6), *(pytest.param(s, marks=pytest.mark.slow) for s in range(6, 66))]
+)
 def test_kill_at_a_random_moment_of_clear_leaves_whole_session_or_none(
     tmp_path: Path, seed: int
 ) -> None:

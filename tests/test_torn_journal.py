@@ -15,6 +15,7 @@ import sys
 import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pytest
@@ -77,9 +78,11 @@ def damage(segment: Path, kind: str, rng: random.Random, end: int) -> int:
     return at
 
 
-def cases() -> Iterator[tuple[str, int]]:
-    for seed in range(24):
-        yield DAMAGE[seed % len(DAMAGE)], seed
+def cases() -> Iterator[Any]:
+    """24 cases in the default suite, 200 more with ``-m slow``."""
+    for seed in range(224):
+        marks = [pytest.mark.slow] if seed >= 24 else []
+        yield pytest.param(DAMAGE[seed % len(DAMAGE)], seed, marks=marks)
 
 
 @pytest.mark.parametrize(("kind", "seed"), list(cases()))
