@@ -16,6 +16,10 @@ import pytest
 
 from warehouse import Bar, BarStore, Warehouse
 
+#: The benchmark (`python -m tests.bench`) is a tool, not tests: pytest neither collects nor
+#: imports it, --doctest-modules included. Relative to this folder, whatever the cwd.
+collect_ignore = ["bench"]
+
 SAMPLE = Path(__file__).resolve().parent.parent / "data" / "sample_session.parquet"
 #: 2025-11-21 14:30:00 UTC, the sample session's first bar, in microseconds.
 T0 = 1_763_735_400_000_000

@@ -1,0 +1,37 @@
+"""The performance targets of DESIGN.md ("Performance targets"), as the report checks them.
+
+Full session: 8,000 symbols x 390 one-minute bars, flushes to a file, the garbage collector on.
+Ratios are costs, ours / baseline (0.25 means a quarter of the baseline's cost).
+"""
+
+from __future__ import annotations
+
+#: `append` one bar, validated: >= 2 M bars/s and <= 0.25x the seed's cost.
+APPEND_RATE = 2e6
+APPEND_VS_SEED = 0.25
+#: GC during a session: no full (generation 2) collection caused by bars; longest pause reported.
+GC_FULL_COLLECTIONS = 0
+#: `latest(symbol)`: <= 1.5x a bare `dict.get`, and >= 10x faster than the seed.
+LATEST_VS_DICT = 1.5
+LATEST_VS_SEED = 1 / 10
+#: `last_n(symbol, 20)`: <= 0.3 µs (baseline: the seed's `get_last_n_bars`).
+LAST_N_SECONDS = 0.3e-6
+#: `latest_many(500)`: <= 25 µs (baseline: 500 x the seed's `get_latest_bar`).
+LATEST_MANY_SECONDS = 25e-6
+#: `extend` a session to a file: >= 3 M bars/s (baseline: DuckDB's own Arrow insert).
+EXTEND_RATE = 3e6
+#: Flush of one minute (8,000 bars): p99 <= 10 ms; hot reads during it within 1.2x.
+FLUSH_P99_SECONDS = 10e-3
+READS_DURING_FLUSH = 1.2
+#: SQL, one symbol one hour over `bars`: <= 1.5 ms, and below the same SQL on a plain table
+#: in arrival order (a cost ratio under 1).
+SQL_HOUR_SECONDS = 1.5e-3
+SQL_VS_PLAIN = 1.0
+#: 5-minute resample of the session: <= 0.5x Polars `group_by_dynamic`.
+RESAMPLE_VS_POLARS = 0.5
+#: Parquet export of the session: <= 1.2x DuckDB's own `COPY ... ORDER BY`.
+EXPORT_VS_COPY = 1.2
+#: Resident memory: <= 60 B/bar with the session in DuckDB (the seed: ~430 B/bar).
+BYTES_PER_BAR = 60.0
+#: Not in DESIGN.md's table: over many sessions in one process, memory stays bounded.
+PEAK_RSS_GROWTH = 1.10
