@@ -1,10 +1,16 @@
 import json
+import re
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
 from warehouse import Warehouse
 from warehouse.cli import _parser, main
+from warehouse.queries import load_queries
 from warehouse.sample import generate_session
 
 
@@ -27,7 +33,7 @@ def test_every_subcommand_has_help_text():
     parser = _parser()
     actions = [a for a in parser._actions if a.dest == "command"]
     choices = actions[0].choices
-    assert set(choices) == {"demo", "sql", "query", "queries", "export", "generate", "bench"}
+    assert set(choices) == {"demo", "sql", "query", "queries", "export", "generate"}
     helps = {a.dest: a.help for a in actions[0]._choices_actions}
     for name in choices:
         assert helps.get(name), f"subcommand {name} has no help"
@@ -100,11 +106,34 @@ def test_param_without_equals_exits_1(db, capsys):
     assert "NAME=VALUE" in capsys.readouterr().err
 
 
-def test_queries_lists_every_sql_file(capsys):
+def test_queries_lists_each_named_query_with_summary_and_parameters(capsys):
     assert main(["queries"]) == 0
-    out = capsys.readouterr().out
-    for name in ("bars_between", "session_ohlcv", "resample_bars", "latest_bar_per_symbol"):
-        assert name in out
+    lines = capsys.readouterr().out.splitlines()
+    queries = load_queries()
+    names = [line.split()[0] for line in lines if not line.startswith(" ")]
+    assert names == list(queries)
+    assert len(lines) == 2 * len(queries)
+    listed = dict(zip(lines[::2], lines[1::2], strict=True))
+    by_name = {head.split()[0]: (head, params) for head, params in listed.items()}
+    head, params = by_name["bars_between"]
+    assert queries.summary("bars_between") in head
+    assert params.split() == ["parameters:", "$symbols,", "$start,", "$end"]
+    assert by_name["session_ohlcv"][1].split() == ["parameters:", "none"]
+    assert by_name["resample_bars"][1].split() == ["parameters:", "$minutes"]
+
+
+@pytest.mark.parametrize("name", ["create_bars_table", "insert_bars", "stored_keys", "get_meta"])
+def test_queries_does_not_list_internal_statements(capsys, name):
+    assert main(["queries"]) == 0
+    assert name not in capsys.readouterr().out
+
+
+def test_query_of_internal_statement_exits_1_listing_named_queries(db, capsys):
+    assert main(["query", "stored_keys", "--db", str(db)]) == 1
+    err = capsys.readouterr().err
+    assert "no query named 'stored_keys'" in err
+    assert "session_ohlcv" in err
+    assert "create_bars_table" not in err
 
 
 def test_export_writes_partitioned_parquet(db, tmp_path, capsys):
@@ -133,16 +162,51 @@ def test_sql_with_archive_queries_history(db, tmp_path, capsys):
     assert "150" in capsys.readouterr().out
 
 
-def test_bench_runs_end_to_end_on_a_tiny_session(capsys):
-    assert main(["bench", "--symbols", "30", "--minutes", "20", "--repeat", "1"]) == 0
-    out = capsys.readouterr().out
-    assert "append 1 bar, validated" in out
-    assert "targets met:" in out
+#: Every row of the benchmark's table (tests/bench/README.md), with how often it appears.
+BENCH_ROWS = {
+    "append 1 bar, validated": 1,
+    "GC in append session: full collections": 1,
+    "GC in append session: longest pause": 1,
+    "append 1 bar, journal=True": 1,
+    "latest(symbol)": 2,
+    "last_n(symbol, 20)": 1,
+    "latest_many(500 symbols)": 2,
+    "flush 1 minute": 1,
+    "flush 1 minute, reader busy": 1,
+    "latest() during flush, mean": 1,
+    "latest() during flush, p99": 1,
+    "extend session + flush, file": 1,
+    "SQL 1 symbol 1 hour (bars)": 1,
+    "SQL 5-minute resample, session": 1,
+    "Parquet export, session": 1,
+    "resident memory per bar": 1,
+    "peak RSS, worst of sessions 2-10": 1,
+}
+
+
+def test_bench_module_prints_every_row_on_a_tiny_session():
+    # The benchmark is no subcommand: it lives in tests/bench/, run from the clone's root.
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.bench", "--symbols", "50", "--minutes", "30",
+         "--repeat", "1"],
+        cwd=root, capture_output=True, text=True, timeout=600, check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    first = next(i for i, line in enumerate(lines) if line.startswith("---")) + 1
+    end = next(i for i, line in enumerate(lines) if line.startswith("targets met:"))
+    operations = Counter(re.split(r"\s{2,}", line)[0] for line in lines[first:end])
+    assert operations == BENCH_ROWS
+    assert "CHECK FAILED" not in done.stdout
+
+
+def test_bench_is_not_a_subcommand(capsys):
+    assert main(["bench"]) == 2
+    assert "invalid choice: 'bench'" in capsys.readouterr().err
 
 
 def test_readme_shows_every_subcommand():
-    from pathlib import Path
-
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     section = readme.split("## Command line", 1)[1].split("\n## ", 1)[0]
     actions = [a for a in _parser()._actions if a.dest == "command"]

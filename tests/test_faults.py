@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import warehouse as warehouse_package
-import warehouse.export as export_module
+import warehouse.archive as archive_module
 from warehouse import Bar, ExportError, StoreError, Warehouse
 from warehouse.sample import generate_session
 
@@ -119,7 +119,7 @@ def previous_export(live: Live, tmp_path: Path) -> tuple[Path, Path, bytes]:
     """An archive holding an export of the flushed bars only, and the bytes of its file."""
     archive = tmp_path / "archive"
     with live.wh._store.lock:  # export what is stored now, without the unflushed tail
-        result = export_module.export_parquet(live.wh._store, archive)
+        result = archive_module.export_parquet(live.wh._store, archive)
     (path,) = result.files
     assert result.rows == 3_000
     return archive, path, path.read_bytes()

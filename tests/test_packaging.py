@@ -1,4 +1,5 @@
-"""The built wheel carries the SQL files and the sample, and finds them when installed."""
+"""The built wheel carries the SQL files (sql/ and sql/internal/) and the sample, and finds them
+when installed."""
 
 import subprocess
 import sys
@@ -25,8 +26,11 @@ def wheel(tmp_path_factory):
 
 def test_wheel_contains_every_sql_file_and_the_sample(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
-    for sql in (ROOT / "sql").glob("*.sql"):
-        assert f"warehouse/sql/{sql.name}" in names
+    files = sorted((ROOT / "sql").rglob("*.sql"))
+    assert any(f.parent.name == "internal" for f in files)
+    for sql in files:
+        assert f"warehouse/sql/{sql.relative_to(ROOT / 'sql').as_posix()}" in names
+    assert "warehouse/sql/internal/create_bars_table.sql" in names
     assert "warehouse/data/sample_session.parquet" in names
     assert "warehouse/py.typed" in names
 
@@ -36,13 +40,16 @@ def test_installed_wheel_loads_its_own_sql_files(wheel, tmp_path):
     zipfile.ZipFile(wheel).extractall(site)
     code = (
         "import warehouse.queries as q, warehouse.cli as c; "
-        "print(q.SQL_DIR); print(c.SAMPLE); print(len(q.load_queries()))"
+        "print(q.SQL_DIR); print(c.SAMPLE); print(len(q.load_queries())); "
+        "print(len(q.load_statements())); "
+        "import warehouse as w; w.Warehouse(':memory:').close()"
     )
     result = subprocess.run(
         [sys.executable, "-c", code], cwd=tmp_path, env={"PYTHONPATH": str(site)},
         capture_output=True, text=True, check=True,
     )
-    sql_dir, sample, count = result.stdout.split()
+    sql_dir, sample, count, statements = result.stdout.split()
     assert Path(sql_dir) == site / "warehouse" / "sql"
     assert Path(sample) == site / "warehouse" / "data" / "sample_session.parquet"
     assert int(count) == len(list((ROOT / "sql").glob("*.sql")))
+    assert int(statements) == len(list((ROOT / "sql").rglob("*.sql")))

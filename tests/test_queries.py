@@ -1,4 +1,6 @@
-"""The `sql/` folder: every file parses and binds, the loader's errors, named queries' numbers."""
+"""The SQL files: named queries (`sql/`) apart from the warehouse's own (`sql/internal/`), every
+file of both parses and binds, the loader's errors, named queries' numbers.
+"""
 
 from __future__ import annotations
 
@@ -15,11 +17,19 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
+import warehouse.queries as queries_module
 from warehouse import BarStore, QueryNotFoundError, Warehouse, WarehouseError, load_queries
-from warehouse.queries import SQL_DIR
+from warehouse.queries import INTERNAL_SQL_DIR, SQL_DIR, load_statements
 from warehouse.schema import BAR_SCHEMA, empty_table
 
+#: The named queries, what users run by name; every other file is the warehouse's own.
+NAMED = {
+    "bars_between", "all_bars_between", "symbol_bars_between", "last_bars_of_symbol",
+    "latest_bar_per_symbol", "session_ohlcv", "resample_bars", "bar_count_per_symbol",
+}
 SQL_FILES = sorted(SQL_DIR.glob("*.sql"))
+INTERNAL_FILES = sorted(INTERNAL_SQL_DIR.glob("*.sql"))
+ALL_FILES = SQL_FILES + INTERNAL_FILES
 PACKAGE = Path(__file__).resolve().parent.parent / "warehouse"
 # DuckDB cannot PREPARE a CREATE statement; those files are run for real (they are idempotent
 # DDL) inside a transaction that is rolled back, which binds them just as strictly.
@@ -52,12 +62,20 @@ def empty_con() -> Iterator[duckdb.DuckDBPyConnection]:
         yield con
 
 
-def test_sql_folder_is_not_empty() -> None:
-    assert len(SQL_FILES) >= 10
-    assert {p.stem for p in SQL_FILES} == set(load_queries())
+def test_sql_folder_holds_the_named_queries_and_internal_the_warehouses_own() -> None:
+    assert {p.stem for p in SQL_FILES} == NAMED == set(load_queries())
+    assert len(INTERNAL_FILES) >= 15
+    internal = {p.stem for p in INTERNAL_FILES}
+    assert internal.isdisjoint(NAMED)
+    assert {"create_bars_table", "insert_bars", "get_meta", "export_day"} <= internal
+    assert set(load_statements()) == internal | NAMED
 
 
-@pytest.mark.parametrize("path", SQL_FILES, ids=lambda p: p.name)
+def file_id(path: Path) -> str:
+    return str(path.relative_to(SQL_DIR))
+
+
+@pytest.mark.parametrize("path", ALL_FILES, ids=file_id)
 def test_sql_file_binds_against_empty_schema(
     path: Path, empty_con: duckdb.DuckDBPyConnection
 ) -> None:
@@ -78,7 +96,7 @@ def test_binding_check_catches_misspelt_column(empty_con: duckdb.DuckDBPyConnect
         empty_con.execute("PREPARE q AS SELECT symbl FROM bars WHERE ts >= $start")
 
 
-@pytest.mark.parametrize("path", SQL_FILES, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", ALL_FILES, ids=file_id)
 def test_sql_file_has_header_naming_parameters_and_columns(path: Path) -> None:
     lines = path.read_text(encoding="utf-8").splitlines()
     header = [line for line in lines if line.startswith("--")]
@@ -86,18 +104,47 @@ def test_sql_file_has_header_naming_parameters_and_columns(path: Path) -> None:
     assert len(lines[0]) > 10
     assert any(line.startswith("-- Parameters:") for line in header), path
     assert any(line.startswith("-- Columns:") for line in header), path
-    assert load_queries().summary(path.stem) == lines[0].removeprefix("--").strip()
+    assert load_statements().summary(path.stem) == lines[0].removeprefix("--").strip()
 
 
-def test_every_query_the_package_names_exists() -> None:
+@pytest.mark.parametrize("path", SQL_FILES, ids=file_id)
+def test_named_query_header_lists_exactly_the_parameters_it_binds(path: Path) -> None:
+    text = path.read_text(encoding="utf-8")
+    body = "\n".join(line for line in text.splitlines() if not line.startswith("--"))
+    bound = set(re.findall(r"\$([A-Za-z_]\w*)", body))
+    assert set(load_queries().parameters(path.stem)) == bound
+
+
+def test_parameters_are_read_from_the_header_in_its_order() -> None:
     queries = load_queries()
-    used = {
+    assert queries.parameters("bars_between") == ("symbols", "start", "end")
+    assert queries.parameters("last_bars_of_symbol") == ("symbol", "n")
+    assert queries.parameters("resample_bars") == ("minutes",)
+    assert queries.parameters("session_ohlcv") == ()
+
+
+def test_parameters_without_header_line_are_the_statements_placeholders(tmp_path: Path) -> None:
+    (tmp_path / "mine.sql").write_text(
+        "-- Bars of a symbol since a time.\n"
+        "SELECT * FROM bars WHERE symbol = $symbol AND ts >= $since AND symbol <> $symbol\n"
+    )
+    assert load_queries(tmp_path).parameters("mine") == ("symbol", "since")
+
+
+def used_names(pattern: str) -> set[str]:
+    return {
         name
         for source in PACKAGE.glob("*.py")
-        for name in re.findall(r'queries\["(\w+)"\]', source.read_text(encoding="utf-8"))
+        for name in re.findall(pattern, source.read_text(encoding="utf-8"))
     }
-    assert used, "the package names no query: the pattern is stale"
-    assert used <= set(queries), used - set(queries)
+
+
+def test_every_statement_the_package_names_exists() -> None:
+    used = used_names(r'statements\["(\w+)"\]')
+    assert used, "the package names no statement: the pattern is stale"
+    assert used <= set(load_statements()), used - set(load_statements())
+    # The warehouse's own statements come only from the package, never from `queries`.
+    assert used_names(r'\bqueries\["(\w+)"\]') <= NAMED
 
 
 def test_unknown_query_name_raises_listing_known_names() -> None:
@@ -113,6 +160,14 @@ def test_unknown_query_name_raises_listing_known_names() -> None:
 def test_warehouse_query_with_unknown_name_raises(wh: Warehouse) -> None:
     with pytest.raises(QueryNotFoundError, match=r"known queries: .*resample_bars"):
         wh.query("resample")
+
+
+@pytest.mark.parametrize("name", ["create_bars_table", "stored_keys", "delete_all_bars"])
+def test_warehouse_query_does_not_offer_internal_statements(wh: Warehouse, name: str) -> None:
+    assert set(wh.queries) == NAMED
+    with pytest.raises(QueryNotFoundError) as info:
+        wh.query(name)
+    assert info.value.known == sorted(NAMED)
 
 
 def test_queries_mapping_is_read_only_and_sorted() -> None:
@@ -153,9 +208,78 @@ def test_load_queries_with_missing_folder_raises(tmp_path: Path) -> None:
         load_queries(tmp_path / "nowhere")
 
 
-def test_warehouse_with_own_sql_dir_runs_its_queries(tmp_path: Path) -> None:
+def test_warehouse_with_own_sql_dir_offers_only_its_queries_and_keeps_working(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "symbols_seen.sql").write_text(
+        "-- Distinct symbols.\n-- Parameters: none.\n-- Columns: symbol.\n"
+        "SELECT DISTINCT symbol FROM bars ORDER BY symbol\n"
+    )
+    db = tmp_path / "wh.duckdb"
+    with Warehouse(db, flush_interval=None, window=2, sql_dir=folder) as wh:
+        assert list(wh.queries) == ["symbols_seen"]
+        for minute in range(5):
+            wh.append("ES", datetime(2025, 11, 21, 14, 30 + minute, tzinfo=UTC), 1, 1, 1, 1, 1)
+        wh.flush()
+        assert wh.query("symbols_seen").column("symbol").to_pylist() == ["ES"]
+        # The warehouse's own reads use the package's SQL, not the user's folder.
+        assert wh.frame("ES").height == 5
+        assert len(wh.last_n("ES", 4)) == 4  # past the window: read from DuckDB
+        with pytest.raises(QueryNotFoundError, match="known queries: symbols_seen"):
+            wh.query("bars_between")
+    with Warehouse(db, flush_interval=None, sql_dir=folder) as wh:
+        assert wh.count("ES") == 5
+
+
+def test_own_sql_dir_cannot_replace_the_warehouses_ddl(tmp_path: Path) -> None:
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "create_bars_table.sql").write_text(
+        "-- A table of my own.\n-- Parameters: none.\n-- Columns: x.\n"
+        "CREATE TABLE IF NOT EXISTS session_bars (x INTEGER)\n"
+    )
+    with Warehouse(":memory:", flush_interval=None, sql_dir=folder) as wh:
+        wh.append("ES", "2025-11-21T14:30:00Z", 1, 1, 1, 1, 1)
+        wh.flush()
+        columns = wh.sql("SELECT * FROM session_bars").column_names
+    assert columns == list(BAR_SCHEMA.names)
+
+
+@pytest.fixture
+def package_sql(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A stand-in for the package's sql/ folder (a copy), with the statements' cache emptied."""
     folder = tmp_path / "sql"
     shutil.copytree(SQL_DIR, folder)
+    monkeypatch.setattr(queries_module, "SQL_DIR", folder)
+    monkeypatch.setattr(queries_module, "INTERNAL_SQL_DIR", folder / "internal")
+    queries_module._package_statements.cache_clear()
+    yield folder
+    queries_module._package_statements.cache_clear()
+
+
+def test_load_statements_with_a_name_in_both_folders_raises_naming_both(
+    package_sql: Path,
+) -> None:
+    shutil.copy(package_sql / "bars_between.sql", package_sql / "internal")
+    with pytest.raises(WarehouseError, match=r"internal/bars_between\.sql: 'bars_between' is "
+                       r"also a named query \(.*sql/bars_between\.sql\)"):
+        load_statements()
+
+
+def test_load_statements_hands_out_independent_mappings(package_sql: Path) -> None:
+    first, second = load_statements(), load_statements()
+    assert first == second
+    first._texts["insert_bars"] = "-- x\nSELECT 1"
+    assert second["insert_bars"] != first["insert_bars"]
+
+
+def test_warehouse_with_copy_of_sql_folder_runs_its_queries_and_not_internal_ones(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "sql"
+    shutil.copytree(SQL_DIR, folder)  # internal/ comes along; it is never read from here
     (folder / "symbols_seen.sql").write_text(
         "-- Distinct symbols.\n-- Parameters: none.\n-- Columns: symbol.\n"
         "SELECT DISTINCT symbol FROM bars ORDER BY symbol\n"
@@ -163,6 +287,7 @@ def test_warehouse_with_own_sql_dir_runs_its_queries(tmp_path: Path) -> None:
     with Warehouse(":memory:", flush_interval=None, sql_dir=folder) as wh:
         wh.append("ES", "2025-11-21T14:30:00Z", 1, 1, 1, 1, 1)
         assert wh.query("symbols_seen").column("symbol").to_pylist() == ["ES"]
+        assert set(wh.queries) == NAMED | {"symbols_seen"}
 
 
 # -- named queries against Polars ------------------------------------------------------------

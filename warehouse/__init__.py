@@ -1,5 +1,6 @@
 """A DuckDB-backed warehouse for a trading session's market bars."""
 
+from warehouse.archive import export_parquet
 from warehouse.buffer import AppendBuffer
 from warehouse.errors import (
     ClosedError,
@@ -10,7 +11,6 @@ from warehouse.errors import (
     StoreError,
     WarehouseError,
 )
-from warehouse.export import export_parquet
 from warehouse.queries import load_queries
 from warehouse.schema import BAR_SCHEMA, Bar
 from warehouse.store import BarStore

@@ -1,4 +1,6 @@
-"""The ``warehouse`` command: replay the sample session, run SQL, export, generate, benchmark.
+"""The ``warehouse`` command: replay the sample session, run SQL, export, generate.
+
+The benchmark is no subcommand: it is a tool of the clone, ``python -m tests.bench``.
 
 Only this module prints. Every failure is one line on stderr, ``warehouse: error: ...``, and a
 non-zero exit (never a traceback):
@@ -98,11 +100,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(arguments: list[str]) -> int:
-    if arguments[:1] == ["bench"]:
-        # The benchmark parses its own options (argparse cannot pass them through).
-        from warehouse.bench import main as bench_main  # heavy imports only when asked
-
-        return bench_main(arguments[1:])
     parser = _parser()
     try:
         args = parser.parse_args(arguments)
@@ -183,7 +180,11 @@ def _parser() -> argparse.ArgumentParser:
     _db_options(query)
     query.set_defaults(run=_query)
 
-    listing = commands.add_parser("queries", help="list the named queries and what they answer")
+    listing = commands.add_parser(
+        "queries", help="list the named queries, what each answers and its parameters",
+        description="List the named queries of sql/ (run one with `warehouse query NAME`): "
+        "what each answers and the $parameters it binds (--param NAME=VALUE).",
+    )
     listing.set_defaults(run=_queries)
 
     export = commands.add_parser(
@@ -205,9 +206,6 @@ def _parser() -> argparse.ArgumentParser:
     generate.add_argument("--seed", type=int, default=7, help="random seed")
     generate.add_argument("--out", type=Path, required=True, help="Parquet file to write")
     generate.set_defaults(run=_generate)
-
-    # Listed for the help text; main() hands `bench ...` to warehouse.bench before parsing.
-    commands.add_parser("bench", help="run the benchmark (`warehouse bench --help`)")
     return parser
 
 
@@ -279,9 +277,11 @@ def _query(args: argparse.Namespace) -> int:
 
 def _queries(args: argparse.Namespace) -> int:
     queries = load_queries()
-    width = max(len(name) for name in queries)
+    width = max((len(name) for name in queries), default=0)
     for name in queries:
+        names = ", ".join(f"${p}" for p in queries.parameters(name)) or "none"
         print(f"{name:<{width}}  {queries.summary(name)}")
+        print(f"{'':<{width}}  parameters: {names}")
     return 0
 
 

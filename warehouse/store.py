@@ -20,7 +20,7 @@ import polars as pl
 import pyarrow as pa
 
 from warehouse.errors import StoreError
-from warehouse.queries import Queries, load_queries
+from warehouse.queries import Queries, load_queries, load_statements
 from warehouse.schema import BAR_SCHEMA, empty_table
 
 Params = Mapping[str, Any] | Sequence[Any] | None
@@ -45,7 +45,14 @@ class BarStore:
     read_only
         Open an existing file without writing to it (another process may hold the writer).
     queries
-        The named queries; the package's ``sql/`` folder by default.
+        The named queries a user runs by name (`load_queries`); the package's ``sql/`` folder
+        by default.
+
+    Attributes
+    ----------
+    statements
+        The SQL the warehouse itself runs (`load_statements`): always the package's, whatever
+        ``queries`` holds.
     """
 
     def __init__(
@@ -57,6 +64,7 @@ class BarStore:
     ) -> None:
         self.path = str(path)
         self.queries = queries if queries is not None else load_queries()
+        self.statements = load_statements()
         self.lock = threading.RLock()
         try:
             self._con = duckdb.connect(self.path, read_only=read_only)
@@ -70,8 +78,8 @@ class BarStore:
             # checkpoints from its flusher thread and on close instead.
             self._con.execute("SET checkpoint_threshold = '1GB'")
             if not read_only:
-                self._con.execute(self.queries["create_bars_table"])
-                self._con.execute(self.queries["create_meta_table"])
+                self._con.execute(self.statements["create_bars_table"])
+                self._con.execute(self.statements["create_meta_table"])
             self._check_table()
             self._view: str | None = None
             self._published: Snapshot | None = None
@@ -108,9 +116,9 @@ class BarStore:
                 con.begin()
                 if replaced.num_rows:
                     con.register("_flush_replaced", replaced)
-                    con.execute(self.queries["delete_replaced_bars"])
+                    con.execute(self.statements["delete_replaced_bars"])
                 con.register("_flush_batch", bars)
-                con.execute(self.queries["insert_bars"])
+                con.execute(self.statements["insert_bars"])
                 con.commit()
             except duckdb.Error as exc:
                 # The transaction may be gone already; the error below is the one to see.
@@ -132,8 +140,8 @@ class BarStore:
             con = self._con
             try:
                 con.begin()
-                con.execute(self.queries["delete_all_bars"])
-                con.execute(self.queries["set_meta"], {"key": EPOCH_KEY, "value": str(epoch)})
+                con.execute(self.statements["delete_all_bars"])
+                con.execute(self.statements["set_meta"], {"key": EPOCH_KEY, "value": str(epoch)})
                 con.commit()
             except duckdb.Error as exc:
                 with contextlib.suppress(duckdb.Error):
@@ -142,7 +150,7 @@ class BarStore:
 
     def set_meta(self, key: str, value: str) -> None:
         """Record one of the warehouse's facts (``warehouse_meta``), replacing an earlier value."""
-        self.execute(self.queries["set_meta"], {"key": key, "value": value})
+        self.execute(self.statements["set_meta"], {"key": key, "value": value})
 
     def register(self, name: str, table: pa.Table) -> None:
         """Make an Arrow table queryable under ``name`` (until `unregister`)."""
@@ -203,7 +211,7 @@ class BarStore:
         """One of the warehouse's facts, or None if it was never set (or the file predates them)."""
         with self.lock:
             try:
-                rows = self._con.execute(self.queries["get_meta"], {"key": key}).fetchall()
+                rows = self._con.execute(self.statements["get_meta"], {"key": key}).fetchall()
             except duckdb.CatalogException:
                 return None  # a read-only open of a file written before warehouse_meta existed
             except duckdb.Error as exc:
@@ -255,7 +263,7 @@ class BarStore:
         else:  # nothing waits: no union to pay for
             view = "create_bars_view_flushed"
         if view != self._view:
-            self._con.execute(self.queries[view])
+            self._con.execute(self.statements[view])
             self._view = view
 
     # -- lifecycle --------------------------------------------------------------------------

@@ -17,15 +17,15 @@ from typing import Any, ClassVar
 import polars as pl
 import pyarrow as pa
 
-from warehouse.buffer import AppendBuffer, bars_from_table
-from warehouse.errors import ClosedError, StoreError, WarehouseError
-from warehouse.export import (
+from warehouse.archive import (
     Compression,
     ExportResult,
     Progress,
     export_parquet,
     publish_history,
 )
+from warehouse.buffer import AppendBuffer, bars_from_table
+from warehouse.errors import ClosedError, StoreError, WarehouseError
 from warehouse.journal import Journal, Recovery, has_segments
 from warehouse.queries import load_queries
 from warehouse.schema import EPOCH, MAX_TS, MIN_TS, Bar, to_micros
@@ -144,8 +144,10 @@ class Warehouse:
             )
             with self._store.lock:
                 buffer.restore(
-                    self._store.arrow(self.queries["stored_keys"]),
-                    self._store.arrow(self.queries["recent_bars_per_symbol"], {"n": window}),
+                    self._store.arrow(self._store.statements["stored_keys"]),
+                    self._store.arrow(
+                        self._store.statements["recent_bars_per_symbol"], {"n": window}
+                    ),
                 )
             if self._journal is not None:
                 self._replay_journal(self._journal)
@@ -230,7 +232,7 @@ class Warehouse:
         compression: Compression = "zstd",
         progress: Progress | None = None,
     ) -> ExportResult:
-        """Flush, then write the session to Parquet (see `warehouse.export.export_parquet`).
+        """Flush, then write the session to Parquet (see `warehouse.archive.export_parquet`).
 
         ``directory`` defaults to the warehouse's ``archive``; exporting there refreshes the
         ``history`` view.
@@ -314,9 +316,11 @@ class Warehouse:
             "end": _as_datetime(MAX_TS if end is None else to_micros(end)),
         }
         if symbols is None:
-            return self.sql_polars(self.queries["all_bars_between"], window)
+            return self.sql_polars(self._store.statements["all_bars_between"], window)
         wanted = [symbols] if isinstance(symbols, str) else list(symbols)
-        return self.sql_polars(self.queries["bars_between"], {"symbols": wanted, **window})
+        return self.sql_polars(
+            self._store.statements["bars_between"], {"symbols": wanted, **window}
+        )
 
     def lazy_frame(
         self,
@@ -416,7 +420,7 @@ class Warehouse:
         with self._store.lock:
             self._store.register("_journal", table)
             try:
-                missing = self._store.arrow(self.queries["journal_bars_not_stored"])
+                missing = self._store.arrow(self._store.statements["journal_bars_not_stored"])
             finally:
                 self._store.unregister("_journal")
         self._buffer.extend(missing)
@@ -424,10 +428,12 @@ class Warehouse:
 
     def _deep_read(self, symbol: str, n: int | None, since: int | None) -> list[Bar]:
         if n is not None:
-            table = self.sql(self.queries["last_bars_of_symbol"], {"symbol": symbol, "n": n})
+            table = self.sql(
+                self._store.statements["last_bars_of_symbol"], {"symbol": symbol, "n": n}
+            )
         else:
             table = self.sql(
-                self.queries["symbol_bars_between"],
+                self._store.statements["symbol_bars_between"],
                 {"symbol": symbol, "start": _as_datetime(MIN_TS if since is None else since),
                  "end": _as_datetime(MAX_TS)},
             )

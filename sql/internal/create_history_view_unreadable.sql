@@ -1,5 +1,5 @@
 -- Defines `history` over an archive none of whose day files can be read: any query that reads a row of it fails, saying why.
--- Parameters: none; export.py fills in the message (which files, or which archive path, and why; quotes doubled).
+-- Parameters: none; archive.py fills in the message (which files, or which archive path, and why; quotes doubled).
 -- Columns: symbol, ts, open, high, low, close, volume, vwap, trade_count, date.
 CREATE OR REPLACE TEMP VIEW history AS
 SELECT *, CAST(ts AS DATE) AS date FROM session_bars WHERE false

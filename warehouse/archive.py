@@ -1,4 +1,8 @@
-"""End of session: the stored bars to Parquet, hive-partitioned by UTC date, atomically.
+"""The Parquet archive: each session's bars exported into it, and its days read back as SQL.
+
+`export_parquet` writes the stored bars at the end of a session, hive-partitioned by UTC date,
+atomically; `publish_history` shows the archive's day files (`archive_files`) as the view
+``history``.
 
 Layout: ``<directory>/date=YYYY-MM-DD/bars.parquet``, zstd, sorted by (symbol, ts), timestamps
 INT64 microseconds adjusted to UTC.
@@ -107,7 +111,7 @@ def export_parquet(
     rows = 0
     with store.lock:
         try:
-            days = store.arrow(store.queries["stored_dates"]).to_pylist()
+            days = store.arrow(store.statements["stored_dates"]).to_pylist()
         except StoreError as exc:
             raise ExportError(f"cannot list the days to export: {exc}") from exc
         for done, day in enumerate(days, start=1):
@@ -185,7 +189,7 @@ def publish_history(store: BarStore, directory: str | Path) -> None:
             root, len(problems), "; ".join(f"{f} ({why})" for f, why in problems.items()),
         )
     if not files:
-        _publish(store, root, store.queries["create_history_view_empty"])
+        _publish(store, root, store.statements["create_history_view_empty"])
         return
     # DuckDB takes the view's columns from the first file it is given: a readable one must be
     # first, or every query (and the definition itself) would fail on that one file.
@@ -193,7 +197,7 @@ def publish_history(store: BarStore, directory: str | Path) -> None:
         ordered = [first, *(f for f in files if f != first)]
         listed = "', '".join(_sql_text(paths[f]) for f in ordered)
         try:
-            store.execute(store.queries["create_history_view"].format(files=listed))
+            store.execute(store.statements["create_history_view"].format(files=listed))
         except StoreError as exc:  # pyarrow read the footer, DuckDB cannot: try the next one
             problems[first] = str(exc)
             log.warning("the archive file %s cannot be read by DuckDB: %s", first, exc)
@@ -205,7 +209,7 @@ def publish_history(store: BarStore, directory: str | Path) -> None:
 
 
 def _publish_unreadable(store: BarStore, root: Path, message: str) -> None:
-    sql = store.queries["create_history_view_unreadable"].format(message=_sql_text(message))
+    sql = store.statements["create_history_view_unreadable"].format(message=_sql_text(message))
     _publish(store, root, sql)
 
 
@@ -286,7 +290,7 @@ def _export_day(store: BarStore, root: Path, day: date, compression: Compression
                 query = "export_day_merged"
             else:
                 query = "export_day"
-            store.execute(store.queries[query].format(
+            store.execute(store.statements[query].format(
                 path=_sql_text(str(temporary)), compression=compression
             ), params)
             _fsync(temporary)

@@ -1,5 +1,5 @@
 -- Copies one day of stored bars merged into the day's archived file, sorted by (symbol, ts), to a new Parquet file.
--- Parameters: $start, $end (TIMESTAMPTZ); $archived (the day's archived file, glob-escaped); the target path and codec are filled in by export.py.
+-- Parameters: $start, $end (TIMESTAMPTZ); $archived (the day's archived file, glob-escaped); the target path and codec are filled in by archive.py.
 -- Columns: none (writes symbol, ts, open, high, low, close, volume, vwap, trade_count: the archived bars whose (symbol, ts) the session does not hold, and the session's bars of the day).
 COPY (
     SELECT symbol, ts, open, high, low, close, volume, vwap, trade_count
