@@ -24,6 +24,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from warehouse._bar import make_bar
 from warehouse.errors import ClosedError, InvalidBarError, WarehouseError
 from warehouse.journal import Journal
 from warehouse.schema import (
@@ -32,6 +33,7 @@ from warehouse.schema import (
     MAX_TS,
     MIN_TS,
     Bar,
+    bars_from_table,
     check_symbol,
     conform,
     diagnose,
@@ -44,7 +46,6 @@ from warehouse.schema import (
 DeepReader = Callable[[str, int | None, int | None], list[Bar]]
 
 _INF = float("inf")
-_new_bar = tuple.__new__
 _ts_of = attrgetter("ts")
 _NO_TS = MIN_TS - 1
 
@@ -159,7 +160,7 @@ class AppendBuffer:
         on_full = self._on_full
         journal_bar = None if self.journal is None else self.journal.write_bar
         inf, min_ts, max_ts, max_count, as_float = _INF, MIN_TS, MAX_TS, MAX_COUNT, float
-        new_bar, bar_type = _new_bar, Bar
+        new_bar = make_bar
         closed = False
 
         def append(
@@ -208,16 +209,16 @@ class AppendBuffer:
                     return append(symbol, ts, open, high, low, close, volume, vwap,
                                   int(trade_count))
                 raise explain(symbol, ts, open, high, low, close, volume, vwap, trade_count)
-            bar = new_bar(bar_type, (symbol, ts, o, h, lo, c, v, vwap, trade_count))
+            try:
+                bar = new_bar(symbol, ts, o, h, lo, c, v, vwap, trade_count)
+            except TypeError:  # a symbol that is not a string
+                raise explain(symbol, ts, open, high, low, close, volume, vwap, trade_count) \
+                    from None
             acquire()
             try:
                 if closed:
                     raise ClosedError(f"the warehouse is closed; bar {symbol!r} {ts} not stored")
-                try:
-                    series = series_get(symbol) or new_series(symbol, ts)
-                except TypeError:  # an unhashable symbol, so not a string
-                    raise explain(symbol, ts, open, high, low, close, volume, vwap, trade_count) \
-                        from None
+                series = series_get(symbol) or new_series(symbol, ts)
                 if journal_bar is not None:
                     journal_bar(bar)  # first: if the journal cannot take it, nothing changed
                 if ts > series.last_ts:
@@ -603,15 +604,6 @@ def _run_ends(sorted_symbols: pa.Array) -> np.ndarray:
         return np.empty(0, dtype=np.int64)
     change = pc.not_equal(sorted_symbols[1:], sorted_symbols[:-1]).to_numpy(zero_copy_only=False)
     return np.append(np.nonzero(change)[0] + 1, n).astype(np.int64)
-
-
-def bars_from_table(table: pa.Table) -> list[Bar]:
-    """Bars from a `BAR_SCHEMA` table (ts as integer microseconds)."""
-    if table.num_rows == 0:
-        return []
-    columns = [table.column(name) for name in BAR_SCHEMA.names]
-    columns[1] = columns[1].cast(pa.int64())
-    return [_new_bar(Bar, row) for row in zip(*(c.to_pylist() for c in columns), strict=True)]
 
 
 def _ranges(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:

@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 import polars as pl
 import pyarrow as pa
 
-from warehouse.buffer import AppendBuffer, bars_from_table
+from warehouse.buffer import AppendBuffer
 from warehouse.errors import ClosedError, StoreError, WarehouseError
 from warehouse.export import (
     Compression,
@@ -28,7 +28,7 @@ from warehouse.export import (
 )
 from warehouse.journal import Journal, Recovery, has_segments
 from warehouse.queries import load_queries
-from warehouse.schema import EPOCH, MAX_TS, MIN_TS, Bar, to_micros
+from warehouse.schema import EPOCH, MAX_TS, MIN_TS, Bar, bars_from_table, to_micros
 from warehouse.store import BarStore, Params
 
 
