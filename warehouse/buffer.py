@@ -1,6 +1,6 @@
 """Hot state and append log: where every bar lands first.
 
-Per symbol the buffer keeps a `_Series`: the sorted timestamps of all its bars this session
+Per symbol the buffer keeps a `Series`: the sorted timestamps of all its bars this session
 (8 bytes a bar, so counts, ordering and replacements are exact without asking DuckDB) and a
 bounded window of its most recent `Bar` objects, which latest, last-N and since are served from.
 Every accepted bar is also put on the append log, which the flusher drains into DuckDB as one
@@ -24,13 +24,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from warehouse._bar import make_bar
+from warehouse._hot import Appender, Series
 from warehouse.errors import ClosedError, InvalidBarError, WarehouseError
 from warehouse.journal import Journal
 from warehouse.schema import (
     BAR_SCHEMA,
-    MAX_COUNT,
-    MAX_TS,
     MIN_TS,
     Bar,
     bars_from_table,
@@ -48,19 +46,6 @@ DeepReader = Callable[[str, int | None, int | None], list[Bar]]
 _INF = float("inf")
 _ts_of = attrgetter("ts")
 _NO_TS = MIN_TS - 1
-
-
-class _Series:
-    """One symbol's hot state: all its timestamps, and a window of its latest bars."""
-
-    __slots__ = ("last_ts", "lazy", "stamps", "window")
-
-    def __init__(self) -> None:
-        self.last_ts = _NO_TS
-        self.stamps = array.array("q")
-        self.window: list[Bar] = []
-        # Bars older than all of `window`, still as Arrow rows (from extend or a reopen).
-        self.lazy: pa.Table | None = None
 
 
 class AppendBuffer:
@@ -123,7 +108,7 @@ class AppendBuffer:
         #: Held by every writer; `Warehouse.clear` holds it across the whole clear.
         self.lock = threading.Lock()
         self._closed = False
-        self._series: dict[str, _Series] = {}
+        self._series: dict[str, Series] = {}
         self._latest: dict[str, Bar] = {}
         self.latest = self._latest.get
         # The append log: sealed chunks (record batches, or lists of bars not converted yet)
@@ -140,108 +125,16 @@ class AppendBuffer:
         # Bumped whenever the log is sealed, drained or refilled; keys snapshot caches.
         self._generation = 0
         self._snapshot: tuple[tuple[int, int, int], pa.Table, pa.Table] | None = None
-        self.append, self._close_append = self._build_append()
+        self._appender = Appender(
+            self._series, self._latest, self._pending, self.lock, self._new_series,
+            self._place_older, self._explain, on_full,
+            None if journal is None else journal.write_bar, to_micros, ClosedError,
+            window, self._window_cap, flush_rows,
+        )
+        #: Validate and add one bar (thread-safe): the compiled hot path, see `_hot.Appender`.
+        self.append = self._appender.append
 
     # -- commands ---------------------------------------------------------------------------
-
-    def _build_append(self) -> tuple[Callable[..., None], Callable[[], None]]:
-        """Make `append` as a closure: its state sits in cells, which read as fast as locals.
-
-        This is the hot path of the package; each attribute lookup saved is ~15 ns a bar.
-        Returns `append` and the function that closes it (called with the lock held): a
-        method bound before `close` (``ap = wh.append``) is this same closure, so it refuses too.
-        """
-        series_get = self._series.get
-        latest = self._latest
-        pending = self._pending
-        acquire, release = self.lock.acquire, self.lock.release
-        keep, cap, flush_rows = self._window, self._window_cap, self._flush_rows
-        new_series, place_older, explain = self._new_series, self._place_older, self._explain
-        on_full = self._on_full
-        journal_bar = None if self.journal is None else self.journal.write_bar
-        inf, min_ts, max_ts, max_count, as_float = _INF, MIN_TS, MAX_TS, MAX_COUNT, float
-        new_bar = make_bar
-        closed = False
-
-        def append(
-            symbol: str,
-            ts: int | Any,
-            open: float,
-            high: float,
-            low: float,
-            close: float,
-            volume: float,
-            vwap: float | None = None,
-            trade_count: int | None = None,
-        ) -> None:
-            """Validate one bar and add it; it is visible to every reader when this returns.
-
-            ``ts`` is integer UTC microseconds, an aware `datetime`, or an ISO 8601 string with
-            an offset. A bar whose (symbol, ts) is already stored replaces it (a correction).
-
-            Raises
-            ------
-            InvalidBarError
-                Naming the symbol, ts and field at fault; nothing is stored.
-            """
-            if type(ts) is not int:
-                ts = to_micros(ts, symbol)
-            try:
-                o = as_float(open)
-                h = as_float(high)
-                lo = as_float(low)
-                c = as_float(close)
-                v = as_float(volume)
-                if vwap is not None:
-                    vwap = as_float(vwap)
-            except (TypeError, ValueError, OverflowError):
-                raise explain(symbol, ts, open, high, low, close, volume, vwap, trade_count) \
-                    from None
-            if not (
-                -inf < lo <= h < inf and lo <= o <= h and lo <= c <= h and 0.0 <= v < inf
-                and min_ts <= ts < max_ts
-                and (vwap is None or 0.0 <= vwap < inf)
-                and (trade_count is None
-                     or (type(trade_count) is int and 0 <= trade_count <= max_count))
-            ):
-                if isinstance(trade_count, np.integer):
-                    # diagnose() and extend accept numpy integers; only `type is int` refused it.
-                    return append(symbol, ts, open, high, low, close, volume, vwap,
-                                  int(trade_count))
-                raise explain(symbol, ts, open, high, low, close, volume, vwap, trade_count)
-            try:
-                bar = new_bar(symbol, ts, o, h, lo, c, v, vwap, trade_count)
-            except TypeError:  # a symbol that is not a string
-                raise explain(symbol, ts, open, high, low, close, volume, vwap, trade_count) \
-                    from None
-            acquire()
-            try:
-                if closed:
-                    raise ClosedError(f"the warehouse is closed; bar {symbol!r} {ts} not stored")
-                series = series_get(symbol) or new_series(symbol, ts)
-                if journal_bar is not None:
-                    journal_bar(bar)  # first: if the journal cannot take it, nothing changed
-                if ts > series.last_ts:
-                    series.last_ts = ts
-                    series.stamps.append(ts)
-                    window = series.window
-                    window.append(bar)
-                    if len(window) > cap:
-                        del window[:-keep]
-                    latest[symbol] = bar
-                else:
-                    place_older(series, bar)
-                pending.append(bar)
-                if len(pending) == flush_rows and on_full is not None:
-                    on_full()
-            finally:
-                release()
-
-        def close_append() -> None:
-            nonlocal closed
-            closed = True
-
-        return append, close_append
 
     def extend(self, batch: object) -> int:
         """Validate a batch and add all of it, or none of it.
@@ -293,7 +186,7 @@ class AppendBuffer:
                 start, end = int(runs.starts[k]), int(runs.ends[k])
                 size = end - int(firsts[k])
                 # Every new name was checked above, before anything changed.
-                series = self._series.get(name) or self._series.setdefault(name, _Series())
+                series = self._series.get(name) or self._series.setdefault(name, Series())
                 stamps = runs.stamps[start:end]
                 if int(stamps[0]) > series.last_ts:
                     series.stamps.frombytes(stamps.tobytes())
@@ -355,7 +248,7 @@ class AppendBuffer:
         """Refuse every later `append` and `extend` (with `ClosedError`), bound ones included."""
         with self.lock:
             self._closed = True
-            self._close_append()
+            self._appender.close()
 
     def clear(self) -> None:
         """Forget every bar: hot state, log and counters (the containers are kept in place).
@@ -407,7 +300,7 @@ class AppendBuffer:
             start = 0
             for end in _run_ends(symbols).tolist():
                 name = symbols[start].as_py()
-                series = self._series.setdefault(name, _Series())
+                series = self._series.setdefault(name, Series())
                 series.stamps = array.array("q", ts[start:end].tobytes())
                 series.last_ts = int(ts[end - 1])
                 self._latest[name], series.lazy = windows[name]
@@ -509,9 +402,9 @@ class AppendBuffer:
 
     # -- internals --------------------------------------------------------------------------
 
-    def _new_series(self, symbol: str, ts: int | None = None) -> _Series:
+    def _new_series(self, symbol: str, ts: int | None = None) -> Series:
         check_symbol(symbol, ts)
-        series = self._series[symbol] = _Series()
+        series = self._series[symbol] = Series()
         return series
 
     def _seal_pending(self) -> None:
@@ -527,11 +420,11 @@ class AppendBuffer:
         self._pending_done = 0
         self._generation += 1
 
-    def _materialize(self, series: _Series) -> None:
+    def _materialize(self, series: Series) -> None:
         with self.lock:
             self._materialize_locked(series)
 
-    def _materialize_locked(self, series: _Series) -> None:
+    def _materialize_locked(self, series: Series) -> None:
         """Turn a series' Arrow rows into window bars (lock held)."""
         lazy = series.lazy
         if lazy is None:
@@ -541,7 +434,7 @@ class AppendBuffer:
         series.window = window[-self._window :] if len(window) > self._window_cap else window
         series.lazy = None
 
-    def _place_older(self, series: _Series, bar: Bar) -> None:
+    def _place_older(self, series: Series, bar: Bar) -> None:
         """Place a bar that is not newer than its symbol's latest: a correction or a late bar."""
         self._materialize_locked(series)
         ts = bar.ts
@@ -563,7 +456,7 @@ class AppendBuffer:
             if len(window) > self._window_cap:
                 del window[: -self._window]
 
-    def _merge_older(self, series: _Series, symbol: str, run: np.ndarray, rows: pa.Table) -> None:
+    def _merge_older(self, series: Series, symbol: str, run: np.ndarray, rows: pa.Table) -> None:
         """Merge a batch's run of one symbol that reaches back before its latest bar."""
         old = np.frombuffer(series.stamps, dtype=np.int64)
         known = np.isin(run, old)

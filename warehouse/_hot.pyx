@@ -1,0 +1,165 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False
+"""The compiled hot path: per-symbol hot state (`Series`) and the single-bar `Appender`.
+
+`AppendBuffer` (buffer.py) owns the state and every rare path (late bars, corrections, batches,
+reads past the window, drains); what runs for every bar of a live feed is here, on C values:
+the conversions and the range checks of validation, the bar, the symbol's timestamps and
+window, the latest bar, the append log, under the buffer's lock. Anything unusual (a value
+that is not a float or an int, a timestamp that is not integer microseconds, an invalid bar, a
+new symbol, a bar not newer than its symbol's latest) is handed to the Python functions given
+at construction, so there is one definition of each rule.
+"""
+
+cimport cython
+from cpython cimport array
+from cpython.float cimport PyFloat_AS_DOUBLE
+from libc.math cimport INFINITY, NAN
+
+from warehouse._bar cimport Bar
+
+import array as _array
+
+import numpy as np
+
+cdef long long _MIN_TS = -2_208_988_800_000_000
+cdef long long _MAX_TS = 7_258_118_400_000_000
+cdef array.array _EMPTY_STAMPS = _array.array("q")
+
+
+@cython.final
+cdef class Series:
+    """One symbol's hot state: all its timestamps, and a window of its latest bars."""
+
+    def __init__(self):
+        self.last_ts = _MIN_TS - 1
+        self.stamps = array.clone(_EMPTY_STAMPS, 0, False)
+        self.window = []
+        self.lazy = None
+
+
+cdef inline double _as_double(object value) except? -1.0:
+    # float() for anything else: numeric strings, Decimals and numpy numbers are taken as
+    # Python takes them (documented); TypeError, ValueError or OverflowError otherwise.
+    if type(value) is float:
+        return PyFloat_AS_DOUBLE(value)
+    return PyFloat_AS_DOUBLE(float(value))
+
+
+@cython.final
+cdef class Appender:
+    """The single-bar append of one `AppendBuffer` (its bound `append` is the hot path)."""
+
+    def __init__(self, dict series, dict latest, list pending, lock, new_series, place_older,
+                 explain, on_full, journal_bar, to_micros, closed_error, Py_ssize_t keep,
+                 Py_ssize_t cap, Py_ssize_t flush_rows):
+        self._series = series
+        self._latest = latest
+        self._pending = pending
+        self._acquire = lock.acquire
+        self._release = lock.release
+        self._new_series = new_series
+        self._place_older = place_older
+        self._explain = explain
+        self._on_full = on_full
+        self._journal_bar = journal_bar
+        self._to_micros = to_micros
+        self._closed_error = closed_error
+        self._keep = keep
+        self._cap = cap
+        self._flush_rows = flush_rows
+        self.closed = False
+
+    def close(self):
+        """Refuse every later append (call it with the buffer's lock held)."""
+        self.closed = True
+
+    def append(self, symbol, ts, open, high, low, close, volume, vwap=None, trade_count=None):
+        """Validate one bar and add it; it is visible to every reader when this returns.
+
+        ``ts`` is integer UTC microseconds, an aware `datetime`, or an ISO 8601 string with
+        an offset. A bar whose (symbol, ts) is already stored replaces it (a correction).
+
+        Raises
+        ------
+        InvalidBarError
+            Naming the symbol, ts and field at fault; nothing is stored.
+        ClosedError
+            The warehouse is closed (or closing); nothing is stored.
+        StoreError
+            The journal could not record the bar (a full disk); nothing is stored.
+        """
+        cdef double o, h, lo, c, v, w = NAN
+        cdef long long t, count = 0
+        cdef bint has_vwap = vwap is not None, has_count = trade_count is not None
+        cdef bint valid
+        cdef Bar bar
+        cdef Series series
+        cdef list window
+        cdef Py_ssize_t n
+        if type(ts) is not int:
+            ts = self._to_micros(ts, symbol)
+        try:
+            t = ts
+            o = _as_double(open)
+            h = _as_double(high)
+            lo = _as_double(low)
+            c = _as_double(close)
+            v = _as_double(volume)
+            if has_vwap:
+                w = _as_double(vwap)
+        except (TypeError, ValueError, OverflowError):
+            raise self._explain(symbol, ts, open, high, low, close, volume, vwap,
+                                trade_count) from None
+        valid = (type(symbol) is str and _MIN_TS <= t < _MAX_TS
+                 and -INFINITY < lo <= h < INFINITY and lo <= o <= h and lo <= c <= h
+                 and 0.0 <= v < INFINITY and (not has_vwap or 0.0 <= w < INFINITY))
+        if valid and has_count:
+            # An int, or a numpy integer as extend takes it; never a bool or a float.
+            if type(trade_count) is not int and isinstance(trade_count, np.integer):
+                trade_count = int(trade_count)
+            valid = type(trade_count) is int
+            if valid:
+                try:
+                    count = trade_count
+                except OverflowError:  # beyond BIGINT: the table could not hold it
+                    valid = False
+                valid = valid and count >= 0
+        if not valid:
+            raise self._explain(symbol, ts, open, high, low, close, volume, vwap, trade_count)
+        bar = Bar.__new__(Bar)
+        bar.symbol = symbol
+        bar.ts = t
+        bar.open = o
+        bar.high = h
+        bar.low = lo
+        bar.close = c
+        bar.volume = v
+        bar._vwap = w
+        bar._has_vwap = has_vwap
+        bar._trade_count = count
+        bar._has_count = has_count
+        self._acquire()
+        try:
+            if self.closed:
+                raise self._closed_error(f"the warehouse is closed; bar {symbol!r} {t} not stored")
+            found = self._series.get(symbol)
+            series = self._new_series(symbol, t) if found is None else found
+            if self._journal_bar is not None:
+                self._journal_bar(bar)  # first: if the journal cannot take it, nothing changed
+            if t > series.last_ts:
+                series.last_ts = t
+                n = len(series.stamps)
+                array.resize_smart(series.stamps, n + 1)
+                series.stamps.data.as_longlongs[n] = t
+                window = series.window
+                window.append(bar)
+                if len(window) > self._cap:
+                    del window[:len(window) - self._keep]
+                self._latest[symbol] = bar
+            else:
+                self._place_older(series, bar)
+            self._pending.append(bar)
+            if len(self._pending) == self._flush_rows and self._on_full is not None:
+                self._on_full()
+        finally:
+            self._release()
