@@ -50,3 +50,11 @@ class Appender:
         vwap: float | None = None,
         trade_count: int | None = None,
     ) -> None: ...
+
+class Reader:
+    """The hot reads of one `AppendBuffer` that are worth compiling: last N bars."""
+
+    def __init__(
+        self, series: dict[str, Series], fallback: Callable[[str, int], list[Bar]]
+    ) -> None: ...
+    def last_n(self, symbol: str, n: int) -> list[Bar]: ...

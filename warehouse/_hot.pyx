@@ -163,3 +163,31 @@ cdef class Appender:
                 self._on_full()
         finally:
             self._release()
+
+
+@cython.final
+cdef class Reader:
+    """The hot reads of one `AppendBuffer` that are worth compiling: last N bars."""
+
+    cdef dict _series
+    cdef object _fallback
+
+    def __init__(self, dict series, fallback):
+        self._series = series
+        self._fallback = fallback
+
+    def last_n(self, symbol, Py_ssize_t n):
+        """The last ``n`` bars of ``symbol`` in ts order (fewer if it has fewer).
+
+        Served from the symbol's window; a read past it (or ``n <= 0``) goes to the fallback.
+        """
+        cdef Series series
+        cdef Py_ssize_t held
+        found = self._series.get(symbol)
+        if found is None:
+            return []
+        series = <Series>found
+        held = len(series.window)
+        if 0 < n <= held:
+            return series.window[held - n:]
+        return self._fallback(symbol, n)

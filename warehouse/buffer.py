@@ -24,7 +24,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from warehouse._hot import Appender, Series
+from warehouse._hot import Appender, Reader, Series
 from warehouse.errors import ClosedError, InvalidBarError, WarehouseError
 from warehouse.journal import Journal
 from warehouse.schema import (
@@ -82,6 +82,7 @@ class AppendBuffer:
 
     append: Callable[..., None]
     latest: Callable[[str], Bar | None]
+    last_n: Callable[[str, int], list[Bar]]
 
     def __init__(
         self,
@@ -133,6 +134,8 @@ class AppendBuffer:
         )
         #: Validate and add one bar (thread-safe): the compiled hot path, see `_hot.Appender`.
         self.append = self._appender.append
+        #: The last ``n`` bars of ``symbol`` in ts order (fewer if it has fewer).
+        self.last_n = Reader(self._series, self._last_n).last_n
 
     # -- commands ---------------------------------------------------------------------------
 
@@ -309,8 +312,8 @@ class AppendBuffer:
 
     # -- queries ----------------------------------------------------------------------------
 
-    def last_n(self, symbol: str, n: int) -> list[Bar]:
-        """The last ``n`` bars of ``symbol`` in ts order (fewer if it has fewer)."""
+    def _last_n(self, symbol: str, n: int) -> list[Bar]:
+        """`last_n` past the window (or with ``n <= 0``): the compiled path's fallback."""
         series = self._series.get(symbol)
         if series is None:
             return []
