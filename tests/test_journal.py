@@ -13,9 +13,9 @@ import pyarrow as pa
 import pytest
 
 from warehouse import StoreError, Warehouse
-from warehouse.buffer import bars_from_table
 from warehouse.journal import MAGIC, Journal
 from warehouse.sample import generate_session
+from warehouse.schema import bars_from_table
 
 SESSION = generate_session(30, 40, seed=11)
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,7 +26,7 @@ CHILD = textwrap.dedent(
     sys.path.insert(0, {root!r})
     import pyarrow.parquet as pq
     from warehouse import Warehouse
-    from warehouse.buffer import bars_from_table
+    from warehouse.schema import bars_from_table
 
     session = pq.read_table({data!r})
     bars = bars_from_table(session)

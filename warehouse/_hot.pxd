@@ -18,6 +18,7 @@ cdef class Appender:
     cdef dict _series
     cdef dict _latest
     cdef list _pending
+    cdef set _replaced
     cdef object _acquire
     cdef object _release
     cdef object _new_series

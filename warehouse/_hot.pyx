@@ -49,12 +49,13 @@ cdef inline double _as_double(object value) except? -1.0:
 cdef class Appender:
     """The single-bar append of one `AppendBuffer` (its bound `append` is the hot path)."""
 
-    def __init__(self, dict series, dict latest, list pending, lock, new_series, place_older,
-                 explain, on_full, journal_bar, to_micros, closed_error, Py_ssize_t keep,
-                 Py_ssize_t cap, Py_ssize_t flush_rows):
+    def __init__(self, dict series, dict latest, list pending, set replaced, lock, new_series,
+                 place_older, explain, on_full, journal_bar, to_micros, closed_error,
+                 Py_ssize_t keep, Py_ssize_t cap, Py_ssize_t flush_rows):
         self._series = series
         self._latest = latest
         self._pending = pending
+        self._replaced = replaced
         self._acquire = lock.acquire
         self._release = lock.release
         self._new_series = new_series
@@ -156,8 +157,8 @@ cdef class Appender:
                 if len(window) > self._cap:
                     del window[:len(window) - self._keep]
                 self._latest[symbol] = bar
-            else:
-                self._place_older(series, bar)
+            elif self._place_older(series, bar):  # a correction: the flush deletes the old
+                self._replaced.add((symbol, t))
             self._pending.append(bar)
             if len(self._pending) == self._flush_rows and self._on_full is not None:
                 self._on_full()
