@@ -192,3 +192,99 @@ cdef class Reader:
         if 0 < n <= held:
             return series.window[held - n:]
         return self._fallback(symbol, n)
+
+
+# -- journal records ---------------------------------------------------------------------------
+# The journal's single-bar record, packed in C: [u32 length][u32 crc32][payload], payload
+# struct "<BqddddddqH" (kind 1, ts, open, high, low, close, volume, vwap or NaN, trade_count or
+# -1, symbol length) then the symbol's UTF-8 bytes. journal.py reads records back with struct
+# and zlib.crc32: an independent check of this writer.
+
+from cpython.buffer cimport PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
+from cpython.unicode cimport PyUnicode_AsUTF8AndSize
+from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t
+from libc.string cimport memcpy
+
+import sys as _sys
+
+if _sys.byteorder != "little":  # the records are little-endian, written with memcpy
+    raise ImportError("warehouse's journal writer needs a little-endian machine")
+
+cdef uint32_t _CRC_TABLE[256]
+cdef uint32_t _ALL_ONES = 0xFFFFFFFF
+cdef uint32_t _POLYNOMIAL = 0xEDB88320  # reflected, as zlib
+
+
+cdef void _build_crc_table() noexcept:
+    cdef uint32_t c
+    cdef int n, k
+    for n in range(256):
+        c = n
+        for k in range(8):
+            c = (_POLYNOMIAL ^ (c >> 1)) if (c & 1) else (c >> 1)
+        _CRC_TABLE[n] = c
+
+
+_build_crc_table()
+
+
+cdef inline uint32_t _crc32(const uint8_t* data, Py_ssize_t size) noexcept nogil:
+    # CRC-32 (IEEE 802.3), the one zlib.crc32 computes.
+    cdef uint32_t c = _ALL_ONES
+    cdef Py_ssize_t i
+    for i in range(size):
+        c = _CRC_TABLE[(c ^ data[i]) & 0xFF] ^ (c >> 8)
+    return c ^ _ALL_ONES
+
+
+DEF _BAR_FIXED = 67  # the payload before the symbol: 1 + 8 + 6 * 8 + 8 + 2
+
+
+def bar_record_size(Bar bar):
+    """The bytes a bar's record takes (header included)."""
+    cdef Py_ssize_t length
+    PyUnicode_AsUTF8AndSize(bar.symbol, &length)
+    return 8 + _BAR_FIXED + length
+
+
+def write_bar_record(object segment, Py_ssize_t at, Py_ssize_t limit, Bar bar):
+    """Write ``bar``'s record into ``segment`` (a writable buffer) at ``at``; return its end.
+
+    Returns -1, writing nothing, if the record would end after ``limit``. The header is written
+    last, so a record whose header is still zero was never finished.
+    """
+    cdef Py_ssize_t length
+    cdef const char* symbol = PyUnicode_AsUTF8AndSize(bar.symbol, &length)
+    cdef Py_ssize_t size = _BAR_FIXED + length
+    cdef Py_ssize_t end = at + 8 + size
+    cdef Py_buffer view
+    cdef uint8_t* p
+    cdef uint8_t kind = 1
+    cdef int64_t count = bar._trade_count if bar._has_count else -1
+    cdef double vwap = bar._vwap if bar._has_vwap else NAN
+    cdef uint16_t symbol_length = <uint16_t>length
+    cdef uint32_t header[2]
+    if at < 0 or end > limit:
+        return -1
+    PyObject_GetBuffer(segment, &view, PyBUF_WRITABLE)
+    try:
+        if end > view.len:
+            return -1
+        p = <uint8_t*>view.buf + at + 8
+        p[0] = kind
+        memcpy(p + 1, &bar.ts, 8)
+        memcpy(p + 9, &bar.open, 8)
+        memcpy(p + 17, &bar.high, 8)
+        memcpy(p + 25, &bar.low, 8)
+        memcpy(p + 33, &bar.close, 8)
+        memcpy(p + 41, &bar.volume, 8)
+        memcpy(p + 49, &vwap, 8)
+        memcpy(p + 57, &count, 8)
+        memcpy(p + 65, &symbol_length, 2)
+        memcpy(p + _BAR_FIXED, symbol, length)
+        header[0] = <uint32_t>size
+        header[1] = _crc32(p, size)
+        memcpy(<uint8_t*>view.buf + at, header, 8)  # last: the record now exists
+    finally:
+        PyBuffer_Release(&view)
+    return end
