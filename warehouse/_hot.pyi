@@ -1,7 +1,7 @@
 """Types of the compiled `warehouse._hot` (see _hot.pyx)."""
 
 import array
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import pyarrow as pa
@@ -53,12 +53,16 @@ class Appender:
     ) -> None: ...
 
 class Reader:
-    """The hot reads of one `AppendBuffer` that are worth compiling: last N bars."""
+    """The hot reads of one `AppendBuffer` that are worth compiling: last N, latest of many."""
 
     def __init__(
-        self, series: dict[str, Series], fallback: Callable[[str, int], list[Bar]]
+        self,
+        series: dict[str, Series],
+        latest: dict[str, Bar],
+        fallback: Callable[[str, int], list[Bar]],
     ) -> None: ...
     def last_n(self, symbol: str, n: int) -> list[Bar]: ...
+    def latest_many(self, symbols: Iterable[str]) -> dict[str, Bar | None]: ...
 
 def bar_record_size(bar: Bar) -> int: ...
 def write_bar_record(segment: Any, at: int, limit: int, bar: Bar) -> int: ...

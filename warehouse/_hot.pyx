@@ -168,14 +168,26 @@ cdef class Appender:
 
 @cython.final
 cdef class Reader:
-    """The hot reads of one `AppendBuffer` that are worth compiling: last N bars."""
+    """The hot reads of one `AppendBuffer` that are worth compiling: last N, latest of many."""
 
     cdef dict _series
+    cdef dict _latest
     cdef object _fallback
 
-    def __init__(self, dict series, fallback):
+    def __init__(self, dict series, dict latest, fallback):
         self._series = series
+        self._latest = latest
         self._fallback = fallback
+
+    def latest_many(self, symbols):
+        """The latest bar of each symbol (None for a symbol with no bars)."""
+        cdef dict out = {}
+        cdef dict latest = self._latest
+        if not isinstance(symbols, (list, tuple)):
+            symbols = list(symbols)
+        for name in symbols:
+            out[name] = latest.get(name)
+        return out
 
     def last_n(self, symbol, Py_ssize_t n):
         """The last ``n`` bars of ``symbol`` in ts order (fewer if it has fewer).

@@ -102,10 +102,11 @@ class AppendBuffer:
         )
         self.append = self._appender.append
         self.latest = hot.latest
-        self.last_n = Reader(hot.series, hot.last_n).last_n
+        reader = Reader(hot.series, hot.latest_bars, hot.last_n)
+        self.last_n = reader.last_n
+        self.latest_many = reader.latest_many
         self.since = hot.since
         self.count = hot.count
-        self.latest_many = hot.latest_many
         self.has_bars = hot.has_bars
         self.symbols = hot.symbols
         self.total_count = hot.total_count

@@ -15,7 +15,7 @@ from __future__ import annotations
 import array
 import threading
 from bisect import bisect_left
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any
@@ -250,11 +250,6 @@ class HotState:
         """The number of bars of ``symbol`` this session (a replaced bar counts once)."""
         series = self.series.get(symbol)
         return 0 if series is None else len(series.stamps)
-
-    def latest_many(self, symbols: Iterable[str]) -> dict[str, Bar | None]:
-        """The latest bar of each symbol (None for a symbol with no bars)."""
-        names = symbols if isinstance(symbols, list | tuple) else list(symbols)
-        return dict(zip(names, map(self.latest_bars.get, names), strict=True))  # C loops
 
     def has_bars(self, symbol: str) -> bool:
         """Whether ``symbol`` has any bar this session."""
