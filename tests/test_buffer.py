@@ -281,7 +281,7 @@ def test_append_with_numpy_integer_trade_count_matches_extend(bar: MakeBar) -> N
 def test_append_and_extend_of_bars_convert_values_with_float(bar: MakeBar, value: object) -> None:
     """Values go through float(), in append and in iterables of bars alike (documented)."""
     fast, rows = AppendBuffer(), AppendBuffer()
-    b = bar("ES", 0, price=1.0)._replace(volume=value)
+    b = (*bar("ES", 0, price=1.0)[:6], value)  # raw feed values: a tuple (a Bar holds floats)
     fast.append(*b)
     rows.extend([b])
     assert fast.latest("ES") == rows.latest("ES")
@@ -291,7 +291,7 @@ def test_append_and_extend_of_bars_convert_values_with_float(bar: MakeBar, value
 
 def test_append_with_unconvertible_price_is_rejected_like_extend(bar: MakeBar) -> None:
     buffer = AppendBuffer()
-    b = bar("ES", 0, price=1.0)._replace(volume="lots")
+    b = (*bar("ES", 0, price=1.0)[:6], "lots")
     with pytest.raises(InvalidBarError, match="volume"):
         buffer.extend([b])
     with pytest.raises(InvalidBarError, match="volume"):

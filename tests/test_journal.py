@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import random
 import signal
+import struct
 import subprocess
 import sys
 import textwrap
+import zlib
 from pathlib import Path
 
 import pyarrow as pa
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from warehouse import StoreError, Warehouse
-from warehouse.buffer import bars_from_table
+from warehouse import Bar, StoreError, Warehouse
 from warehouse.journal import MAGIC, Journal
 from warehouse.sample import generate_session
+from warehouse.schema import bars_from_table
 
 SESSION = generate_session(30, 40, seed=11)
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,7 +30,7 @@ CHILD = textwrap.dedent(
     sys.path.insert(0, {root!r})
     import pyarrow.parquet as pq
     from warehouse import Warehouse
-    from warehouse.buffer import bars_from_table
+    from warehouse.schema import bars_from_table
 
     session = pq.read_table({data!r})
     bars = bars_from_table(session)
@@ -182,3 +186,26 @@ def test_open_without_journal_refuses_unreplayed_segments(tmp_path: Path) -> Non
         assert again.sql("SELECT count(*) AS n FROM bars")["n"][0].as_py() == 10
     with Warehouse(db, flush_interval=None) as plain:
         assert plain.sql("SELECT count(*) AS n FROM bars")["n"][0].as_py() == 10
+
+
+@given(st.text(st.characters(exclude_categories=("Cs",)), min_size=1, max_size=70),
+       st.integers(-(2**62), 2**62),
+       st.floats(allow_nan=False), st.none() | st.floats(allow_nan=False),
+       st.none() | st.integers(0, 2**63 - 1))
+def test_compiled_bar_record_reads_back_with_struct_and_zlib(
+    symbol: str, ts: int, price: float, vwap: float | None, count: int | None
+) -> None:
+    from warehouse._hot import bar_record_size, write_bar_record
+    from warehouse.journal import _BAR, _unpack_bar
+
+    bar = Bar(symbol, ts, price, price, price, price, abs(price), vwap, count)
+    size = bar_record_size(bar)
+    segment = bytearray(size + 16)
+    assert write_bar_record(segment, 4, 4 + size - 1, bar) == -1  # does not fit: nothing written
+    assert not any(segment)
+    assert write_bar_record(segment, 4, len(segment), bar) == 4 + size
+    length, crc = struct.unpack_from("<II", segment, 4)
+    payload = bytes(segment[12 : 12 + length])
+    assert length == size - 8 == _BAR.size + len(symbol.encode())
+    assert crc == zlib.crc32(payload)  # the C CRC-32 is zlib's
+    assert _unpack_bar(memoryview(payload)) == bar

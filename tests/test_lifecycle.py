@@ -288,7 +288,7 @@ def test_failed_drain_puts_every_bar_back(wh: Warehouse, monkeypatch: pytest.Mon
     def broken(*args: Any) -> Any:
         raise pa.ArrowInvalid("conversion failed (injected)")
 
-    monkeypatch.setattr("warehouse.buffer._log_table", broken)
+    monkeypatch.setattr("warehouse.buffer.to_tables", broken)
     with pytest.raises(pa.ArrowInvalid):
         wh.flush()
     monkeypatch.undo()

@@ -1,5 +1,5 @@
-"""The built wheel carries the SQL files (sql/ and sql/internal/) and the sample, and finds them
-when installed."""
+"""The built wheel carries the compiled core, the SQL files (sql/ and sql/internal/) and the
+sample, and finds them when installed."""
 
 import subprocess
 import sys
@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory):
-    pytest.importorskip("hatchling")
+    pytest.importorskip("Cython")  # the build backend's needs (dev extras): Cython, setuptools
     out = tmp_path_factory.mktemp("wheel")
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
@@ -33,22 +33,25 @@ def test_wheel_contains_every_sql_file_and_the_sample(wheel):
     assert "warehouse/sql/internal/create_bars_table.sql" in names
     assert "warehouse/data/sample_session.parquet" in names
     assert "warehouse/py.typed" in names
+    assert any(name.startswith("warehouse/_bar.") and name.endswith(".so") for name in names)
+    assert not any(name.endswith(".c") for name in names)  # generated C is a build product
 
 
 def test_installed_wheel_loads_its_own_sql_files(wheel, tmp_path):
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
     code = (
-        "import warehouse.queries as q, warehouse.cli as c; "
+        "import gc, warehouse.queries as q, warehouse.cli as c, warehouse as w; "
         "print(q.SQL_DIR); print(c.SAMPLE); print(len(q.load_queries())); "
-        "print(len(q.load_statements())); "
-        "import warehouse as w; w.Warehouse(':memory:').close()"
+        "print(len(q.load_statements())); w.Warehouse(':memory:').close(); "
+        "print(gc.is_tracked(w.Bar('A', 0, 1.0, 1.0, 1.0, 1.0, 1.0)))"
     )
     result = subprocess.run(
         [sys.executable, "-c", code], cwd=tmp_path, env={"PYTHONPATH": str(site)},
         capture_output=True, text=True, check=True,
     )
-    sql_dir, sample, count, statements = result.stdout.split()
+    sql_dir, sample, count, statements, tracked = result.stdout.split()
+    assert tracked == "False"  # the compiled Bar, invisible to the garbage collector
     assert Path(sql_dir) == site / "warehouse" / "sql"
     assert Path(sample) == site / "warehouse" / "data" / "sample_session.parquet"
     assert int(count) == len(list((ROOT / "sql").glob("*.sql")))

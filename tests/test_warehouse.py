@@ -29,9 +29,8 @@ from warehouse import (
     Warehouse,
     WarehouseError,
 )
-from warehouse.buffer import bars_from_table
 from warehouse.sample import generate_session
-from warehouse.schema import BAR_SCHEMA
+from warehouse.schema import BAR_SCHEMA, bars_from_table
 
 T0 = 1_763_735_400_000_000
 MINUTE = 60_000_000

@@ -1,65 +1,29 @@
-"""Hot state and append log: where every bar lands first.
+"""`AppendBuffer`: where every bar lands first, the hot state and the append log in one step.
 
-Per symbol the buffer keeps a `_Series`: the sorted timestamps of all its bars this session
-(8 bytes a bar, so counts, ordering and replacements are exact without asking DuckDB) and a
-bounded window of its most recent `Bar` objects, which latest, last-N and since are served from.
-Every accepted bar is also put on the append log, which the flusher drains into DuckDB as one
-Arrow table.
-
-Concurrency: writers (`append`, `extend`, `drain`) take one short lock. Hot reads take none: they
-read a dict or slice a list, which CPython does atomically, and every mutation leaves the window a
-sorted suffix of the symbol's bars, so a reader never sees a half-written bar.
+Each accepted bar changes two things at once, under one short lock: its symbol's hot state
+(`hot.HotState`: timestamps, window, latest bar) and the append log (`log.AppendLog`), which
+the flusher drains into DuckDB as one Arrow table. The single-bar `append` is compiled
+(`_hot.Appender`); batches (`extend`), drains, clears and reopening are Python, built from the
+hot state's and the log's commands. Hot reads take no lock (see `hot`).
 """
 
 from __future__ import annotations
 
-import array
 import threading
-from bisect import bisect_left
 from collections.abc import Callable, Iterable
-from operator import attrgetter
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from warehouse.errors import ClosedError, InvalidBarError, WarehouseError
+from warehouse._hot import Appender, Reader
+from warehouse._runs import Runs
+from warehouse.errors import ClosedError, InvalidBarError
+from warehouse.hot import DeepReader, HotState
 from warehouse.journal import Journal
-from warehouse.schema import (
-    BAR_SCHEMA,
-    MAX_COUNT,
-    MAX_TS,
-    MIN_TS,
-    Bar,
-    check_symbol,
-    conform,
-    diagnose,
-    empty_table,
-    rows_to_batch,
-    to_micros,
-)
+from warehouse.log import AppendLog, as_batches, to_tables
+from warehouse.schema import Bar, conform, diagnose, to_micros
 
-#: Reads that reach past a symbol's window: (symbol, n or None, since-ts or None) -> bars.
-DeepReader = Callable[[str, int | None, int | None], list[Bar]]
-
-_INF = float("inf")
-_new_bar = tuple.__new__
-_ts_of = attrgetter("ts")
-_NO_TS = MIN_TS - 1
-
-
-class _Series:
-    """One symbol's hot state: all its timestamps, and a window of its latest bars."""
-
-    __slots__ = ("last_ts", "lazy", "stamps", "window")
-
-    def __init__(self) -> None:
-        self.last_ts = _NO_TS
-        self.stamps = array.array("q")
-        self.window: list[Bar] = []
-        # Bars older than all of `window`, still as Arrow rows (from extend or a reopen).
-        self.lazy: pa.Table | None = None
+__all__ = ["AppendBuffer", "DeepReader"]
 
 
 class AppendBuffer:
@@ -82,9 +46,11 @@ class AppendBuffer:
     Attributes
     ----------
     append(symbol, ts, open, high, low, close, volume, vwap=None, trade_count=None)
-        Validate and add one bar (thread-safe). A closure built per instance: the hot path.
+        Validate and add one bar (thread-safe): the compiled hot path, `_hot.Appender`.
     latest(symbol) -> Bar | None
         The bound ``get`` of the latest-bar dict, so a lookup costs one C call.
+    last_n(symbol, n) -> list[Bar]
+        The last n bars in ts order: a window slice in C, `_hot.Reader`.
 
     Examples
     --------
@@ -96,6 +62,16 @@ class AppendBuffer:
 
     append: Callable[..., None]
     latest: Callable[[str], Bar | None]
+    last_n: Callable[[str, int], list[Bar]]
+    since: Callable[[str, Any], list[Bar]]
+    count: Callable[[str], int]
+    latest_many: Callable[[Iterable[str]], dict[str, Bar | None]]
+    has_bars: Callable[[str], bool]
+    symbols: Callable[[], list[str]]
+    total_count: Callable[[], int]
+    unflushed_count: Callable[[], int]
+    snapshot: Callable[[], tuple[pa.Table, pa.Table]]
+    requeue: Callable[[pa.Table, pa.Table], None]
 
     def __init__(
         self,
@@ -106,141 +82,39 @@ class AppendBuffer:
         deep_reader: DeepReader | None = None,
         journal: Journal | None = None,
     ) -> None:
-        if window < 1:
-            raise ValueError(f"window must be at least 1, got {window}")
         if flush_rows < 1:
             raise ValueError(f"flush_rows must be at least 1, got {flush_rows}")
-        self._window = window
-        # A window grows to window + slack before it is cut back, so trimming is amortised.
-        self._window_cap = window + max(16, window // 4)
-        self._flush_rows = flush_rows
-        self._on_full = on_full
-        self.journal = journal  # fixed at construction: the append closure holds it
-        #: The journal segment sealed by the last `drain` (None without a journal).
-        self.journal_mark: int | None = None
-        self.deep_reader = deep_reader
         #: Held by every writer; `Warehouse.clear` holds it across the whole clear.
         self.lock = threading.Lock()
+        self.hot = hot = HotState(window, self.lock, deep_reader)
+        self.log = log = AppendLog(self.lock)
+        self._flush_rows = flush_rows
+        self._on_full = on_full
+        self.journal = journal  # fixed at construction: the compiled append holds it
+        #: The journal segment sealed by the last `drain` (None without a journal).
+        self.journal_mark: int | None = None
         self._closed = False
-        self._series: dict[str, _Series] = {}
-        self._latest: dict[str, Bar] = {}
-        self.latest = self._latest.get
-        # The append log: sealed chunks (record batches, or lists of bars not converted yet)
-        # followed by the open list of single appends. Arrival order is kept: on a repeated
-        # (symbol, ts) the last one wins.
-        self._chunks: list[pa.RecordBatch | list[Bar]] = []
-        self._pending: list[Bar] = []
-        self._pending_rows = 0  # rows in sealed chunks
-        self._replaced: set[tuple[str, int]] = set()
-        self.replacements = 0
-        # Single appends already converted for a snapshot: batches covering _pending[:done].
-        self._pending_batches: list[pa.RecordBatch] = []
-        self._pending_done = 0
-        # Bumped whenever the log is sealed, drained or refilled; keys snapshot caches.
-        self._generation = 0
-        self._snapshot: tuple[tuple[int, int, int], pa.Table, pa.Table] | None = None
-        self.append, self._close_append = self._build_append()
+        self._appender = Appender(
+            hot.series, hot.latest_bars, log.pending, log.replaced, self.lock, hot.new_series,
+            hot.place_older, _explain, on_full,
+            None if journal is None else journal.write_bar, to_micros, ClosedError,
+            hot.keep, hot.cap, flush_rows,
+        )
+        self.append = self._appender.append
+        self.latest = hot.latest
+        reader = Reader(hot.series, hot.latest_bars, hot.last_n)
+        self.last_n = reader.last_n
+        self.latest_many = reader.latest_many
+        self.since = hot.since
+        self.count = hot.count
+        self.has_bars = hot.has_bars
+        self.symbols = hot.symbols
+        self.total_count = hot.total_count
+        self.unflushed_count = log.unflushed_count
+        self.snapshot = log.snapshot
+        self.requeue = log.requeue
 
     # -- commands ---------------------------------------------------------------------------
-
-    def _build_append(self) -> tuple[Callable[..., None], Callable[[], None]]:
-        """Make `append` as a closure: its state sits in cells, which read as fast as locals.
-
-        This is the hot path of the package; each attribute lookup saved is ~15 ns a bar.
-        Returns `append` and the function that closes it (called with the lock held): a
-        method bound before `close` (``ap = wh.append``) is this same closure, so it refuses too.
-        """
-        series_get = self._series.get
-        latest = self._latest
-        pending = self._pending
-        acquire, release = self.lock.acquire, self.lock.release
-        keep, cap, flush_rows = self._window, self._window_cap, self._flush_rows
-        new_series, place_older, explain = self._new_series, self._place_older, self._explain
-        on_full = self._on_full
-        journal_bar = None if self.journal is None else self.journal.write_bar
-        inf, min_ts, max_ts, max_count, as_float = _INF, MIN_TS, MAX_TS, MAX_COUNT, float
-        new_bar, bar_type = _new_bar, Bar
-        closed = False
-
-        def append(
-            symbol: str,
-            ts: int | Any,
-            open: float,
-            high: float,
-            low: float,
-            close: float,
-            volume: float,
-            vwap: float | None = None,
-            trade_count: int | None = None,
-        ) -> None:
-            """Validate one bar and add it; it is visible to every reader when this returns.
-
-            ``ts`` is integer UTC microseconds, an aware `datetime`, or an ISO 8601 string with
-            an offset. A bar whose (symbol, ts) is already stored replaces it (a correction).
-
-            Raises
-            ------
-            InvalidBarError
-                Naming the symbol, ts and field at fault; nothing is stored.
-            """
-            if type(ts) is not int:
-                ts = to_micros(ts, symbol)
-            try:
-                o = as_float(open)
-                h = as_float(high)
-                lo = as_float(low)
-                c = as_float(close)
-                v = as_float(volume)
-                if vwap is not None:
-                    vwap = as_float(vwap)
-            except (TypeError, ValueError, OverflowError):
-                raise explain(symbol, ts, open, high, low, close, volume, vwap, trade_count) \
-                    from None
-            if not (
-                -inf < lo <= h < inf and lo <= o <= h and lo <= c <= h and 0.0 <= v < inf
-                and min_ts <= ts < max_ts
-                and (vwap is None or 0.0 <= vwap < inf)
-                and (trade_count is None
-                     or (type(trade_count) is int and 0 <= trade_count <= max_count))
-            ):
-                if isinstance(trade_count, np.integer):
-                    # diagnose() and extend accept numpy integers; only `type is int` refused it.
-                    return append(symbol, ts, open, high, low, close, volume, vwap,
-                                  int(trade_count))
-                raise explain(symbol, ts, open, high, low, close, volume, vwap, trade_count)
-            bar = new_bar(bar_type, (symbol, ts, o, h, lo, c, v, vwap, trade_count))
-            acquire()
-            try:
-                if closed:
-                    raise ClosedError(f"the warehouse is closed; bar {symbol!r} {ts} not stored")
-                try:
-                    series = series_get(symbol) or new_series(symbol, ts)
-                except TypeError:  # an unhashable symbol, so not a string
-                    raise explain(symbol, ts, open, high, low, close, volume, vwap, trade_count) \
-                        from None
-                if journal_bar is not None:
-                    journal_bar(bar)  # first: if the journal cannot take it, nothing changed
-                if ts > series.last_ts:
-                    series.last_ts = ts
-                    series.stamps.append(ts)
-                    window = series.window
-                    window.append(bar)
-                    if len(window) > cap:
-                        del window[:-keep]
-                    latest[symbol] = bar
-                else:
-                    place_older(series, bar)
-                pending.append(bar)
-                if len(pending) == flush_rows and on_full is not None:
-                    on_full()
-            finally:
-                release()
-
-        def close_append() -> None:
-            nonlocal closed
-            closed = True
-
-        return append, close_append
 
     def extend(self, batch: object) -> int:
         """Validate a batch and add all of it, or none of it.
@@ -262,62 +136,23 @@ class AppendBuffer:
             Missing, unknown or mistyped columns.
         InvalidBarError
             The first invalid row; nothing of the batch is stored.
+        ClosedError
+            The warehouse is closed (or closing); nothing of the batch is stored.
         """
-        runs = _Runs(conform(batch))
-        table, keep = runs.table, self._window
+        runs = Runs(conform(batch))
+        table = runs.table
         if table.num_rows == 0:
             return 0
-        # Rows each window will hold: the last `keep` of every run, sorted by (symbol, ts).
-        firsts = np.maximum(runs.starts, runs.ends - keep)
-        recent = table.take(pa.array(runs.order[_ranges(firsts, runs.ends)]))
-        offsets = np.concatenate(([0], np.cumsum(runs.ends - firsts)))
-        # Bars are made now, before the lock, only for runs short enough to be held whole; a
-        # long run's window stays Arrow until a read needs it (see `_materialize`).
-        long = (runs.ends - runs.starts) >= keep
-        short_rows = np.repeat(~long, runs.ends - firsts)
-        eager = bars_from_table(recent.filter(pa.array(short_rows)))
-        lasts = bars_from_table(table.take(pa.array(runs.order[runs.ends[long] - 1])))
+        plan = self.hot.plan(runs)
         with self.lock:
             if self._closed:
                 raise ClosedError(f"the warehouse is closed; the batch of {table.num_rows} bars "
                                   "was not stored")
-            for name in runs.names:
-                if name not in self._series:
-                    check_symbol(name)
+            self.hot.check_new_symbols(runs.names)
             if self.journal is not None:
-                self.journal.write_batch(table)
-            self.replacements += runs.dropped
-            i_eager = i_last = 0
-            for k, name in enumerate(runs.names):
-                start, end = int(runs.starts[k]), int(runs.ends[k])
-                size = end - int(firsts[k])
-                # Every new name was checked above, before anything changed.
-                series = self._series.get(name) or self._series.setdefault(name, _Series())
-                stamps = runs.stamps[start:end]
-                if int(stamps[0]) > series.last_ts:
-                    series.stamps.frombytes(stamps.tobytes())
-                    series.last_ts = int(stamps[-1])
-                    if long[k]:
-                        series.window = []
-                        series.lazy = recent.slice(int(offsets[k]), size)
-                        self._latest[name] = lasts[i_last]
-                    else:
-                        self._materialize_locked(series)
-                        window = series.window
-                        window.extend(eager[i_eager : i_eager + size])
-                        if len(window) > self._window_cap:
-                            del window[:-keep]
-                        self._latest[name] = window[-1]
-                else:
-                    self._materialize_locked(series)
-                    rows = table.take(pa.array(runs.order[start:end]))
-                    self._merge_older(series, name, stamps, rows)
-                i_last += int(long[k])
-                i_eager += 0 if long[k] else size
-            self._seal_pending()
-            self._chunks.extend(table.to_batches())
-            self._pending_rows += table.num_rows
-            waiting = self._pending_rows
+                self.journal.write_batch(table)  # before any change: a full disk changes nothing
+            self.log.replaced.update(self.hot.apply(plan))
+            waiting = self.log.add_batch(table)
         if waiting >= self._flush_rows and self._on_full:
             self._on_full()
         return int(table.num_rows)
@@ -333,351 +168,46 @@ class AppendBuffer:
             store; the flush deletes those before it inserts.
         """
         with self.lock:
-            self._seal_pending()
+            taken = self.log.take()
             self.journal_mark = None if self.journal is None else self.journal.seal()
-            chunks, self._chunks = self._chunks, []
-            replaced, self._replaced = self._replaced, set()
-            rows, self._pending_rows = self._pending_rows, 0
-            self._snapshot = None
         try:
-            return _log_table(_as_batches(chunks), replaced)
+            return to_tables(as_batches(taken[0]), taken[1])
         except BaseException:
             # Validation should make this impossible; if it happens anyway, no bar is lost.
             with self.lock:
-                self._chunks[:0] = chunks
-                self._pending_rows += rows
-                self._replaced.update(replaced)
-                self._generation += 1
+                self.log.put_back(taken)
             raise
 
     def close(self) -> None:
         """Refuse every later `append` and `extend` (with `ClosedError`), bound ones included."""
         with self.lock:
             self._closed = True
-            self._close_append()
+            self._appender.close()
 
     def clear(self) -> None:
-        """Forget every bar: hot state, log and counters (the containers are kept in place).
+        """Forget every bar: hot state, log and counters.
 
         The caller holds `lock`, so that a clear and what goes with it (the store's delete,
         the journal's new epoch) are one step to a concurrent writer.
         """
-        self._series.clear()
-        self._latest.clear()
-        self._chunks.clear()
-        self._pending.clear()
-        self._pending_batches = []
-        self._pending_done = 0
-        self._pending_rows = 0
-        self._replaced.clear()
-        self.replacements = 0
-        self._generation += 1
-        self._snapshot = None
-
-    def requeue(self, bars: pa.Table, replaced: pa.Table) -> None:
-        """Put a drained log back in front of the current one (after a failed flush)."""
-        keys = zip(replaced.column("symbol").to_pylist(),
-                   replaced.column("ts").cast(pa.int64()).to_pylist(), strict=True)
-        with self.lock:
-            self._chunks[:0] = bars.to_batches()
-            self._pending_rows += bars.num_rows
-            self._replaced.update(keys)
-            self._generation += 1
-            self._snapshot = None
+        self.hot.clear()
+        self.log.clear()
 
     def restore(self, stamps: pa.Table, recent: pa.Table) -> None:
-        """Rebuild the hot state of bars that are already stored (when a file is reopened).
-
-        ``stamps`` holds (symbol, ts) of every stored bar sorted by symbol and ts; ``recent``
-        the last bars of each symbol, sorted the same way.
-        """
-        if recent.num_rows == 0:
-            return
-        symbols = stamps.column("symbol").combine_chunks()
-        ts = stamps.column("ts").cast(pa.int64()).to_numpy()
-        recent_ends = _run_ends(recent.column("symbol").combine_chunks())
-        recent_starts = np.concatenate(([0], recent_ends[:-1]))
-        lasts = bars_from_table(recent.take(pa.array(recent_ends - 1)))
-        windows = {
-            bar.symbol: (bar, recent.slice(int(first), int(end - first)))
-            for bar, first, end in zip(lasts, recent_starts, recent_ends, strict=True)
-        }
-        with self.lock:
-            start = 0
-            for end in _run_ends(symbols).tolist():
-                name = symbols[start].as_py()
-                series = self._series.setdefault(name, _Series())
-                series.stamps = array.array("q", ts[start:end].tobytes())
-                series.last_ts = int(ts[end - 1])
-                self._latest[name], series.lazy = windows[name]
-                series.window = []
-                start = end
+        """Rebuild the hot state of bars already stored (see `HotState.restore`)."""
+        self.hot.restore(stamps, recent)
 
     # -- queries ----------------------------------------------------------------------------
 
-    def last_n(self, symbol: str, n: int) -> list[Bar]:
-        """The last ``n`` bars of ``symbol`` in ts order (fewer if it has fewer)."""
-        series = self._series.get(symbol)
-        if series is None:
-            return []
-        window = series.window
-        if n <= len(window):
-            if n > 0:
-                return window[-n:]
-            if n < 0:
-                raise ValueError(f"n must be >= 0, got {n}")
-            return []
-        if series.lazy is not None:
-            self._materialize(series)
-            return self.last_n(symbol, n)
-        if len(window) == len(series.stamps):
-            return window[:]
-        return self._deep(symbol, n, None)
-
-    def since(self, symbol: str, ts: int | Any) -> list[Bar]:
-        """The bars of ``symbol`` with a timestamp at or after ``ts``, in ts order."""
-        if type(ts) is not int:
-            ts = to_micros(ts, symbol)
-        series = self._series.get(symbol)
-        if series is None:
-            return []
-        if series.lazy is not None:
-            self._materialize(series)
-        window = series.window[:]
-        if window and (window[0].ts <= ts or len(window) == len(series.stamps)):
-            return window[bisect_left(window, ts, key=_ts_of):]
-        return self._deep(symbol, None, ts)
-
-    def count(self, symbol: str) -> int:
-        """The number of bars of ``symbol`` this session (a replaced bar counts once)."""
-        series = self._series.get(symbol)
-        return 0 if series is None else len(series.stamps)
-
-    def latest_many(self, symbols: Iterable[str]) -> dict[str, Bar | None]:
-        """The latest bar of each symbol (None for a symbol with no bars)."""
-        names = symbols if isinstance(symbols, list | tuple) else list(symbols)
-        return dict(zip(names, map(self._latest.get, names), strict=True))  # C loops: ~40% faster
-
-    def has_bars(self, symbol: str) -> bool:
-        """Whether ``symbol`` has any bar this session."""
-        return symbol in self._latest
-
-    def symbols(self) -> list[str]:
-        """The symbols with bars, sorted."""
-        return sorted(self._latest)
-
-    def total_count(self) -> int:
-        """The number of bars held, all symbols."""
-        return sum(len(s.stamps) for s in list(self._series.values()))
-
-    def unflushed_count(self) -> int:
-        """The number of bars on the log, waiting for a flush."""
-        return self._pending_rows + len(self._pending)
-
-    def snapshot(self) -> tuple[pa.Table, pa.Table]:
-        """The log as it is now, without draining it: (bars, replaced), as `drain` returns.
-
-        Conversions are cached, so repeated queries pay only for bars that arrived since the
-        last one; the open list of single appends is left in place (its length is the flush
-        trigger).
-        """
-        with self.lock:
-            key = (self._generation, len(self._pending), self._pending_rows)
-            cached = self._snapshot
-            if cached is not None and cached[0] == key:
-                return cached[1], cached[2]
-            chunks = list(self._chunks)
-            done = self._pending_done
-            batches = list(self._pending_batches)
-            fresh = self._pending[done:]
-            replaced = set(self._replaced)
-        converted = _as_batches(chunks)
-        pending = rows_to_batch(fresh) if fresh else None
-        with self.lock:
-            if self._generation == key[0]:
-                # Nothing was drained or sealed meanwhile: keep the conversions.
-                self._chunks[: len(converted)] = converted
-                if pending is not None:
-                    self._pending_batches.append(pending)
-                    self._pending_done = done + len(fresh)
-        bars, keys = _log_table([*converted, *batches, *([pending] if pending else [])], replaced)
-        with self.lock:
-            if (self._generation, len(self._pending), self._pending_rows) == key:
-                self._snapshot = (key, bars, keys)
-        return bars, keys
-
-    # -- internals --------------------------------------------------------------------------
-
-    def _new_series(self, symbol: str, ts: int | None = None) -> _Series:
-        check_symbol(symbol, ts)
-        series = self._series[symbol] = _Series()
-        return series
-
-    def _seal_pending(self) -> None:
-        """Move the single appends onto the chunk list (lock held)."""
-        pending = self._pending
-        self._chunks.extend(self._pending_batches)
-        if len(pending) > self._pending_done:
-            self._chunks.append(pending[self._pending_done :])
-        self._pending_rows += len(pending)
-        # The list object itself stays: the append closure holds it.
-        pending.clear()
-        self._pending_batches = []
-        self._pending_done = 0
-        self._generation += 1
-
-    def _materialize(self, series: _Series) -> None:
-        with self.lock:
-            self._materialize_locked(series)
-
-    def _materialize_locked(self, series: _Series) -> None:
-        """Turn a series' Arrow rows into window bars (lock held)."""
-        lazy = series.lazy
-        if lazy is None:
-            return
-        window = bars_from_table(lazy) + series.window
-        # The window first, then the flag: a lock-free reader that sees no flag sees it whole.
-        series.window = window[-self._window :] if len(window) > self._window_cap else window
-        series.lazy = None
-
-    def _place_older(self, series: _Series, bar: Bar) -> None:
-        """Place a bar that is not newer than its symbol's latest: a correction or a late bar."""
-        self._materialize_locked(series)
-        ts = bar.ts
-        stamps = series.stamps
-        window = series.window  # never empty here: the symbol has bars
-        at = bisect_left(stamps, ts)
-        if at < len(stamps) and stamps[at] == ts:
-            self.replacements += 1
-            self._replaced.add((bar.symbol, ts))
-            if window[0].ts <= ts:
-                window[bisect_left(window, ts, key=_ts_of)] = bar
-            if ts == series.last_ts:
-                self._latest[bar.symbol] = bar
-            return
-        held_all = len(window) == len(stamps)
-        stamps.insert(at, ts)
-        if held_all or window[0].ts < ts:
-            window.insert(bisect_left(window, ts, key=_ts_of), bar)
-            if len(window) > self._window_cap:
-                del window[: -self._window]
-
-    def _merge_older(self, series: _Series, symbol: str, run: np.ndarray, rows: pa.Table) -> None:
-        """Merge a batch's run of one symbol that reaches back before its latest bar."""
-        old = np.frombuffer(series.stamps, dtype=np.int64)
-        known = np.isin(run, old)
-        self.replacements += int(known.sum())
-        self._replaced.update((symbol, t) for t in run[known].tolist())
-        held_all = len(series.window) == len(old)
-        floor = _NO_TS if held_all else series.window[0].ts
-        series.stamps = array.array("q", np.union1d(old, run).tobytes())
-        by_ts = {bar.ts: bar for bar in series.window}
-        fresh = run >= floor
-        if fresh.any():
-            for bar in bars_from_table(rows.filter(pa.array(fresh))):
-                by_ts[bar.ts] = bar
-        window = [by_ts[t] for t in sorted(by_ts)]
-        series.window = window[-self._window :] if len(window) > self._window_cap else window
-        series.last_ts = series.stamps[-1]
-        self._latest[symbol] = series.window[-1]
-
-    def _deep(self, symbol: str, n: int | None, ts: int | None) -> list[Bar]:
-        if self.deep_reader is None:
-            raise WarehouseError(
-                f"{symbol}: the read reaches past the in-memory window and no store is attached"
-            )
-        return self.deep_reader(symbol, n, ts)
-
-    @staticmethod
-    def _explain(*fields: object) -> InvalidBarError:
-        problem = diagnose(*fields)
-        if problem is None:  # pragma: no cover - the fast and slow checks must agree
-            problem = InvalidBarError(fields[0], fields[1], "bar", fields, "is invalid")
-        return problem
+    @property
+    def replacements(self) -> int:
+        """How many bars replaced an earlier bar of the same (symbol, ts)."""
+        return self.hot.replacements
 
 
-def _run_ends(sorted_symbols: pa.Array) -> np.ndarray:
-    """End offsets of the runs of equal values in a sorted string array."""
-    n = len(sorted_symbols)
-    if n == 0:
-        return np.empty(0, dtype=np.int64)
-    change = pc.not_equal(sorted_symbols[1:], sorted_symbols[:-1]).to_numpy(zero_copy_only=False)
-    return np.append(np.nonzero(change)[0] + 1, n).astype(np.int64)
-
-
-def bars_from_table(table: pa.Table) -> list[Bar]:
-    """Bars from a `BAR_SCHEMA` table (ts as integer microseconds)."""
-    if table.num_rows == 0:
-        return []
-    columns = [table.column(name) for name in BAR_SCHEMA.names]
-    columns[1] = columns[1].cast(pa.int64())
-    return [_new_bar(Bar, row) for row in zip(*(c.to_pylist() for c in columns), strict=True)]
-
-
-def _ranges(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
-    """The concatenation of ``arange(s, e)`` for each pair, without a Python loop."""
-    lengths = ends - starts
-    offsets = np.repeat(starts - np.concatenate(([0], np.cumsum(lengths)[:-1])), lengths)
-    ranges: np.ndarray = np.arange(int(lengths.sum()), dtype=np.int64) + offsets
-    return ranges
-
-
-class _Runs:
-    """A batch de-duplicated (last arrival wins) and grouped by symbol, sorted by ts inside.
-
-    ``table`` keeps arrival order; ``order`` lists its rows sorted by (symbol, ts); run ``k``
-    is ``order[starts[k]:ends[k]]``, of symbol ``names[k]``, with timestamps
-    ``stamps[starts[k]:ends[k]]``.
-    """
-
-    def __init__(self, table: pa.Table) -> None:
-        self.table = table
-        n = table.num_rows
-        encoded = table.column("symbol").combine_chunks().dictionary_encode()
-        codes = encoded.indices.to_numpy()
-        ts = table.column("ts").cast(pa.int64()).to_numpy()
-        # Sorting int codes beats sorting strings; lexsort is stable, so of equal keys the
-        # last arrival sorts last.
-        order = np.lexsort((ts, codes))
-        codes, ts = codes[order], ts[order]
-        same = (codes[1:] == codes[:-1]) & (ts[1:] == ts[:-1])
-        self.dropped = int(same.sum())
-        if self.dropped:
-            kept = np.append(~same, True)
-            mask = np.ones(n, dtype=bool)
-            mask[order[:-1][same]] = False
-            self.table = table.filter(pa.array(mask))
-            order = (np.cumsum(mask) - 1)[order[kept]]
-            codes, ts = codes[kept], ts[kept]
-        change = np.nonzero(codes[1:] != codes[:-1])[0] + 1
-        self.order = order
-        self.stamps = ts
-        self.starts = np.concatenate(([0], change)).astype(np.int64)
-        self.ends = np.append(change, len(codes)).astype(np.int64)
-        self.names: list[str] = (
-            encoded.dictionary.take(pa.array(codes[self.starts])).to_pylist() if n else []
-        )
-
-
-def _as_batches(chunks: list[pa.RecordBatch | list[Bar]]) -> list[pa.RecordBatch]:
-    """The log's chunks as record batches (lists of single appends converted)."""
-    return [rows_to_batch(c) if isinstance(c, list) else c for c in chunks]
-
-
-def _log_table(
-    batches: list[pa.RecordBatch], replaced: set[tuple[str, int]]
-) -> tuple[pa.Table, pa.Table]:
-    """The log's batches as one table, and the replaced keys as another.
-
-    If any key was replaced, only the last arrival of each key is kept.
-    """
-    bars = pa.Table.from_batches(batches, schema=BAR_SCHEMA) if batches else empty_table()
-    if replaced:
-        bars = _Runs(bars).table
-    keys = pa.table(
-        {
-            "symbol": pa.array([k[0] for k in replaced], pa.string()),
-            "ts": pa.array([k[1] for k in replaced], pa.int64()).cast(BAR_SCHEMA.field("ts").type),
-        }
-    )
-    return bars, keys
+def _explain(*fields: object) -> InvalidBarError:
+    """The error of a bar the compiled fast check refused, from the one explaining check."""
+    problem = diagnose(*fields)
+    if problem is None:  # pragma: no cover - the fast and slow checks must agree
+        problem = InvalidBarError(fields[0], fields[1], "bar", fields, "is invalid")
+    return problem

@@ -38,6 +38,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from warehouse._hot import bar_record_size, write_bar_record
 from warehouse.errors import StoreError
 from warehouse.schema import BAR_SCHEMA, Bar, rows_to_batch
 
@@ -48,7 +49,6 @@ _RECORD = struct.Struct("<II")  # payload length, crc32 of the payload
 # kind, ts, open, high, low, close, volume, vwap (NaN: none), trade_count (-1: none), symbol length
 _BAR = struct.Struct("<BqddddddqH")
 _KIND_BAR, _KIND_BATCH = 1, 2
-_NAN = math.nan
 #: A damaged or foreign segment is renamed with this suffix: kept for inspection, never replayed.
 SET_ASIDE = ".damaged"
 
@@ -115,19 +115,20 @@ class Journal:
     def write_bar(self, bar: Bar) -> None:
         """Record one bar; it survives a kill of the process once this returns.
 
+        Packed in C (`_hot.write_bar_record`), in the format `recover` reads.
+
         Raises
         ------
         StoreError
             A new segment was needed and could not be made (a full disk); nothing was written.
         """
-        symbol = bar.symbol.encode()
-        self._write(
-            _BAR.pack(
-                _KIND_BAR, bar.ts, bar.open, bar.high, bar.low, bar.close, bar.volume,
-                _NAN if bar.vwap is None else bar.vwap,
-                -1 if bar.trade_count is None else bar.trade_count, len(symbol),
-            ) + symbol
-        )
+        # The limit keeps room for a zero header after the record: the end-of-segment mark.
+        end = -1 if self._mm is None else write_bar_record(
+            self._mm, self._pos, self._size - _RECORD.size, bar)
+        if end < 0:
+            self._open(bar_record_size(bar))
+            end = write_bar_record(self._mm, self._pos, self._size - _RECORD.size, bar)
+        self._pos = end
 
     def write_batch(self, table: pa.Table) -> None:
         """Record a validated batch as one Arrow IPC stream (see `write_bar` for errors)."""
@@ -332,7 +333,7 @@ class Journal:
         return self.directory / f"{seq:012d}.journal"
 
     def _open(self, record_size: int) -> None:
-        """Seal the open segment and open one with room for a record (appending thread)."""
+        """Seal the open segment and open one with room for a record (header included)."""
         size = max(SEGMENT_BYTES, _HEADER.size + record_size + _RECORD.size)
         with self._lock:
             spare, self._spare = self._spare, None

@@ -11,12 +11,14 @@ import math
 import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from warehouse._bar import Bar as Bar
+from warehouse._bar import bars_from_columns, bars_to_columns
 from warehouse.errors import InvalidBarError, SchemaMismatchError
 
 TS_TYPE = pa.timestamp("us", tz="UTC")
@@ -37,7 +39,6 @@ BAR_SCHEMA = pa.schema(
 COLUMNS: tuple[str, ...] = tuple(BAR_SCHEMA.names)
 REQUIRED: tuple[str, ...] = COLUMNS[:7]
 OPTIONAL: tuple[str, ...] = COLUMNS[7:]
-_ROW_TYPE = pa.struct(list(BAR_SCHEMA))
 _NULLABLE_SCHEMA = pa.schema([pa.field(f.name, f.type) for f in BAR_SCHEMA])
 # One pattern for the scalar and the vectorised check: blank, or holding a control character
 # (C0, DEL or C1: U+0080..U+009F, such as the terminal escape U+009B).
@@ -52,25 +53,6 @@ MAX_SYMBOL_LENGTH = 64
 #: The largest trade_count the store holds (BIGINT).
 MAX_COUNT = 2**63 - 1
 _INF = math.inf
-
-
-class Bar(NamedTuple):
-    """One OHLCV bar; ``ts`` is the bar's UTC instant in integer microseconds."""
-
-    symbol: str
-    ts: int
-    open: float
-    high: float
-    low: float
-    close: float
-    volume: float
-    vwap: float | None = None
-    trade_count: int | None = None
-
-    @property
-    def time(self) -> datetime:
-        """The bar's timestamp as a timezone-aware UTC `datetime`."""
-        return EPOCH + timedelta(microseconds=self.ts)
 
 
 def to_micros(value: object, symbol: object = None) -> int:
@@ -251,9 +233,34 @@ def make_bar(
 
 
 def rows_to_batch(rows: list[Bar]) -> pa.RecordBatch:
-    """Convert validated bars to one record batch of `BAR_SCHEMA` (C-level, no per-row Python)."""
-    structs = pa.array(rows, type=_ROW_TYPE)
-    return pa.RecordBatch.from_struct_array(structs).cast(BAR_SCHEMA)
+    """Convert validated bars to one record batch of `BAR_SCHEMA` (one C loop over the bars)."""
+    return pa.RecordBatch.from_arrays(bars_to_columns(rows), schema=BAR_SCHEMA)
+
+
+def bars_from_table(table: pa.Table) -> list[Bar]:
+    """Bars from a `BAR_SCHEMA` table (ts as integer microseconds)."""
+    if table.num_rows == 0:
+        return []
+    table = table.combine_chunks()
+
+    def floats(name: str) -> np.ndarray:
+        column = table.column(name)
+        values: np.ndarray = (column.fill_null(0.0) if column.null_count else column).to_numpy()
+        return values
+
+    values = np.ascontiguousarray(
+        np.stack([floats(name) for name in ("open", "high", "low", "close", "volume")])
+    )
+    vwap, count = table.column("vwap"), table.column("trade_count")
+    return bars_from_columns(
+        table.column("symbol").to_pylist(),
+        np.ascontiguousarray(table.column("ts").cast(pa.int64()).to_numpy()),
+        values,
+        np.ascontiguousarray(floats("vwap")),
+        np.ascontiguousarray(count.fill_null(0).to_numpy()),
+        np.ascontiguousarray(vwap.is_valid().to_numpy(zero_copy_only=False)),
+        np.ascontiguousarray(count.is_valid().to_numpy(zero_copy_only=False)),
+    )
 
 
 def empty_table() -> pa.Table:
@@ -289,7 +296,7 @@ def _rows_to_table(rows: Iterable[Any]) -> pa.Table:
             if missing:
                 raise SchemaMismatchError(f"bar {row.get('symbol')!r} lacks fields {missing}")
             bars.append(make_bar(*(row.get(c) for c in COLUMNS)))
-        elif isinstance(row, tuple) and 7 <= len(row) <= 9:
+        elif isinstance(row, Bar) or (isinstance(row, tuple) and 7 <= len(row) <= 9):
             bars.append(make_bar(*row))
         else:
             raise SchemaMismatchError(

@@ -24,11 +24,11 @@ from warehouse.archive import (
     export_parquet,
     publish_history,
 )
-from warehouse.buffer import AppendBuffer, bars_from_table
+from warehouse.buffer import AppendBuffer
 from warehouse.errors import ClosedError, StoreError, WarehouseError
 from warehouse.journal import Journal, Recovery, has_segments
 from warehouse.queries import load_queries
-from warehouse.schema import EPOCH, MAX_TS, MIN_TS, Bar, to_micros
+from warehouse.schema import EPOCH, MAX_TS, MIN_TS, Bar, bars_from_table, to_micros
 from warehouse.store import BarStore, Params
 
 

@@ -1,0 +1,68 @@
+"""Types of the compiled `warehouse._hot` (see _hot.pyx)."""
+
+import array
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import pyarrow as pa
+
+from warehouse._bar import Bar
+
+class Series:
+    """One symbol's hot state: all its timestamps, and a window of its latest bars."""
+
+    last_ts: int
+    stamps: array.array[int]
+    window: list[Bar]
+    lazy: pa.Table | None
+    def __init__(self) -> None: ...
+
+class Appender:
+    """The single-bar append of one `AppendBuffer` (its bound `append` is the hot path)."""
+
+    def __init__(
+        self,
+        series: dict[str, Series],
+        latest: dict[str, Bar],
+        pending: list[Bar],
+        replaced: set[tuple[str, int]],
+        lock: Any,
+        new_series: Callable[[str, int], Series],
+        place_older: Callable[[Series, Bar], bool],
+        explain: Callable[..., Exception],
+        on_full: Callable[[], None] | None,
+        journal_bar: Callable[[Bar], None] | None,
+        to_micros: Callable[[object, object], int],
+        closed_error: type[Exception],
+        keep: int,
+        cap: int,
+        flush_rows: int,
+    ) -> None: ...
+    def close(self) -> None: ...
+    def append(
+        self,
+        symbol: str,
+        ts: Any,
+        open: float,
+        high: float,
+        low: float,
+        close: float,
+        volume: float,
+        vwap: float | None = None,
+        trade_count: int | None = None,
+    ) -> None: ...
+
+class Reader:
+    """The hot reads of one `AppendBuffer` that are worth compiling: last N, latest of many."""
+
+    def __init__(
+        self,
+        series: dict[str, Series],
+        latest: dict[str, Bar],
+        fallback: Callable[[str, int], list[Bar]],
+    ) -> None: ...
+    def last_n(self, symbol: str, n: int) -> list[Bar]: ...
+    def latest_many(self, symbols: Iterable[str]) -> dict[str, Bar | None]: ...
+
+def bar_record_size(bar: Bar) -> int: ...
+def write_bar_record(segment: Any, at: int, limit: int, bar: Bar) -> int: ...

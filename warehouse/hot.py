@@ -1,0 +1,299 @@
+"""Hot state: per symbol, all its timestamps, a window of its latest bars, and its latest bar.
+
+A symbol's `Series` (compiled, `_hot.pyx`) holds the sorted timestamps of all its bars this
+session (8 bytes a bar, so counts, ordering and replacements are exact without asking DuckDB)
+and a bounded window of its most recent `Bar` objects, which latest, last-N and since are
+served from. Reads that reach past the window go to the deep reader (the store).
+
+Concurrency: commands run under the buffer's lock (given at construction). Reads take none:
+they read a dict or slice a list, which CPython does atomically, and every command leaves a
+window a sorted suffix of the symbol's bars, so a reader never sees a half-written bar.
+"""
+
+from __future__ import annotations
+
+import array
+import threading
+from bisect import bisect_left
+from collections.abc import Callable
+from dataclasses import dataclass
+from operator import attrgetter
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from warehouse._hot import Series
+from warehouse._runs import Runs, ranges, run_ends
+from warehouse.errors import WarehouseError
+from warehouse.schema import MIN_TS, Bar, bars_from_table, check_symbol, to_micros
+
+#: Reads that reach past a symbol's window: (symbol, n or None, since-ts or None) -> bars.
+DeepReader = Callable[[str, int | None, int | None], list[Bar]]
+
+_ts_of = attrgetter("ts")
+_NO_TS = MIN_TS - 1
+
+
+@dataclass
+class BatchPlan:
+    """What a batch does to the windows, worked out before the lock is taken (see `plan`)."""
+
+    runs: Runs
+    firsts: np.ndarray  # per run, the first row its window keeps
+    recent: pa.Table  # the rows the windows keep, run after run
+    offsets: np.ndarray  # per run, where its rows start in `recent`
+    long: np.ndarray  # per run, whether it fills a window (which then stays Arrow rows)
+    eager: list[Bar]  # the bars of the short runs' windows
+    lasts: list[Bar]  # the last bar of each long run
+
+
+class HotState:
+    """The hot state of every symbol of a session.
+
+    Parameters
+    ----------
+    window
+        Bars kept in memory per symbol.
+    lock
+        The buffer's lock (held by every command; taken here to materialise a window).
+    deep_reader
+        Answers reads that reach past the window.
+    """
+
+    def __init__(self, window: int, lock: threading.Lock, deep_reader: DeepReader | None) -> None:
+        if window < 1:
+            raise ValueError(f"window must be at least 1, got {window}")
+        self.keep = window
+        # A window grows to keep + slack before it is cut back, so trimming is amortised.
+        self.cap = window + max(16, window // 4)
+        self._lock = lock
+        self.deep_reader = deep_reader
+        self.series: dict[str, Series] = {}
+        self.latest_bars: dict[str, Bar] = {}
+        #: The latest bar of a symbol: the bound ``get`` of a dict, one C call.
+        self.latest = self.latest_bars.get
+        #: How many bars replaced an earlier bar of the same (symbol, ts).
+        self.replacements = 0
+
+    # -- commands (lock held) ---------------------------------------------------------------
+
+    def new_series(self, symbol: str, ts: int | None = None) -> Series:
+        """The state of a symbol seen for the first time (its name checked first)."""
+        check_symbol(symbol, ts)
+        series = self.series[symbol] = Series()
+        return series
+
+    def place_older(self, series: Series, bar: Bar) -> bool:
+        """Place a bar not newer than its symbol's latest; True if it replaced a bar."""
+        self.materialize_locked(series)
+        ts = bar.ts
+        stamps = series.stamps
+        window = series.window  # never empty here: the symbol has bars
+        at = bisect_left(stamps, ts)
+        if at < len(stamps) and stamps[at] == ts:
+            self.replacements += 1
+            if window[0].ts <= ts:
+                window[bisect_left(window, ts, key=_ts_of)] = bar
+            if ts == series.last_ts:
+                self.latest_bars[bar.symbol] = bar
+            return True
+        held_all = len(window) == len(stamps)
+        stamps.insert(at, ts)
+        if held_all or window[0].ts < ts:
+            window.insert(bisect_left(window, ts, key=_ts_of), bar)
+            if len(window) > self.cap:
+                del window[: -self.keep]
+        return False
+
+    def plan(self, runs: Runs) -> BatchPlan:
+        """Work out a batch's windows without the lock: the rows they keep, as bars or rows.
+
+        Bars are made only for runs short enough to be held whole; a long run's window stays
+        Arrow rows until a read needs it (see `materialize`).
+        """
+        table, keep = runs.table, self.keep
+        firsts = np.maximum(runs.starts, runs.ends - keep)
+        recent = table.take(pa.array(runs.order[ranges(firsts, runs.ends)]))
+        offsets = np.concatenate(([0], np.cumsum(runs.ends - firsts)))
+        long = (runs.ends - runs.starts) >= keep
+        short_rows = np.repeat(~long, runs.ends - firsts)
+        return BatchPlan(
+            runs, firsts, recent, offsets, long,
+            eager=bars_from_table(recent.filter(pa.array(short_rows))),
+            lasts=bars_from_table(table.take(pa.array(runs.order[runs.ends[long] - 1]))),
+        )
+
+    def check_new_symbols(self, names: list[str]) -> None:
+        """Raise `InvalidBarError` for the first name that is new and not a usable symbol."""
+        for name in names:
+            if name not in self.series:
+                check_symbol(name)
+
+    def apply(self, plan: BatchPlan) -> list[tuple[str, int]]:
+        """Add a planned batch to every symbol it holds; returns the keys it replaced."""
+        runs = plan.runs
+        replaced: list[tuple[str, int]] = []
+        self.replacements += runs.dropped
+        i_eager = i_last = 0
+        for k, name in enumerate(runs.names):
+            start, end = int(runs.starts[k]), int(runs.ends[k])
+            size = end - int(plan.firsts[k])
+            # Every new name was checked (`check_new_symbols`) before anything changed.
+            series = self.series.get(name) or self.series.setdefault(name, Series())
+            stamps = runs.stamps[start:end]
+            if int(stamps[0]) > series.last_ts:
+                series.stamps.frombytes(stamps.tobytes())
+                series.last_ts = int(stamps[-1])
+                if plan.long[k]:
+                    series.window = []
+                    series.lazy = plan.recent.slice(int(plan.offsets[k]), size)
+                    self.latest_bars[name] = plan.lasts[i_last]
+                else:
+                    self.materialize_locked(series)
+                    window = series.window
+                    window.extend(plan.eager[i_eager : i_eager + size])
+                    if len(window) > self.cap:
+                        del window[: -self.keep]
+                    self.latest_bars[name] = window[-1]
+            else:
+                self.materialize_locked(series)
+                rows = runs.table.take(pa.array(runs.order[start:end]))
+                replaced.extend((name, t) for t in self._merge_older(series, name, stamps, rows))
+            i_last += int(plan.long[k])
+            i_eager += 0 if plan.long[k] else size
+        return replaced
+
+    def restore(self, stamps: pa.Table, recent: pa.Table) -> None:
+        """Rebuild the hot state of bars that are already stored (when a file is reopened).
+
+        ``stamps`` holds (symbol, ts) of every stored bar sorted by symbol and ts; ``recent``
+        the last bars of each symbol, sorted the same way. Takes the lock.
+        """
+        if recent.num_rows == 0:
+            return
+        symbols = stamps.column("symbol").combine_chunks()
+        ts = stamps.column("ts").cast(pa.int64()).to_numpy()
+        recent_ends = run_ends(recent.column("symbol").combine_chunks())
+        recent_starts = np.concatenate(([0], recent_ends[:-1]))
+        lasts = bars_from_table(recent.take(pa.array(recent_ends - 1)))
+        windows = {
+            bar.symbol: (bar, recent.slice(int(first), int(end - first)))
+            for bar, first, end in zip(lasts, recent_starts, recent_ends, strict=True)
+        }
+        with self._lock:
+            start = 0
+            for end in run_ends(symbols).tolist():
+                name = symbols[start].as_py()
+                series = self.series.setdefault(name, Series())
+                series.stamps = array.array("q", ts[start:end].tobytes())
+                series.last_ts = int(ts[end - 1])
+                self.latest_bars[name], series.lazy = windows[name]
+                series.window = []
+                start = end
+
+    def clear(self) -> None:
+        """Forget every symbol (the dicts are kept in place: the compiled paths hold them)."""
+        self.series.clear()
+        self.latest_bars.clear()
+        self.replacements = 0
+
+    def materialize_locked(self, series: Series) -> None:
+        """Turn a series' Arrow rows into window bars."""
+        lazy = series.lazy
+        if lazy is None:
+            return
+        window = bars_from_table(lazy) + series.window
+        # The window first, then the flag: a lock-free reader that sees no flag sees it whole.
+        series.window = window[-self.keep :] if len(window) > self.cap else window
+        series.lazy = None
+
+    # -- queries ----------------------------------------------------------------------------
+
+    def last_n(self, symbol: str, n: int) -> list[Bar]:
+        """The last ``n`` bars of ``symbol`` in ts order (fewer if it has fewer).
+
+        The compiled `_hot.Reader.last_n` serves reads within the window and falls back here.
+        """
+        series = self.series.get(symbol)
+        if series is None:
+            return []
+        window = series.window
+        if n <= len(window):
+            if n > 0:
+                return window[-n:]
+            if n < 0:
+                raise ValueError(f"n must be >= 0, got {n}")
+            return []
+        if series.lazy is not None:
+            self._materialize(series)
+            return self.last_n(symbol, n)
+        if len(window) == len(series.stamps):
+            return window[:]
+        return self._deep(symbol, n, None)
+
+    def since(self, symbol: str, ts: int | Any) -> list[Bar]:
+        """The bars of ``symbol`` with a timestamp at or after ``ts``, in ts order."""
+        if type(ts) is not int:
+            ts = to_micros(ts, symbol)
+        series = self.series.get(symbol)
+        if series is None:
+            return []
+        if series.lazy is not None:
+            self._materialize(series)
+        window = series.window[:]
+        if window and (window[0].ts <= ts or len(window) == len(series.stamps)):
+            return window[bisect_left(window, ts, key=_ts_of):]
+        return self._deep(symbol, None, ts)
+
+    def count(self, symbol: str) -> int:
+        """The number of bars of ``symbol`` this session (a replaced bar counts once)."""
+        series = self.series.get(symbol)
+        return 0 if series is None else len(series.stamps)
+
+    def has_bars(self, symbol: str) -> bool:
+        """Whether ``symbol`` has any bar this session."""
+        return symbol in self.latest_bars
+
+    def symbols(self) -> list[str]:
+        """The symbols with bars, sorted."""
+        return sorted(self.latest_bars)
+
+    def total_count(self) -> int:
+        """The number of bars held, all symbols."""
+        return sum(len(s.stamps) for s in list(self.series.values()))
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _materialize(self, series: Series) -> None:
+        with self._lock:
+            self.materialize_locked(series)
+
+    def _merge_older(
+        self, series: Series, symbol: str, run: np.ndarray, rows: pa.Table
+    ) -> list[int]:
+        """Merge a batch's run that reaches back before its latest bar; returns replaced ts."""
+        old = np.frombuffer(series.stamps, dtype=np.int64)
+        known = np.isin(run, old)
+        self.replacements += int(known.sum())
+        held_all = len(series.window) == len(old)
+        floor = _NO_TS if held_all else series.window[0].ts
+        series.stamps = array.array("q", np.union1d(old, run).tobytes())
+        by_ts = {bar.ts: bar for bar in series.window}
+        fresh = run >= floor
+        if fresh.any():
+            for bar in bars_from_table(rows.filter(pa.array(fresh))):
+                by_ts[bar.ts] = bar
+        window = [by_ts[t] for t in sorted(by_ts)]
+        series.window = window[-self.keep :] if len(window) > self.cap else window
+        series.last_ts = series.stamps[-1]
+        self.latest_bars[symbol] = series.window[-1]
+        replaced: list[int] = run[known].tolist()
+        return replaced
+
+    def _deep(self, symbol: str, n: int | None, ts: int | None) -> list[Bar]:
+        if self.deep_reader is None:
+            raise WarehouseError(
+                f"{symbol}: the read reaches past the in-memory window and no store is attached"
+            )
+        return self.deep_reader(symbol, n, ts)
