@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
@@ -222,6 +223,44 @@ class BarStore:
         """The session epoch: bumped by every `clear`; journal segments carry theirs."""
         value = self.meta(EPOCH_KEY)
         return 0 if value is None else int(value)
+
+    def stored_keys(self) -> pa.Table:
+        """(symbol, ts) of every stored bar, in (symbol, ts) order (reopening rebuilds from it)."""
+        return self.arrow(self.statements["stored_keys"])
+
+    def recent_bars(self, n: int) -> pa.Table:
+        """The last ``n`` stored bars of every symbol, in (symbol, ts) order."""
+        return self.arrow(self.statements["recent_bars_per_symbol"], {"n": n})
+
+    def bars_not_stored(self, journaled: pa.Table) -> pa.Table:
+        """The journaled bars (last record per key) that the table does not hold exactly."""
+        with self.lock:
+            self.register("_journal", journaled)
+            try:
+                return self.arrow(self.statements["journal_bars_not_stored"])
+            finally:
+                self.unregister("_journal")
+
+    def bars_between(
+        self, symbols: list[str] | None, start: datetime, end: datetime, log: Snapshot
+    ) -> pl.DataFrame:
+        """Bars of ``symbols`` (None: every symbol) in [start, end) over `bars`, by (symbol, ts)."""
+        if symbols is None:
+            return self.polars(self.statements["all_bars_between"],
+                               {"start": start, "end": end}, log)
+        return self.polars(self.statements["bars_between"],
+                           {"symbols": symbols, "start": start, "end": end}, log)
+
+    def last_bars(self, symbol: str, n: int, log: Snapshot) -> pa.Table:
+        """The last ``n`` bars of one symbol over `bars`, in ts order (reads past a window)."""
+        return self.arrow(self.statements["last_bars_of_symbol"], {"symbol": symbol, "n": n}, log)
+
+    def symbol_bars_between(
+        self, symbol: str, start: datetime, end: datetime, log: Snapshot
+    ) -> pa.Table:
+        """Bars of one symbol in [start, end) over `bars`, in ts order (reads past a window)."""
+        return self.arrow(self.statements["symbol_bars_between"],
+                          {"symbol": symbol, "start": start, "end": end}, log)
 
     def stored_count(self) -> int:
         """The number of bars in the session table (flushed bars only)."""

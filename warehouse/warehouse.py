@@ -143,12 +143,7 @@ class Warehouse:
                 deep_reader=self._deep_read, journal=self._journal,
             )
             with self._store.lock:
-                buffer.restore(
-                    self._store.arrow(self._store.statements["stored_keys"]),
-                    self._store.arrow(
-                        self._store.statements["recent_bars_per_symbol"], {"n": window}
-                    ),
-                )
+                buffer.restore(self._store.stored_keys(), self._store.recent_bars(window))
             if self._journal is not None:
                 self._replay_journal(self._journal)
         except BaseException:
@@ -311,16 +306,12 @@ class Warehouse:
 
         ``start`` is inclusive, ``end`` exclusive; both take what `append` takes for ``ts``.
         """
-        window = {
-            "start": _as_datetime(MIN_TS if start is None else to_micros(start)),
-            "end": _as_datetime(MAX_TS if end is None else to_micros(end)),
-        }
-        if symbols is None:
-            return self.sql_polars(self._store.statements["all_bars_between"], window)
-        wanted = [symbols] if isinstance(symbols, str) else list(symbols)
-        return self.sql_polars(
-            self._store.statements["bars_between"], {"symbols": wanted, **window}
-        )
+        first = _as_datetime(MIN_TS if start is None else to_micros(start))
+        last = _as_datetime(MAX_TS if end is None else to_micros(end))
+        wanted = None if symbols is None else (
+            [symbols] if isinstance(symbols, str) else list(symbols))
+        with self._store.lock:
+            return self._store.bars_between(wanted, first, last, self._buffer.snapshot())
 
     def lazy_frame(
         self,
@@ -417,26 +408,18 @@ class Warehouse:
         if not journal.leftover:
             return
         table, self.recovery = journal.recover()
-        with self._store.lock:
-            self._store.register("_journal", table)
-            try:
-                missing = self._store.arrow(self._store.statements["journal_bars_not_stored"])
-            finally:
-                self._store.unregister("_journal")
-        self._buffer.extend(missing)
+        self._buffer.extend(self._store.bars_not_stored(table))
         self._flush()  # seals the open segment; once committed, every older one is released
 
     def _deep_read(self, symbol: str, n: int | None, since: int | None) -> list[Bar]:
-        if n is not None:
-            table = self.sql(
-                self._store.statements["last_bars_of_symbol"], {"symbol": symbol, "n": n}
-            )
-        else:
-            table = self.sql(
-                self._store.statements["symbol_bars_between"],
-                {"symbol": symbol, "start": _as_datetime(MIN_TS if since is None else since),
-                 "end": _as_datetime(MAX_TS)},
-            )
+        """A read past a symbol's window: down to the store, over `bars` (the log included)."""
+        with self._store.lock:
+            log = self._buffer.snapshot()
+            if n is not None:
+                table = self._store.last_bars(symbol, n, log)
+            else:
+                start = _as_datetime(MIN_TS if since is None else since)
+                table = self._store.symbol_bars_between(symbol, start, _as_datetime(MAX_TS), log)
         return bars_from_table(table)
 
     def _refuse_writes(self, *args: object, **kwargs: object) -> None:
