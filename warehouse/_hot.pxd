@@ -1,6 +1,7 @@
 # The compiled hot path: one symbol's hot state, and the single-bar append (see _hot.pyx).
 
 from cpython cimport array
+from libc.stdint cimport int32_t
 
 
 cdef class Series:
@@ -12,6 +13,8 @@ cdef class Series:
     cdef public list window
     # Bars older than all of `window`, still as Arrow rows (from extend or a reopen), or None.
     cdef public object lazy
+    # The index of its symbol in the buffer's list of symbol names (its code in the log).
+    cdef readonly int32_t code
 
 
 cdef class Appender:

@@ -15,7 +15,9 @@ class Series:
     stamps: array.array[int]
     window: list[Bar]
     lazy: pa.Table | None
-    def __init__(self) -> None: ...
+    @property
+    def code(self) -> int: ...
+    def __init__(self, code: int) -> None: ...
 
 class Appender:
     """The single-bar append of one `AppendBuffer` (its bound `append` is the hot path)."""

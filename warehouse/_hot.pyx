@@ -14,6 +14,7 @@ cimport cython
 from cpython cimport array
 from cpython.float cimport PyFloat_AS_DOUBLE
 from libc.math cimport INFINITY, NAN
+from libc.stdint cimport int32_t
 
 from warehouse._bar cimport Bar
 
@@ -28,13 +29,18 @@ cdef array.array _EMPTY_STAMPS = _array.array("q")
 
 @cython.final
 cdef class Series:
-    """One symbol's hot state: all its timestamps, and a window of its latest bars."""
+    """One symbol's hot state: all its timestamps, and a window of its latest bars.
 
-    def __init__(self):
+    ``code`` is the index of its symbol in the buffer's list of symbol names (`HotState.names`),
+    which `HotState` assigns when it makes the series.
+    """
+
+    def __init__(self, int32_t code):
         self.last_ts = _MIN_TS - 1
         self.stamps = array.clone(_EMPTY_STAMPS, 0, False)
         self.window = []
         self.lazy = None
+        self.code = code
 
 
 cdef inline double _as_double(object value) except? -1.0:
