@@ -71,7 +71,7 @@ class HotState:
         self.deep_reader = deep_reader
         self.series: dict[str, Series] = {}
         #: Every symbol with a series, in order of first appearance: a series' ``code`` is its
-        #: symbol's index here (for the append log to hold single appends' symbols as codes).
+        #: symbol's index here (the append log holds single appends' symbols as these codes).
         self.names: list[str] = []
         self.latest_bars: dict[str, Bar] = {}
         #: The latest bar of a symbol: the bound ``get`` of a dict, one C call.
@@ -195,7 +195,10 @@ class HotState:
                 start = end
 
     def clear(self) -> None:
-        """Forget every symbol (the containers are kept in place: the compiled paths hold them)."""
+        """Forget every symbol (in place: the compiled paths and the log hold the containers).
+
+        The log is cleared with it: its single appends hold codes into `names`.
+        """
         self.series.clear()
         self.latest_bars.clear()
         self.names.clear()
