@@ -1,6 +1,9 @@
 # The compiled hot path: one symbol's hot state, and the single-bar append (see _hot.pyx).
 
 from cpython cimport array
+from libc.stdint cimport int32_t
+
+from warehouse._bar cimport Bar
 
 
 cdef class Series:
@@ -12,12 +15,31 @@ cdef class Series:
     cdef public list window
     # Bars older than all of `window`, still as Arrow rows (from extend or a reopen), or None.
     cdef public object lazy
+    # The index of its symbol in the buffer's list of symbol names (its code in the log).
+    cdef readonly int32_t code
+
+
+# The log's single appends, one growable C buffer per field (see _hot.pyx).
+cdef class Columns:
+    cdef char* _data[11]
+    cdef Py_ssize_t _count
+    cdef Py_ssize_t _capacity
+    cdef Py_ssize_t _vwap_nulls
+    cdef Py_ssize_t _count_nulls
+    cdef int32_t _max_code
+    cdef readonly list names
+    cdef object _dictionary
+    cdef Py_ssize_t _dictionary_size
+
+    cdef int reserve(self) except -1
+    cdef void push(self, Bar bar, int32_t code) noexcept
+    cdef object _dictionary_now(self)
 
 
 cdef class Appender:
     cdef dict _series
     cdef dict _latest
-    cdef list _pending
+    cdef Columns _columns
     cdef set _replaced
     cdef object _acquire
     cdef object _release

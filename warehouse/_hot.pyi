@@ -8,6 +8,9 @@ import pyarrow as pa
 
 from warehouse._bar import Bar
 
+#: A sealed batch of single appends: `BAR_SCHEMA` with the symbol dictionary-encoded.
+LOG_SCHEMA: pa.Schema
+
 class Series:
     """One symbol's hot state: all its timestamps, and a window of its latest bars."""
 
@@ -15,7 +18,20 @@ class Series:
     stamps: array.array[int]
     window: list[Bar]
     lazy: pa.Table | None
-    def __init__(self) -> None: ...
+    @property
+    def code(self) -> int: ...
+    def __init__(self, code: int) -> None: ...
+
+class Columns:
+    """The log's single appends: one growable C buffer per field, handed to Arrow by `seal`."""
+
+    @property
+    def names(self) -> list[str]: ...
+    def __init__(self, names: list[str]) -> None: ...
+    def __len__(self) -> int: ...
+    def seal(self) -> pa.RecordBatch | None: ...
+    def copy(self, start: int) -> pa.RecordBatch | None: ...
+    def clear(self) -> None: ...
 
 class Appender:
     """The single-bar append of one `AppendBuffer` (its bound `append` is the hot path)."""
@@ -24,7 +40,7 @@ class Appender:
         self,
         series: dict[str, Series],
         latest: dict[str, Bar],
-        pending: list[Bar],
+        columns: Columns,
         replaced: set[tuple[str, int]],
         lock: Any,
         new_series: Callable[[str, int], Series],

@@ -8,18 +8,29 @@ window, the latest bar, the append log, under the buffer's lock. Anything unusua
 that is not a float or an int, a timestamp that is not integer microseconds, an invalid bar, a
 new symbol, a bar not newer than its symbol's latest) is handed to the Python functions given
 at construction, so there is one definition of each rule.
+
+The append log's single appends are columnar (`Columns`): one growable C buffer per field
+(the symbol as an int32 code, its `Series.code`, an index into the buffer's list of symbol
+names), which a seal hands to Arrow without a copy, as a record batch whose symbol column is
+dictionary-encoded over those names (`log.py` decodes it to strings, outside the lock).
 """
 
 cimport cython
 from cpython cimport array
 from cpython.float cimport PyFloat_AS_DOUBLE
 from libc.math cimport INFINITY, NAN
+from libc.stdint cimport int32_t, int64_t, uint8_t, uintptr_t
+from libc.stdlib cimport free, malloc, realloc
+from libc.string cimport memcpy, memset
 
 from warehouse._bar cimport Bar
 
 import array as _array
 
 import numpy as np
+import pyarrow as pa
+
+from warehouse.schema import BAR_SCHEMA
 
 cdef long long _MIN_TS = -2_208_988_800_000_000
 cdef long long _MAX_TS = 7_258_118_400_000_000
@@ -28,13 +39,226 @@ cdef array.array _EMPTY_STAMPS = _array.array("q")
 
 @cython.final
 cdef class Series:
-    """One symbol's hot state: all its timestamps, and a window of its latest bars."""
+    """One symbol's hot state: all its timestamps, and a window of its latest bars.
 
-    def __init__(self):
+    ``code`` is the index of its symbol in the buffer's list of symbol names (`HotState.names`,
+    shared with the log's `Columns`), which `HotState` assigns when it makes the series.
+    """
+
+    def __init__(self, int32_t code):
         self.last_ts = _MIN_TS - 1
         self.stamps = array.clone(_EMPTY_STAMPS, 0, False)
         self.window = []
         self.lazy = None
+        self.code = code
+
+
+# -- the columnar log ---------------------------------------------------------------------------
+# Buffer k of `Columns` holds one field of every row: ts, open, high, low, close, volume, vwap,
+# vwap's validity bitmap, trade_count, its validity bitmap, the symbol's code.
+
+cdef enum:
+    _VWAP = 6
+    _VWAP_VALID = 7
+    _COUNT = 8
+    _COUNT_VALID = 9
+    _CODE = 10
+    _BUFFERS = 11
+
+cdef Py_ssize_t _MIN_CAPACITY = 1024
+cdef object _TS_TYPE = BAR_SCHEMA.field("ts").type
+cdef object _F64 = pa.float64()
+cdef object _I64 = pa.int64()
+cdef object _I32 = pa.int32()
+#: A sealed batch: `BAR_SCHEMA` but for the symbol, dictionary-encoded over the symbol names.
+LOG_SCHEMA = BAR_SCHEMA.set(
+    0, BAR_SCHEMA.field("symbol").with_type(pa.dictionary(pa.int32(), pa.string())))
+
+
+cdef inline Py_ssize_t _size(int k, Py_ssize_t rows) noexcept:
+    # The bytes buffer k takes for `rows` rows.
+    if k == _VWAP_VALID or k == _COUNT_VALID:
+        return (rows + 7) >> 3
+    if k == _CODE:
+        return rows * 4
+    return rows * 8
+
+
+@cython.final
+cdef class _Memory:
+    """C memory under Arrow buffers: freed when the last of them is dropped."""
+
+    cdef char* data
+    cdef Py_ssize_t size
+
+    def __dealloc__(self):
+        free(self.data)
+
+
+@cython.final
+cdef class Columns:
+    """The log's single appends: one growable C buffer per field, handed to Arrow by `seal`.
+
+    Only touched under the buffer's lock. ``names`` is the buffer's list of symbol names in
+    order of first appearance (`HotState` appends to it and clears it); a row's symbol is held
+    as its series' code, an index into it.
+    """
+
+    def __init__(self, list names not None):
+        self.names = names
+        self._max_code = -1
+
+    def __dealloc__(self):
+        cdef int k
+        for k in range(_BUFFERS):
+            free(self._data[k])
+
+    def __len__(self):
+        return self._count
+
+    cdef int reserve(self) except -1:
+        """Make room for one more row (called before anything else changes)."""
+        cdef Py_ssize_t capacity, old
+        cdef char* grown
+        cdef int k
+        if self._count < self._capacity:
+            return 0
+        capacity = max(_MIN_CAPACITY, 2 * self._capacity)
+        for k in range(_BUFFERS):
+            grown = <char*>realloc(self._data[k], _size(k, capacity))
+            if grown == NULL:
+                raise MemoryError("the append log cannot grow")
+            self._data[k] = grown
+        for k in (_VWAP_VALID, _COUNT_VALID):
+            old = _size(k, self._capacity)
+            memset(self._data[k] + old, 0, _size(k, capacity) - old)
+        self._capacity = capacity
+        return 0
+
+    cdef void push(self, Bar bar, int32_t code) noexcept:
+        """Write one bar as the next row (after `reserve`)."""
+        cdef Py_ssize_t i = self._count
+        cdef uint8_t bit = 1 << (i & 7)
+        cdef uint8_t* vwap_valid = <uint8_t*>self._data[_VWAP_VALID] + (i >> 3)
+        cdef uint8_t* count_valid = <uint8_t*>self._data[_COUNT_VALID] + (i >> 3)
+        (<int64_t*>self._data[0])[i] = bar.ts
+        (<double*>self._data[1])[i] = bar.open
+        (<double*>self._data[2])[i] = bar.high
+        (<double*>self._data[3])[i] = bar.low
+        (<double*>self._data[4])[i] = bar.close
+        (<double*>self._data[5])[i] = bar.volume
+        (<double*>self._data[_VWAP])[i] = bar._vwap
+        (<int64_t*>self._data[_COUNT])[i] = bar._trade_count
+        (<int32_t*>self._data[_CODE])[i] = code
+        if bar._has_vwap:
+            vwap_valid[0] |= bit
+        else:
+            vwap_valid[0] &= ~bit
+            self._vwap_nulls += 1
+        if bar._has_count:
+            count_valid[0] |= bit
+        else:
+            count_valid[0] &= ~bit
+            self._count_nulls += 1
+        if code > self._max_code:
+            self._max_code = code
+        self._count = i + 1
+
+    def seal(self):
+        """The rows as a `LOG_SCHEMA` batch over these very buffers (no copy), or None if empty.
+
+        The buffers now belong to the batch (freed when Arrow drops them); the columns start
+        afresh.
+        """
+        cdef Py_ssize_t n = self._count
+        cdef list owners = []
+        cdef _Memory owner
+        cdef int k
+        if n == 0:
+            return None
+        for k in range(_BUFFERS):
+            owner = _Memory.__new__(_Memory)
+            owner.size = _size(k, n)
+            owners.append(owner)
+        dictionary = self._dictionary_now()
+        for k in range(_BUFFERS):
+            (<_Memory>owners[k]).data = self._data[k]  # lent until the batch is made
+        try:
+            batch = _batch(owners, dictionary, 0, n, self._vwap_nulls, self._count_nulls)
+        except BaseException:
+            for owner in owners:
+                owner.data = NULL  # the rows stay here
+            raise
+        for k in range(_BUFFERS):
+            self._data[k] = NULL
+        self._count = self._capacity = self._vwap_nulls = self._count_nulls = 0
+        self._max_code = -1
+        return batch
+
+    def copy(self, Py_ssize_t start):
+        """Rows ``start`` to the end as a `LOG_SCHEMA` batch of copied memory (a snapshot's).
+
+        The rows stay in the columns. None if there are none.
+        """
+        cdef Py_ssize_t n = self._count
+        cdef Py_ssize_t first = start & ~7  # the copy starts on a bitmap byte
+        cdef list owners = []
+        cdef _Memory owner
+        cdef int k
+        if not 0 <= start < n:
+            return None
+        dictionary = self._dictionary_now()
+        for k in range(_BUFFERS):
+            owner = _Memory.__new__(_Memory)
+            owner.size = _size(k, n - first)
+            owner.data = <char*>malloc(owner.size)
+            if owner.data == NULL:
+                raise MemoryError("the append log cannot be copied")
+            memcpy(owner.data, self._data[k] + _size(k, first), owner.size)
+            owners.append(owner)
+        return _batch(owners, dictionary, start - first, n - start, -1, -1)
+
+    def clear(self):
+        """Forget every row (the buffers are kept for the next ones)."""
+        self._count = self._vwap_nulls = self._count_nulls = 0
+        self._max_code = -1
+        self._dictionary = None
+        self._dictionary_size = 0
+
+    cdef object _dictionary_now(self):
+        # The symbol names as an Arrow array, extended when names were added since the last.
+        cdef Py_ssize_t size = len(self.names)
+        if self._max_code >= size:  # pragma: no cover - HotState assigns codes from names
+            raise RuntimeError("a row of the append log has a symbol code without a name")
+        if self._dictionary is None or size < self._dictionary_size:
+            self._dictionary = pa.array(self.names, pa.string())
+        elif size > self._dictionary_size:
+            self._dictionary = pa.concat_arrays(
+                [self._dictionary, pa.array(self.names[self._dictionary_size:], pa.string())])
+        self._dictionary_size = size
+        return self._dictionary
+
+
+cdef object _batch(list owners, object dictionary, Py_ssize_t offset, Py_ssize_t n,
+                   Py_ssize_t vwap_nulls, Py_ssize_t count_nulls):
+    # A LOG_SCHEMA batch of n rows over the owners' memory (Arrow keeps the owners alive).
+    cdef _Memory owner
+    cdef list buffers = []
+    for owner in owners:
+        buffers.append(pa.foreign_buffer(<uintptr_t>owner.data, owner.size, base=owner))
+    codes = pa.Array.from_buffers(_I32, n, [None, buffers[_CODE]], 0, offset)
+    return pa.RecordBatch.from_arrays([
+        pa.DictionaryArray.from_arrays(codes, dictionary, safe=False),
+        pa.Array.from_buffers(_TS_TYPE, n, [None, buffers[0]], 0, offset),
+        pa.Array.from_buffers(_F64, n, [None, buffers[1]], 0, offset),
+        pa.Array.from_buffers(_F64, n, [None, buffers[2]], 0, offset),
+        pa.Array.from_buffers(_F64, n, [None, buffers[3]], 0, offset),
+        pa.Array.from_buffers(_F64, n, [None, buffers[4]], 0, offset),
+        pa.Array.from_buffers(_F64, n, [None, buffers[5]], 0, offset),
+        pa.Array.from_buffers(_F64, n, [buffers[_VWAP_VALID], buffers[_VWAP]], vwap_nulls, offset),
+        pa.Array.from_buffers(_I64, n, [buffers[_COUNT_VALID], buffers[_COUNT]], count_nulls,
+                              offset),
+    ], schema=LOG_SCHEMA)
 
 
 cdef inline double _as_double(object value) except? -1.0:
@@ -49,12 +273,12 @@ cdef inline double _as_double(object value) except? -1.0:
 cdef class Appender:
     """The single-bar append of one `AppendBuffer` (its bound `append` is the hot path)."""
 
-    def __init__(self, dict series, dict latest, list pending, set replaced, lock, new_series,
+    def __init__(self, dict series, dict latest, Columns columns, set replaced, lock, new_series,
                  place_older, explain, on_full, journal_bar, to_micros, closed_error,
                  Py_ssize_t keep, Py_ssize_t cap, Py_ssize_t flush_rows):
         self._series = series
         self._latest = latest
-        self._pending = pending
+        self._columns = columns
         self._replaced = replaced
         self._acquire = lock.acquire
         self._release = lock.release
@@ -143,6 +367,7 @@ cdef class Appender:
         try:
             if self.closed:
                 raise self._closed_error(f"the warehouse is closed; bar {symbol!r} {t} not stored")
+            self._columns.reserve()  # first: a failed allocation changes nothing
             found = self._series.get(symbol)
             series = self._new_series(symbol, t) if found is None else found
             if self._journal_bar is not None:
@@ -159,8 +384,8 @@ cdef class Appender:
                 self._latest[symbol] = bar
             elif self._place_older(series, bar):  # a correction: the flush deletes the old
                 self._replaced.add((symbol, t))
-            self._pending.append(bar)
-            if len(self._pending) == self._flush_rows and self._on_full is not None:
+            self._columns.push(bar, series.code)
+            if self._columns._count == self._flush_rows and self._on_full is not None:
                 self._on_full()
         finally:
             self._release()
@@ -214,8 +439,7 @@ cdef class Reader:
 
 from cpython.buffer cimport PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.unicode cimport PyUnicode_AsUTF8AndSize
-from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t
-from libc.string cimport memcpy
+from libc.stdint cimport uint16_t, uint32_t
 
 import sys as _sys
 

@@ -87,7 +87,7 @@ class AppendBuffer:
         #: Held by every writer; `Warehouse.clear` holds it across the whole clear.
         self.lock = threading.Lock()
         self.hot = hot = HotState(window, self.lock, deep_reader)
-        self.log = log = AppendLog(self.lock)
+        self.log = log = AppendLog(self.lock, hot.names)
         self._flush_rows = flush_rows
         self._on_full = on_full
         self.journal = journal  # fixed at construction: the compiled append holds it
@@ -95,7 +95,7 @@ class AppendBuffer:
         self.journal_mark: int | None = None
         self._closed = False
         self._appender = Appender(
-            hot.series, hot.latest_bars, log.pending, log.replaced, self.lock, hot.new_series,
+            hot.series, hot.latest_bars, log.columns, log.replaced, self.lock, hot.new_series,
             hot.place_older, _explain, on_full,
             None if journal is None else journal.write_bar, to_micros, ClosedError,
             hot.keep, hot.cap, flush_rows,

@@ -70,6 +70,9 @@ class HotState:
         self._lock = lock
         self.deep_reader = deep_reader
         self.series: dict[str, Series] = {}
+        #: Every symbol with a series, in order of first appearance: a series' ``code`` is its
+        #: symbol's index here (the append log holds single appends' symbols as these codes).
+        self.names: list[str] = []
         self.latest_bars: dict[str, Bar] = {}
         #: The latest bar of a symbol: the bound ``get`` of a dict, one C call.
         self.latest = self.latest_bars.get
@@ -81,8 +84,7 @@ class HotState:
     def new_series(self, symbol: str, ts: int | None = None) -> Series:
         """The state of a symbol seen for the first time (its name checked first)."""
         check_symbol(symbol, ts)
-        series = self.series[symbol] = Series()
-        return series
+        return self._add_series(symbol)
 
     def place_older(self, series: Series, bar: Bar) -> bool:
         """Place a bar not newer than its symbol's latest; True if it replaced a bar."""
@@ -140,7 +142,7 @@ class HotState:
             start, end = int(runs.starts[k]), int(runs.ends[k])
             size = end - int(plan.firsts[k])
             # Every new name was checked (`check_new_symbols`) before anything changed.
-            series = self.series.get(name) or self.series.setdefault(name, Series())
+            series = self.series.get(name) or self._add_series(name)
             stamps = runs.stamps[start:end]
             if int(stamps[0]) > series.last_ts:
                 series.stamps.frombytes(stamps.tobytes())
@@ -185,7 +187,7 @@ class HotState:
             start = 0
             for end in run_ends(symbols).tolist():
                 name = symbols[start].as_py()
-                series = self.series.setdefault(name, Series())
+                series = self.series.get(name) or self._add_series(name)
                 series.stamps = array.array("q", ts[start:end].tobytes())
                 series.last_ts = int(ts[end - 1])
                 self.latest_bars[name], series.lazy = windows[name]
@@ -193,9 +195,13 @@ class HotState:
                 start = end
 
     def clear(self) -> None:
-        """Forget every symbol (the dicts are kept in place: the compiled paths hold them)."""
+        """Forget every symbol (in place: the compiled paths and the log hold the containers).
+
+        The log is cleared with it: its single appends hold codes into `names`.
+        """
         self.series.clear()
         self.latest_bars.clear()
+        self.names.clear()
         self.replacements = 0
 
     def materialize_locked(self, series: Series) -> None:
@@ -264,6 +270,12 @@ class HotState:
         return sum(len(s.stamps) for s in list(self.series.values()))
 
     # -- internals --------------------------------------------------------------------------
+
+    def _add_series(self, symbol: str) -> Series:
+        """A new symbol's series, its code the next index of `names`."""
+        series = self.series[symbol] = Series(len(self.names))
+        self.names.append(symbol)
+        return series
 
     def _materialize(self, series: Series) -> None:
         with self._lock:

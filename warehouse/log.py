@@ -1,9 +1,15 @@
 """The append log: every accepted bar, in arrival order, until a flush drains it into DuckDB.
 
-The log is a list of sealed chunks (record batches from `extend`, or lists of single appends
-not converted yet) followed by the open list of single appends, which the compiled `append`
-extends in place. Arrival order is kept, so on a repeated (symbol, ts) the last one wins; the
-keys that replaced a bar which may already be stored are kept apart, for the flush to delete.
+The log is a list of sealed record batches (from `extend`, or sealed single appends) followed
+by the open columns of single appends (`_hot.Columns`: one growable C buffer per field, the
+symbol as an int32 code), which the compiled `append` writes into. Sealing them (before a batch
+goes on the log, and at a drain) hands the buffers to Arrow without a copy: a batch whose
+symbol column is dictionary-encoded over the buffer's symbol names, which `as_batches` decodes
+to strings (one Arrow C cast) outside the lock. A snapshot copies the rows appended since the
+last one and keeps the copies, so the next seal hands over only the rows after them.
+
+Arrival order is kept, so on a repeated (symbol, ts) the last one wins; the keys that replaced
+a bar which may already be stored are kept apart, for the flush to delete.
 
 Every method but `snapshot` and `requeue` expects the caller to hold the buffer's lock (the one
 given at construction): the log is one part of a step that also changes the hot state.
@@ -15,11 +21,12 @@ import threading
 
 import pyarrow as pa
 
+from warehouse._hot import Columns
 from warehouse._runs import Runs
-from warehouse.schema import BAR_SCHEMA, Bar, empty_table, rows_to_batch
+from warehouse.schema import BAR_SCHEMA, empty_table
 
 #: What `take` hands out and `put_back` takes: (chunks, replaced keys, rows in them).
-Taken = tuple[list[pa.RecordBatch | list[Bar]], set[tuple[str, int]], int]
+Taken = tuple[list[pa.RecordBatch], set[tuple[str, int]], int]
 
 
 class AppendLog:
@@ -29,17 +36,21 @@ class AppendLog:
     ----------
     lock
         The buffer's lock: `snapshot` and `requeue` take it, every other method runs under it.
+    names
+        The buffer's symbol names, in order of first appearance: a single append's symbol is
+        held as its index here (`HotState` assigns them, as each series' ``code``).
     """
 
-    def __init__(self, lock: threading.Lock) -> None:
+    def __init__(self, lock: threading.Lock, names: list[str]) -> None:
         self._lock = lock
-        self._chunks: list[pa.RecordBatch | list[Bar]] = []
-        #: The open list of single appends (the compiled append holds it: kept in place).
-        self.pending: list[Bar] = []
+        # Sealed batches, some with the symbol still dictionary-encoded (see `as_batches`).
+        self._chunks: list[pa.RecordBatch] = []
+        #: The open columns of single appends (the compiled append holds them: kept in place).
+        self.columns = Columns(names)
         self._sealed_rows = 0  # rows in sealed chunks
         #: Keys that replaced a bar which may be stored (the compiled append holds it too).
         self.replaced: set[tuple[str, int]] = set()
-        # Single appends already converted for a snapshot: batches covering pending[:done].
+        # Single appends copied for a snapshot: batches covering the columns' rows [:done].
         self._pending_batches: list[pa.RecordBatch] = []
         self._pending_done = 0
         # Bumped whenever the log is sealed, drained or refilled; keys the snapshot cache.
@@ -76,7 +87,7 @@ class AppendLog:
     def clear(self) -> None:
         """Forget every bar on the log."""
         self._chunks.clear()
-        self.pending.clear()
+        self.columns.clear()
         self._pending_batches = []
         self._pending_done = 0
         self._sealed_rows = 0
@@ -99,58 +110,72 @@ class AppendLog:
 
     def unflushed_count(self) -> int:
         """The number of bars on the log, waiting for a flush."""
-        return self._sealed_rows + len(self.pending)
+        return self._sealed_rows + len(self.columns)
 
     def snapshot(self) -> tuple[pa.Table, pa.Table]:
         """The log as it is now, without draining it: (bars, replaced), as a drain returns.
 
         Conversions are cached, so repeated queries pay only for bars that arrived since the
-        last one; the open list of single appends is left in place (its length is the flush
-        trigger).
+        last one; the open columns of single appends are left in place (their row count is the
+        flush trigger): the rows appended since the last snapshot are copied.
         """
         with self._lock:
-            key = (self._generation, len(self.pending), self._sealed_rows)
+            key = (self._generation, len(self.columns), self._sealed_rows)
             cached = self._snapshot
             if cached is not None and cached[0] == key:
                 return cached[1], cached[2]
             chunks = list(self._chunks)
             done = self._pending_done
             batches = list(self._pending_batches)
-            fresh = self.pending[done:]
+            fresh = self.columns.copy(done)
             replaced = set(self.replaced)
         converted = as_batches(chunks)
-        pending = rows_to_batch(fresh) if fresh else None
+        pending = None if fresh is None else decode(fresh)
         with self._lock:
             if self._generation == key[0]:
                 # Nothing was drained or sealed meanwhile: keep the conversions.
                 self._chunks[: len(converted)] = converted
-                if pending is not None:
+                if pending is not None and self._pending_done == done:
                     self._pending_batches.append(pending)
-                    self._pending_done = done + len(fresh)
-        bars, keys = to_tables([*converted, *batches, *([pending] if pending else [])], replaced)
+                    self._pending_done = done + pending.num_rows
+        fresh_batches = [] if pending is None else [pending]
+        bars, keys = to_tables([*converted, *batches, *fresh_batches], replaced)
         with self._lock:
-            if (self._generation, len(self.pending), self._sealed_rows) == key:
+            if (self._generation, len(self.columns), self._sealed_rows) == key:
                 self._snapshot = (key, bars, keys)
         return bars, keys
 
     # -- internals --------------------------------------------------------------------------
 
     def _seal_pending(self) -> None:
-        """Move the single appends onto the chunk list."""
-        pending = self.pending
+        """Move the single appends onto the chunk list (their buffers, without a copy)."""
+        done = self._pending_done
+        sealed = self.columns.seal()
         self._chunks.extend(self._pending_batches)
-        if len(pending) > self._pending_done:
-            self._chunks.append(pending[self._pending_done :])
-        self._sealed_rows += len(pending)
-        pending.clear()  # the list object itself stays: the compiled append holds it
+        if sealed is not None:
+            self._sealed_rows += sealed.num_rows
+            if sealed.num_rows > done:  # the rows before `done` are in the snapshot's copies
+                self._chunks.append(sealed.slice(done))
         self._pending_batches = []
         self._pending_done = 0
         self._generation += 1
 
 
-def as_batches(chunks: list[pa.RecordBatch | list[Bar]]) -> list[pa.RecordBatch]:
-    """The log's chunks as record batches (lists of single appends converted)."""
-    return [rows_to_batch(c) if isinstance(c, list) else c for c in chunks]
+def decode(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """A log batch as a `BAR_SCHEMA` batch: a dictionary-encoded symbol column becomes strings.
+
+    One Arrow C cast (which releases the GIL); the other columns are shared, not copied.
+    """
+    symbol = batch.column(0)
+    if not pa.types.is_dictionary(symbol.type):
+        return batch
+    return pa.RecordBatch.from_arrays([symbol.cast(pa.string()), *batch.columns[1:]],
+                                      schema=BAR_SCHEMA)
+
+
+def as_batches(chunks: list[pa.RecordBatch]) -> list[pa.RecordBatch]:
+    """The log's chunks as `BAR_SCHEMA` record batches (sealed single appends decoded)."""
+    return [decode(c) for c in chunks]
 
 
 def to_tables(
