@@ -15,7 +15,3 @@ cdef class Bar:
     cdef bint _has_count
 
     cdef tuple _tuple(self)
-
-
-cdef Bar new_bar(str symbol, long long ts, double open, double high, double low, double close,
-                 double volume, object vwap, object trade_count)

@@ -59,17 +59,6 @@ class Bar:
     def _replace(self, **changes: Any) -> Bar: ...
     def _asdict(self) -> dict[str, Any]: ...
 
-def make_bar(
-    symbol: str,
-    ts: int,
-    open: float,
-    high: float,
-    low: float,
-    close: float,
-    volume: float,
-    vwap: float | None = None,
-    trade_count: int | None = None,
-) -> Bar: ...
 def bars_to_columns(bars: list[Bar]) -> list[pa.Array]: ...
 def bars_from_columns(
     symbols: list[str],

@@ -127,34 +127,6 @@ cdef class Bar:
         return dict(zip(_FIELDS, self._tuple()))
 
 
-cdef Bar new_bar(str symbol, long long ts, double open, double high, double low, double close,
-                 double volume, object vwap, object trade_count):
-    """A bar made without a Python-level call (the hot path's constructor)."""
-    cdef Bar bar = Bar.__new__(Bar)
-    bar.symbol = symbol
-    bar.ts = ts
-    bar.open = open
-    bar.high = high
-    bar.low = low
-    bar.close = close
-    bar.volume = volume
-    if vwap is None:
-        bar._vwap = NAN
-    else:
-        bar._vwap = vwap
-        bar._has_vwap = True
-    if trade_count is not None:
-        bar._trade_count = trade_count
-        bar._has_count = True
-    return bar
-
-
-def make_bar(str symbol not None, long long ts, double open, double high, double low, double close,
-             double volume, object vwap=None, object trade_count=None):
-    """`Bar` from already validated values, without keyword parsing (for Python hot paths)."""
-    return new_bar(symbol, ts, open, high, low, close, volume, vwap, trade_count)
-
-
 def bars_to_columns(list bars):
     """The bars' fields as Arrow arrays, in `Bar` field order (one C loop, no per-bar objects)."""
     cdef Py_ssize_t n = len(bars), i
