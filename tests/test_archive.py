@@ -679,3 +679,22 @@ def test_archive_file_damaged_after_opening_fails_queries_naming_it(
             history_count(wh)
         assert str(bad) in str(info.value)
         assert history_count(wh, "date = DATE '2025-11-22'") == 10
+
+
+def test_every_day_file_has_the_bar_schema_whatever_the_session_held(tmp_path: Path) -> None:
+    """One archive, one schema: a session whose bars all carry vwap and trade_count, and one
+    whose bars carry neither, write files that an independent reader reads as one table."""
+    archive = tmp_path / "archive"
+    full = [b._replace(vwap=b.close, trade_count=7) for b in bars_of("ES", 0, 5)]
+    bare = [b._replace(ts=b.ts + DAY) for b in bars_of("NQ", 0, 5)]
+    export_session(tmp_path / "one.duckdb", archive, full)
+    export_session(tmp_path / "two.duckdb", archive, bare)
+    # A second export onto a day already archived goes through the merging statement.
+    export_session(tmp_path / "three.duckdb", archive, [full[0]._replace(close=full[0].low)])
+    files = sorted(archive.rglob("bars.parquet"))
+    assert len(files) == 2
+    for path in files:
+        assert pq.read_schema(path).remove_metadata() == BAR_SCHEMA  # nullability included
+    table = pq.read_table([str(f) for f in files])
+    assert table.num_rows == 10
+    assert table.column("vwap").null_count == 5
