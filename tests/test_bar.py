@@ -7,6 +7,7 @@ import gc
 import pickle
 import sys
 from datetime import UTC, datetime
+from enum import StrEnum
 
 import pyarrow as pa
 import pytest
@@ -108,3 +109,24 @@ def test_bars_to_arrow_and_back_is_exact(rows: list[Bar]) -> None:
     assert pa.Table.from_batches([batch]).to_pylist() == [
         {**b._asdict(), "ts": b.time} for b in rows
     ]
+
+
+class Ticker(StrEnum):
+    MSFT = "MSFT"
+
+
+class Tagged(str):
+    """A str subclass, as some feeds hand out."""
+
+
+@pytest.mark.parametrize("symbol", [Ticker.MSFT, Tagged("MSFT")], ids=["StrEnum", "str-subclass"])
+def test_str_subclass_symbols_are_taken_as_plain_strings(symbol: str) -> None:
+    with Warehouse(":memory:", flush_interval=None) as wh:
+        wh.append(symbol, T0, 1.0, 2.0, 0.5, 1.5, 10.0)
+        wh.extend([Bar(symbol, T0 + 60_000_000, 1.0, 2.0, 0.5, 1.5, 10.0)])
+        wh.extend([(symbol, T0 + 120_000_000, 1.0, 2.0, 0.5, 1.5, 10.0)])
+        assert wh.symbols() == ["MSFT"]
+        assert wh.count("MSFT") == 3
+        assert all(type(b.symbol) is str for b in wh.last_n("MSFT", 3))
+        assert wh.sql("SELECT symbol, count(*) AS n FROM bars GROUP BY ALL").to_pylist() == [
+            {"symbol": "MSFT", "n": 3}]

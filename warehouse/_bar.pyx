@@ -39,9 +39,12 @@ cdef class Bar:
     _fields = _FIELDS
     __match_args__ = _FIELDS
 
-    def __init__(self, str symbol not None, long long ts, double open, double high, double low,
+    def __init__(self, object symbol, long long ts, double open, double high, double low,
                  double close, double volume, object vwap=None, object trade_count=None):
-        self.symbol = symbol
+        if not isinstance(symbol, str):
+            raise TypeError(f"Bar symbol must be a str, not {type(symbol).__name__}")
+        # A str subclass (a StrEnum member, say) is kept as the plain string it holds.
+        self.symbol = symbol if type(symbol) is str else symbol[:]
         self.ts = ts
         self.open = open
         self.high = high

@@ -324,6 +324,8 @@ cdef class Appender:
         cdef Series series
         cdef list window
         cdef Py_ssize_t n
+        if type(symbol) is not str and isinstance(symbol, str):
+            symbol = symbol[:]  # a str subclass (a StrEnum member, say): the plain string
         if type(ts) is not int:
             ts = self._to_micros(ts, symbol)
         try:
