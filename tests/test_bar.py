@@ -7,7 +7,7 @@ import gc
 import pickle
 import sys
 from datetime import UTC, datetime
-from enum import StrEnum
+from enum import IntEnum, StrEnum
 
 import pyarrow as pa
 import pytest
@@ -130,3 +130,16 @@ def test_str_subclass_symbols_are_taken_as_plain_strings(symbol: str) -> None:
         assert all(type(b.symbol) is str for b in wh.last_n("MSFT", 3))
         assert wh.sql("SELECT symbol, count(*) AS n FROM bars GROUP BY ALL").to_pylist() == [
             {"symbol": "MSFT", "n": 3}]
+
+
+class Count(IntEnum):
+    SEVEN = 7
+
+
+def test_int_subclass_trade_count_is_taken_as_an_int() -> None:
+    with Warehouse(":memory:", flush_interval=None) as wh:
+        wh.append("A", T0, 1.0, 2.0, 0.5, 1.5, 10.0, None, Count.SEVEN)
+        bar = wh.latest("A")
+        assert bar is not None
+        assert bar.trade_count == 7
+        assert type(bar.trade_count) is int

@@ -344,8 +344,10 @@ cdef class Appender:
                  and -INFINITY < lo <= h < INFINITY and lo <= o <= h and lo <= c <= h
                  and 0.0 <= v < INFINITY and (not has_vwap or 0.0 <= w < INFINITY))
         if valid and has_count:
-            # An int, or a numpy integer as extend takes it; never a bool or a float.
-            if type(trade_count) is not int and isinstance(trade_count, np.integer):
+            # An int (an IntEnum too), or a numpy integer as extend takes it; never a bool or
+            # a float: the same rule as `schema.diagnose`.
+            if type(trade_count) is not int and not isinstance(trade_count, bool) \
+                    and isinstance(trade_count, (int, np.integer)):
                 trade_count = int(trade_count)
             valid = type(trade_count) is int
             if valid:
