@@ -42,10 +42,10 @@ DEFAULTS: dict[str, Any] = {
     "days": 2,
     "seed": 7,
     "export_every": 2,
-    # Warehouse options: a busy background flusher and frequent checkpoints, so kills land in
-    # those too. A journal variant adds {"journal": True} here.
+    # Warehouse options: a busy background flusher, frequent compactions and checkpoints, so
+    # kills land in those too. A journal variant adds {"journal": True} here.
     "options": {"flush_rows": 300, "flush_interval": 0.01, "checkpoint_rows": 2_500,
-                "window": 16},
+                "compact_rows": 900, "window": 16},
 }
 
 

@@ -698,3 +698,24 @@ def test_every_day_file_has_the_bar_schema_whatever_the_session_held(tmp_path: P
     table = pq.read_table([str(f) for f in files])
     assert table.num_rows == 10
     assert table.column("vwap").null_count == 5
+
+
+def test_read_only_export_of_a_file_left_uncompacted_fails_clearly_then_works_once_settled(
+    tmp_path: Path,
+) -> None:
+    """A writer that died after a flush leaves bars in the tail table; a read-only handle reads
+    them but cannot compact them for an export: it says so, and writes nothing."""
+    db, archive = tmp_path / "live.duckdb", tmp_path / "archive"
+    bars = bars_of("ES", 0, 5)
+    with BarStore(db) as store:  # flushed, never checkpointed: what a kill leaves
+        store.write(pa.Table.from_pylist([b._asdict() for b in bars], schema=BAR_SCHEMA),
+                    pa.table({"symbol": pa.array([], pa.string()),
+                              "ts": pa.array([], BAR_SCHEMA.field("ts").type)}))
+    with Warehouse(db, read_only=True) as reader:
+        assert reader.sql("SELECT count(*) AS n FROM bars")["n"].to_pylist() == [5]
+        with pytest.raises(ExportError, match="open the file for writing once"):
+            reader.export_parquet(archive)
+    assert not archive.exists() or not list(archive.rglob("*.parquet"))
+    with Warehouse(db, flush_interval=None) as writer:
+        assert writer.export_parquet(archive).rows == 5
+    assert pq.read_table(archive).num_rows == 5

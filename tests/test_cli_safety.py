@@ -351,6 +351,31 @@ def test_export_replays_the_journal_a_crashed_process_left(
     assert bar_count(path) == 3
 
 
+FLUSHED_CRASHER = textwrap.dedent("""
+    import os, sys
+    from warehouse import Warehouse
+    wh = Warehouse(sys.argv[1], flush_interval=None)
+    for m in range(3):
+        wh.append("CRASH", f"2025-11-21T14:3{m}:00Z", 10.0, 11.0, 9.0, 10.5, 100.0 + m)
+    wh.flush()
+    os._exit(0)  # flushed, never compacted or closed: the bars wait in the tail table
+""")
+
+
+def test_export_settles_the_flushed_bars_a_crashed_process_left(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "crashed.duckdb"
+    subprocess.run([sys.executable, "-c", FLUSHED_CRASHER, str(path)], cwd=ROOT, env=CHILD_ENV,
+                   check=True, timeout=60)
+    out = tmp_path / "out"
+    assert main(["export", "--db", str(path), "--out", str(out)]) == 0
+    assert "exported 3 bars" in capsys.readouterr().out
+    table = pq.read_table(out / "date=2025-11-21" / "bars.parquet")
+    assert table.column("volume").to_pylist() == [100.0, 101.0, 102.0]
+    assert bar_count(path) == 3
+
+
 # -- 3. every failure is one line ----------------------------------------------------------------
 
 

@@ -45,6 +45,9 @@ operations = st.lists(
         st.tuples(st.just("append"), bars()),
         st.tuples(st.just("extend"), st.lists(bars(), max_size=12)),
         st.tuples(st.just("flush"), st.none()),
+        # A checkpoint compacts the flushed bars into sorted runs; replacements then reach both
+        # the runs and the tail.
+        st.tuples(st.just("checkpoint"), st.none()),
         st.tuples(st.just("check"), st.none()),
     ),
     max_size=50,
@@ -110,6 +113,8 @@ def run(wh: Warehouse, model: Model, ops: list[tuple[str, Any]]) -> None:
                 model.put(bar)
         elif op == "flush":
             wh.flush()
+        elif op == "checkpoint":
+            wh.checkpoint()
         else:
             check_hot(wh, model)
 

@@ -11,7 +11,8 @@ import pyarrow as pa
 import pytest
 
 from warehouse import BAR_SCHEMA, Bar, BarStore, StoreError
-from warehouse.store import TABLE
+from warehouse.queries import load_statements
+from warehouse.store import STORED, TABLE, TAIL
 
 T0 = 1_763_735_400_000_000
 MINUTE = 60_000_000
@@ -32,7 +33,7 @@ def keys_of(*keys: tuple[str, int]) -> pa.Table:
 
 
 def stored(store: BarStore) -> list[tuple[str, int, float]]:
-    table = store.arrow(f"SELECT symbol, epoch_us(ts) AS ts, open FROM {TABLE} ORDER BY ALL")
+    table = store.arrow(f"SELECT symbol, epoch_us(ts) AS ts, open FROM {STORED} ORDER BY ALL")
     return [tuple(row.values()) for row in table.to_pylist()]
 
 
@@ -55,7 +56,7 @@ def test_store_pins_time_zone_to_utc(store: BarStore) -> None:
 def test_write_then_arrow_returns_bars_with_utc_ts(store: BarStore, bar: MakeBar) -> None:
     bars = [bar("ES", 0, vwap=100.1, trade_count=5), bar("NQ", 1)]
     store.write(table_of(bars), keys_of())
-    result = store.arrow(f"SELECT * FROM {TABLE} ORDER BY symbol")
+    result = store.arrow(f"SELECT * FROM {STORED} ORDER BY symbol")
     assert result.schema.field("ts").type == TS_TYPE
     assert result.cast(BAR_SCHEMA).equals(table_of(bars))
     assert store.stored_count() == 2
@@ -103,15 +104,15 @@ def test_bars_view_hides_replaced_keys_and_adds_log(store: BarStore, bar: MakeBa
 
 def test_polars_returns_dataframe_with_utc_datetime(store: BarStore, bar: MakeBar) -> None:
     store.write(table_of([bar("ES", 0)]), keys_of())
-    frame = store.polars(f"SELECT * FROM {TABLE}")
+    frame = store.polars(f"SELECT * FROM {STORED}")
     assert isinstance(frame, pl.DataFrame)
     assert frame.schema["ts"] == pl.Datetime("us", "UTC")
 
 
 def test_arrow_binds_named_and_positional_parameters(store: BarStore, bar: MakeBar) -> None:
     store.write(table_of([bar("ES", 0), bar("NQ", 0)]), keys_of())
-    named = store.arrow(f"SELECT symbol FROM {TABLE} WHERE symbol = $s", {"s": "NQ"})
-    positional = store.arrow(f"SELECT symbol FROM {TABLE} WHERE symbol = ?", ["ES"])
+    named = store.arrow(f"SELECT symbol FROM {STORED} WHERE symbol = $s", {"s": "NQ"})
+    positional = store.arrow(f"SELECT symbol FROM {STORED} WHERE symbol = ?", ["ES"])
     assert named.column("symbol").to_pylist() == ["NQ"]
     assert positional.column("symbol").to_pylist() == ["ES"]
 
@@ -172,3 +173,74 @@ def test_open_file_with_foreign_session_table_raises_store_error(tmp_path: Path)
 def test_open_missing_file_read_only_raises_store_error(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="cannot open"):
         BarStore(tmp_path / "absent.duckdb", read_only=True)
+
+
+# -- compaction: flushes land in a tail table, compacted into sorted runs --------------------
+
+
+def table_counts(store: BarStore) -> tuple[int, int]:
+    counts = store.arrow(
+        f"SELECT (SELECT count(*) FROM {TABLE}) AS runs, (SELECT count(*) FROM {TAIL}) AS tail"
+    ).to_pylist()[0]
+    return counts["runs"], counts["tail"]
+
+
+def test_compaction_moves_the_tail_into_a_sorted_run_and_changes_no_answer(
+    tmp_path: Path, bar: MakeBar
+) -> None:
+    arrival = [bar(s, m) for m in range(6) for s in ("NQ", "ES", "CL")]
+    with BarStore(tmp_path / "s.duckdb", compact_rows=10) as store:
+        store.write(table_of(arrival[:9]), keys_of())
+        assert not store.compact_due
+        store.write(table_of(arrival[9:]), keys_of())
+        assert store.compact_due
+        before = store.arrow(f"SELECT * FROM {STORED} ORDER BY symbol, ts")
+        store.compact()
+        assert not store.compact_due
+        assert table_counts(store) == (18, 0)
+        # The run is in (symbol, ts) order as stored, not only when a query sorts it.
+        run = store.arrow(f"SELECT symbol, epoch_us(ts) AS ts FROM {TABLE} ORDER BY rowid")
+        assert run.to_pylist() == sorted(run.to_pylist(), key=lambda r: (r["symbol"], r["ts"]))
+        assert store.arrow(f"SELECT * FROM {STORED} ORDER BY symbol, ts").equals(before)
+        # A replacement reaches a bar in a run; a second run follows the first.
+        replaced = keys_of(("ES", T0 + 2 * MINUTE))
+        store.write(table_of([bar("ES", 2, volume=7.0), bar("ES", 6)]), replaced)
+        assert table_counts(store) == (17, 2)
+        store.checkpoint()  # a checkpoint compacts whatever waits
+        assert table_counts(store) == (19, 0)
+        volumes = store.arrow(
+            f"SELECT volume FROM {STORED} WHERE symbol = 'ES' AND epoch_us(ts) = $ts",
+            {"ts": T0 + 2 * MINUTE},
+        )
+        assert volumes["volume"].to_pylist() == [7.0]
+
+
+def test_read_only_open_of_a_file_left_with_a_tail_reads_it_and_refuses_to_compact(
+    tmp_path: Path, bar: MakeBar
+) -> None:
+    path = tmp_path / "s.duckdb"
+    with BarStore(path) as store:  # a writer that stopped without a checkpoint
+        store.write(table_of([bar("ES", 0), bar("ES", 1)]), keys_of())
+    with BarStore(path, read_only=True) as reader:
+        assert reader.stored_count() == 2
+        with pytest.raises(StoreError, match=r"2 flushed bars wait .* open the file for writing"):
+            reader.compact()
+        assert reader.stored_count() == 2
+    with BarStore(path) as writer:
+        writer.compact()
+        assert table_counts(writer) == (2, 0)
+
+
+def test_read_only_open_of_a_file_without_a_tail_table_reads_its_bars(
+    tmp_path: Path, bar: MakeBar
+) -> None:
+    path = tmp_path / "old.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute(load_statements()["create_bars_table"])
+    con.register("bars_in", table_of([bar("ES", 0)]))
+    con.execute(f"INSERT INTO {TABLE} SELECT * FROM bars_in")
+    con.close()
+    with BarStore(path, read_only=True) as reader:
+        assert reader.stored_count() == 1
+        reader.compact()  # nothing waits: nothing to do, nothing written
+        assert reader.arrow("SELECT count(*) AS n FROM bars")["n"].to_pylist() == [1]

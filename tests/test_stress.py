@@ -44,6 +44,7 @@ EXPORT_EVERY = 0.4  # seconds between the SQL reader's exports
 
 OPTIONS: dict[str, Any] = {
     "flush_rows": 500, "flush_interval": 0.002, "window": WINDOW, "checkpoint_rows": 25_000,
+    "compact_rows": 4_000,
 }
 
 

@@ -361,6 +361,7 @@ def test_rejected_bar_or_batch_changes_nothing(
     assert observe(wh, read_sql) == before
     wh.flush()
     before["stats"]["unflushed"] = 0
+    before["stats"]["uncompacted"] += 1
     before["stats"]["flushes"] += 1
     assert observe(wh, read_sql) == before
 
@@ -514,12 +515,14 @@ def test_stats_and_repr_describe_state(wh: Warehouse, bar: MakeBar) -> None:
     wh.append(*bar("A", 0, price=5.0))
     stats = wh.stats()
     assert stats | {"flush_p99_ms": None} == {
-        "bars": 2, "symbols": 2, "unflushed": stats["unflushed"], "replacements": 1,
-        "flushes": 0, "flush_p99_ms": None, "flush_error": None,
+        "bars": 2, "symbols": 2, "unflushed": stats["unflushed"], "uncompacted": 0,
+        "replacements": 1, "flushes": 0, "flush_p99_ms": None, "flush_error": None,
     }
     wh.flush()
     stats = wh.stats()
-    assert (stats["unflushed"], stats["flushes"]) == (0, 1)
+    assert (stats["unflushed"], stats["uncompacted"], stats["flushes"]) == (0, 2, 1)
+    wh.checkpoint()
+    assert wh.stats()["uncompacted"] == 0
     assert stats["flush_p99_ms"] >= 0
     assert repr(wh) == "Warehouse(':memory:', bars=2)"
 

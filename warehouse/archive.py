@@ -111,6 +111,9 @@ def export_parquet(
     rows = 0
     with store.lock:
         try:
+            # Exports read the compacted table alone: a union with the tail would make DuckDB
+            # write every column as optional.
+            store.compact()
             days = store.arrow(store.statements["stored_dates"]).to_pylist()
         except StoreError as exc:
             raise ExportError(f"cannot list the days to export: {exc}") from exc

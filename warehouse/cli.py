@@ -287,10 +287,15 @@ def _queries(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     _require_file(args.db)
-    # Read-only: exporting changes nothing in the file. Journaled bars of a crashed process
-    # must be replayed first, and that takes a writer (a plain writer open refuses the file).
+    # Read-only: exporting changes nothing in the file, unless a crashed process left bars to
+    # settle first, which takes a writer: journaled ones to replay (a plain writer open refuses
+    # the file then), or flushed ones still to compact.
     journal = has_segments(f"{args.db}.journal")
-    with Warehouse(args.db, flush_interval=None, read_only=not journal, journal=journal) as wh, \
+    read_only = not journal
+    if read_only:
+        with Warehouse(args.db, read_only=True) as probe:
+            read_only = not probe.stats()["uncompacted"]
+    with Warehouse(args.db, flush_interval=None, read_only=read_only, journal=journal) as wh, \
             _progress_bar(desc="export", unit="day") as bar:
         def progress(done: int, total: int) -> None:
             bar.total = total

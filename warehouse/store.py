@@ -30,6 +30,11 @@ Snapshot = tuple[pa.Table, pa.Table]
 T = TypeVar("T")
 
 TABLE = "session_bars"
+#: Where flushes write, until `BarStore.compact` moves its bars into TABLE.
+TAIL = "session_bars_tail"
+#: The view of every flushed bar: TABLE and TAIL (what every statement that reads stored bars
+#: reads).
+STORED = "stored_bars"
 #: The `warehouse_meta` key of the session epoch.
 EPOCH_KEY = "epoch"
 _EMPTY_KEYS = pa.table({"symbol": pa.array([], pa.string()),
@@ -48,6 +53,9 @@ class BarStore:
     queries
         The named queries a user runs by name (`load_queries`); the package's ``sql/`` folder
         by default.
+    compact_rows
+        Flushed bars wait in the tail table (arrival order) until this many make `compact_due`
+        true; a checkpoint compacts whatever waits.
 
     Attributes
     ----------
@@ -62,8 +70,11 @@ class BarStore:
         *,
         read_only: bool = False,
         queries: Queries | None = None,
+        compact_rows: int = 500_000,
     ) -> None:
         self.path = str(path)
+        self.read_only = read_only
+        self.compact_rows = compact_rows
         self.queries = queries if queries is not None else load_queries()
         self.statements = load_statements()
         self.lock = threading.RLock()
@@ -80,8 +91,13 @@ class BarStore:
             self._con.execute("SET checkpoint_threshold = '1GB'")
             if not read_only:
                 self._con.execute(self.statements["create_bars_table"])
+                self._con.execute(self.statements["create_tail_table"])
                 self._con.execute(self.statements["create_meta_table"])
-            self._check_table()
+            self._check_table(TABLE)
+            self._tailed = self._check_table(TAIL)
+            self._con.execute(self.statements[
+                "create_stored_bars_view" if self._tailed else "create_stored_bars_view_untailed"])
+            self._tail_rows = self._count(TAIL) if self._tailed else 0
             self._view: str | None = None
             self._published: Snapshot | None = None
             self._publish(empty_table(), _EMPTY_KEYS)
@@ -89,65 +105,117 @@ class BarStore:
             self._con.close()
             raise StoreError(f"{self.path} is not a usable warehouse file: {exc}") from exc
 
-    def _check_table(self) -> None:
+    def _check_table(self, table: str) -> bool:
+        """Whether the tail table exists; raise if a table has other columns than bars.
+
+        A file written before the tail table existed, opened read-only, has none: then only
+        ``session_bars`` is read.
+        """
         columns = self._con.sql(
             "SELECT column_name, data_type FROM information_schema.columns "
             "WHERE table_name = $table AND table_schema = 'main' ORDER BY ordinal_position",
-            params={"table": TABLE},
+            params={"table": table},
         ).fetchall()
         found = [name for name, _ in columns]
+        if table == TAIL and not found:
+            return False
         if found != list(BAR_SCHEMA.names):
             raise StoreError(
-                f"{self.path}: table {TABLE} has columns {found}, expected {BAR_SCHEMA.names}"
+                f"{self.path}: table {table} has columns {found}, expected {BAR_SCHEMA.names}"
             )
+        return True
 
     # -- commands ---------------------------------------------------------------------------
 
     def write(self, bars: pa.Table, replaced: pa.Table) -> None:
         """Store a drained log in one transaction: delete the replaced keys, insert the bars.
 
+        The bars go to the tail table (in arrival order, the cheapest insert); a checkpoint
+        compacts them into ``session_bars`` sorted by (symbol, ts).
+
         Raises
         ------
         StoreError
-            DuckDB refused; the transaction is rolled back and the table is unchanged.
+            DuckDB refused; the transaction is rolled back and the tables are unchanged.
         """
-        with self.lock:
-            con = self._con
-            try:
-                con.begin()
-                if replaced.num_rows:
-                    con.register("_flush_replaced", replaced)
-                    con.execute(self.statements["delete_replaced_bars"])
-                con.register("_flush_batch", bars)
-                con.execute(self.statements["insert_bars"])
-                con.commit()
-            except duckdb.Error as exc:
-                # The transaction may be gone already; the error below is the one to see.
-                with contextlib.suppress(duckdb.Error):
-                    con.rollback()
-                raise StoreError(f"flush of {bars.num_rows} bars to {self.path} failed: {exc}") \
-                    from exc
-            finally:
+        def steps(con: duckdb.DuckDBPyConnection) -> None:
+            if replaced.num_rows:
+                con.register("_flush_replaced", replaced)
+                con.execute(self.statements["delete_replaced_bars"])
+                con.execute(self.statements["delete_replaced_tail_bars"])
+            con.register("_flush_batch", bars)
+            con.execute(self.statements["insert_bars"])
+
+        try:
+            self._transaction(steps, f"flush of {bars.num_rows} bars to {self.path} failed")
+            self._tail_rows += bars.num_rows
+        finally:
+            with self.lock:
                 for name in ("_flush_batch", "_flush_replaced"):
                     with contextlib.suppress(duckdb.Error):
-                        con.unregister(name)
+                        self._con.unregister(name)
 
     def clear(self, epoch: int) -> None:
         """Delete every stored bar and record the new session ``epoch``, in one transaction.
 
         A kill at any point leaves the old session whole (epoch unchanged) or none of it.
         """
+        def steps(con: duckdb.DuckDBPyConnection) -> None:
+            con.execute(self.statements["delete_all_bars"])
+            con.execute(self.statements["delete_all_tail_bars"])
+            con.execute(self.statements["set_meta"], {"key": EPOCH_KEY, "value": str(epoch)})
+
+        self._transaction(steps, f"clearing {self.path} failed")
+        self._tail_rows = 0
+
+    def compact(self) -> None:
+        """Move the tail's bars into ``session_bars`` sorted by (symbol, ts), in one transaction.
+
+        Each compaction adds a run sorted by (symbol, ts) that covers a stretch of time, so
+        DuckDB's zone maps skip all but a row group or two when a query reads one symbol over
+        an hour (~1.3 ms over a session instead of ~2.4 in arrival order); sorting each flush
+        of ~100k rows alone gains little. Compacting 500k bars takes ~90 ms, off the hot path.
+        """
+        if not self._tail_rows:
+            return
+        if self.read_only:
+            raise StoreError(
+                f"{self.path}: {self._tail_rows} flushed bars wait in {TAIL} (its writer stopped "
+                "without closing); open the file for writing once to settle them"
+            )
+
+        def steps(con: duckdb.DuckDBPyConnection) -> None:
+            con.execute(self.statements["compact_tail_bars"])
+            con.execute(self.statements["delete_all_tail_bars"])
+
+        with self.lock:
+            self._transaction(steps, f"compacting {self.path} failed")
+            self._tail_rows = 0
+
+    @property
+    def tail_rows(self) -> int:
+        """Flushed bars waiting in the tail table for `compact` (replaced ones may be counted)."""
+        return self._tail_rows
+
+    @property
+    def compact_due(self) -> bool:
+        """Whether ``compact_rows`` flushed bars wait in the tail table."""
+        return self._tail_rows >= self.compact_rows
+
+    def _transaction(
+        self, steps: Callable[[duckdb.DuckDBPyConnection], None], failure: str
+    ) -> None:
         with self.lock:
             con = self._con
             try:
                 con.begin()
-                con.execute(self.statements["delete_all_bars"])
-                con.execute(self.statements["set_meta"], {"key": EPOCH_KEY, "value": str(epoch)})
+                steps(con)
                 con.commit()
             except duckdb.Error as exc:
+                # The transaction may be gone already; the error below is the one to see.
                 with contextlib.suppress(duckdb.Error):
                     con.rollback()
-                raise StoreError(f"clearing {self.path} failed: {exc}") from exc
+                raise StoreError(f"{failure}: {exc}") from exc
 
     def set_meta(self, key: str, value: str) -> None:
         """Record one of the warehouse's facts (``warehouse_meta``), replacing an earlier value."""
@@ -164,8 +232,13 @@ class BarStore:
             self._con.unregister(name)
 
     def checkpoint(self) -> None:
-        """Write the WAL into the database file (also shrinks the table about 2x)."""
-        self.execute("CHECKPOINT")
+        """Compact the tail (`compact`), then write the WAL into the database file.
+
+        The checkpoint also shrinks the table about 2x (DuckDB compresses what it writes).
+        """
+        with self.lock:
+            self.compact()
+            self.execute("CHECKPOINT")
 
     def execute(self, sql: str, params: Params = None) -> None:
         """Run a statement that returns nothing (DDL, COPY, a write)."""
@@ -264,8 +337,10 @@ class BarStore:
 
     def stored_count(self) -> int:
         """The number of bars in the session table (flushed bars only)."""
-        table = self.arrow(f"SELECT count(*) AS n FROM {TABLE}")
-        return int(table.column("n")[0].as_py())
+        return self._count(STORED)
+
+    def _count(self, table: str) -> int:
+        return int(self.arrow(f"SELECT count(*) AS n FROM {table}").column("n")[0].as_py())
 
     def _query(
         self,

@@ -50,6 +50,10 @@ class Warehouse:
         ``since`` within the window never touch DuckDB.
     checkpoint_rows
         Checkpoint the DuckDB file (from the flusher thread) after this many flushed bars.
+    compact_rows
+        Flushes append to a tail table in arrival order; once this many bars wait there, the
+        flusher thread moves them into the session table sorted by (symbol, ts), so SQL over
+        one symbol skips most of the table. Checkpoints compact too.
     read_only
         Open an existing file for reading only (SQL, Polars, hot reads of stored bars).
     journal
@@ -100,6 +104,7 @@ class Warehouse:
         flush_interval: float | None = 1.0,
         window: int = 64,
         checkpoint_rows: int = 2_000_000,
+        compact_rows: int = 500_000,
         read_only: bool = False,
         journal: bool = False,
         archive: str | Path | None = None,
@@ -118,7 +123,8 @@ class Warehouse:
                     f"{path}.journal holds bars that a crash kept from the file; open it once "
                     "with journal=True to replay them"
                 )
-            self._store = BarStore(path, read_only=read_only, queries=queries)
+            self._store = BarStore(path, read_only=read_only, queries=queries,
+                                   compact_rows=compact_rows)
         except BaseException:
             _Writers.release(writer)
             raise
@@ -331,12 +337,13 @@ class Warehouse:
         return self._buffer.has_bars(symbol)
 
     def stats(self) -> dict[str, Any]:
-        """Counters: bars, symbols, unflushed bars, replacements, flushes and their timing."""
+        """Counters: bars, symbols, unflushed and uncompacted bars, replacements, flushes."""
         seconds = sorted(self.flush_seconds)
         return {
             "bars": self._buffer.total_count(),
             "symbols": len(self._buffer.symbols()),
             "unflushed": self._buffer.unflushed_count(),
+            "uncompacted": self._store.tail_rows,
             "replacements": self._buffer.replacements,
             "flushes": len(seconds),
             "flush_p99_ms": seconds[int(0.99 * (len(seconds) - 1))] * 1e3 if seconds else None,
@@ -394,6 +401,8 @@ class Warehouse:
                 self._flush()
                 if self._since_checkpoint >= self._checkpoint_rows:
                     self._checkpoint()
+                elif self._store.compact_due:
+                    self._store.compact()
                 self.flush_error = None
             except Exception as exc:  # any error: the thread must live to retry
                 # Bars stay on the log; the next interval retries. Readers see them meanwhile.

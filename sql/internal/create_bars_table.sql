@@ -1,4 +1,4 @@
--- Creates the session table that flushes write to (if it does not exist).
+-- Creates the session table (if it does not exist): the flushed bars, compacted in runs sorted by (symbol, ts).
 -- Parameters: none.
 -- Columns: symbol, ts (TIMESTAMPTZ, UTC microseconds), open, high, low, close, volume, vwap, trade_count.
 -- Uniqueness of (symbol, ts) is kept by the writer: an index would cost memory and flush time.

@@ -3,7 +3,7 @@
 -- Columns: those of session_bars.
 -- Stored rows whose key a newer unflushed bar replaces are hidden, so each key shows once.
 CREATE OR REPLACE TEMP VIEW bars AS
-SELECT s.* FROM session_bars AS s
+SELECT s.* FROM stored_bars AS s
 WHERE NOT EXISTS (SELECT 1 FROM _replaced AS r WHERE r.symbol = s.symbol AND r.ts = s.ts)
 UNION ALL
 SELECT * FROM _unflushed

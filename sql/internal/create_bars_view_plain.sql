@@ -2,6 +2,6 @@
 -- Parameters: none; reads the Arrow table registered as _unflushed.
 -- Columns: those of session_bars.
 CREATE OR REPLACE TEMP VIEW bars AS
-SELECT * FROM session_bars
+SELECT * FROM stored_bars
 UNION ALL
 SELECT * FROM _unflushed

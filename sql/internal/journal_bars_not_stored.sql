@@ -1,4 +1,4 @@
--- The journaled bars (registered as _journal) that the session table does not hold exactly.
+-- The journaled bars (registered as _journal) that no stored bar holds exactly.
 -- Parameters: none.
 -- Columns: symbol, ts, open, high, low, close, volume, vwap, trade_count.
 -- The journal's last record per (symbol, ts) wins; a bar stored with the same values is skipped.
@@ -10,7 +10,7 @@ WITH latest AS (
 SELECT j.*
 FROM latest AS j
 WHERE NOT EXISTS (
-    SELECT 1 FROM session_bars AS s
+    SELECT 1 FROM stored_bars AS s
     WHERE s.symbol = j.symbol AND s.ts = j.ts
       AND s.open = j.open AND s.high = j.high AND s.low = j.low AND s.close = j.close
       AND s.volume = j.volume

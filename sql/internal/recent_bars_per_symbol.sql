@@ -2,6 +2,6 @@
 -- Parameters: $n (BIGINT).
 -- Columns: symbol, ts, open, high, low, close, volume, vwap, trade_count.
 SELECT *
-FROM session_bars
+FROM stored_bars
 QUALIFY row_number() OVER (PARTITION BY symbol ORDER BY ts DESC) <= $n
 ORDER BY symbol, ts

@@ -2,6 +2,6 @@
 -- Parameters: none.
 -- Columns: date, bar_count.
 SELECT CAST(ts AS DATE) AS date, count(*) AS bar_count
-FROM session_bars
+FROM stored_bars
 GROUP BY ALL
 ORDER BY date
