@@ -3,6 +3,7 @@
 from warehouse.archive import export_parquet
 from warehouse.buffer import AppendBuffer
 from warehouse.errors import (
+    CalendarError,
     ClosedError,
     ExportError,
     InvalidBarError,
@@ -21,6 +22,7 @@ __all__ = [
     "AppendBuffer",
     "Bar",
     "BarStore",
+    "CalendarError",
     "ClosedError",
     "ExportError",
     "InvalidBarError",
