@@ -2,7 +2,9 @@
 
 from warehouse.archive import export_parquet
 from warehouse.buffer import AppendBuffer
+from warehouse.calendar import Calendar, SessionWindow
 from warehouse.errors import (
+    CalendarError,
     ClosedError,
     ExportError,
     InvalidBarError,
@@ -21,11 +23,14 @@ __all__ = [
     "AppendBuffer",
     "Bar",
     "BarStore",
+    "Calendar",
+    "CalendarError",
     "ClosedError",
     "ExportError",
     "InvalidBarError",
     "QueryNotFoundError",
     "SchemaMismatchError",
+    "SessionWindow",
     "StoreError",
     "Warehouse",
     "WarehouseError",

@@ -8,7 +8,8 @@ Every error the package raises on purpose derives from `WarehouseError`::
     ├── SchemaMismatchError    a batch has missing, extra or mistyped columns
     ├── QueryNotFoundError     no SQL file of that name (lists the known names)
     ├── StoreError             DuckDB refused an operation (wraps ``duckdb.Error``)
-    └── ExportError            the Parquet export failed; the previous export is intact
+    ├── ExportError            the Parquet export failed; the previous export is intact
+    └── CalendarError          unknown exchange code, not a session, out of range, naive time
 """
 
 from __future__ import annotations
@@ -68,3 +69,13 @@ class StoreError(WarehouseError):
 
 class ExportError(WarehouseError):
     """The Parquet export failed; the previous export is left intact."""
+
+
+class CalendarError(WarehouseError, ValueError):
+    """An exchange calendar cannot answer: unknown code, not a session, out of range, naive time."""
+
+    def __init__(self, code: str, value: Any, reason: str) -> None:
+        self.code = code
+        self.value = value
+        self.reason = reason
+        super().__init__(f"calendar {code}: {reason}")
