@@ -10,11 +10,13 @@ from warehouse.errors import (
     InvalidBarError,
     QueryNotFoundError,
     SchemaMismatchError,
+    SessionError,
     StoreError,
     WarehouseError,
 )
 from warehouse.queries import load_queries
 from warehouse.schema import BAR_SCHEMA, Bar
+from warehouse.session import Session
 from warehouse.store import BarStore
 from warehouse.warehouse import Warehouse
 
@@ -30,6 +32,8 @@ __all__ = [
     "InvalidBarError",
     "QueryNotFoundError",
     "SchemaMismatchError",
+    "Session",
+    "SessionError",
     "SessionWindow",
     "StoreError",
     "Warehouse",

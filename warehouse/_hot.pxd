@@ -54,3 +54,7 @@ cdef class Appender:
     cdef Py_ssize_t _cap
     cdef Py_ssize_t _flush_rows
     cdef bint closed
+    # The instants a bar may have: [window_open, window_close) (a session's window, or every
+    # timestamp the store holds); set under the buffer's lock.
+    cdef public long long window_open
+    cdef public long long window_close

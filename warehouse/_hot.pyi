@@ -54,6 +54,8 @@ class Appender:
         cap: int,
         flush_rows: int,
     ) -> None: ...
+    window_open: int
+    window_close: int
     def close(self) -> None: ...
     def append(
         self,

@@ -296,6 +296,8 @@ cdef class Appender:
         self._cap = cap
         self._flush_rows = flush_rows
         self.closed = False
+        self.window_open = _MIN_TS
+        self.window_close = _MAX_TS
 
     def close(self):
         """Refuse every later append (call it with the buffer's lock held)."""
@@ -340,7 +342,7 @@ cdef class Appender:
         except (TypeError, ValueError, OverflowError):
             raise self._explain(symbol, ts, open, high, low, close, volume, vwap,
                                 trade_count) from None
-        valid = (type(symbol) is str and _MIN_TS <= t < _MAX_TS
+        valid = (type(symbol) is str and self.window_open <= t < self.window_close
                  and -INFINITY < lo <= h < INFINITY and lo <= o <= h and lo <= c <= h
                  and 0.0 <= v < INFINITY and (not has_vwap or 0.0 <= w < INFINITY))
         if valid and has_count:

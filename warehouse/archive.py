@@ -22,6 +22,8 @@ the archive's files are listed with `Path.iterdir`, never with a pattern built f
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import logging
 import os
 import sys
@@ -30,13 +32,15 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from warehouse.errors import ExportError, StoreError
-from warehouse.schema import BAR_SCHEMA
+from warehouse.schema import BAR_SCHEMA, MAX_TS, MIN_TS
+from warehouse.session import Session
 from warehouse.store import BarStore
 
 if sys.platform != "win32":
@@ -46,6 +50,10 @@ Compression = Literal["zstd", "snappy", "uncompressed"]
 #: Called after each day is written: (days done, days in all).
 Progress = Callable[[int, int], None]
 FILE_NAME = "bars.parquet"
+#: The archive's record of its sealed sessions (see `record_session`).
+#: A leading underscore: dataset readers (pyarrow, Spark) skip it when reading the folder.
+MANIFEST_NAME = "_manifest.json"
+MANIFEST_VERSION = 1
 #: The characters DuckDB treats as a glob pattern in a path it reads.
 _GLOB_CHARACTERS = frozenset("*?[")
 #: What pyarrow raises for a file that is not (or no longer) Parquet.
@@ -73,8 +81,12 @@ def export_parquet(
     *,
     compression: Compression = "zstd",
     progress: Progress | None = None,
+    session: Session | None = None,
 ) -> ExportResult:
     """Write every stored bar to Parquet under ``directory``, one file per UTC date.
+
+    With ``session``, the stored bars are that session's: they go to the one partition of its
+    trading date, and the archive's manifest records it (`record_session`).
 
     Flush first (`Warehouse.export_parquet` does) if unflushed bars must be included.
 
@@ -114,14 +126,24 @@ def export_parquet(
             # Exports read the compacted table alone: a union with the tail would make DuckDB
             # write every column as optional.
             store.compact()
-            days = store.arrow(store.statements["stored_dates"]).to_pylist()
+            if session is None:
+                days = store.arrow(store.statements["stored_dates"]).to_pylist()
+            else:
+                days = [{"date": session.date, "bar_count": store.stored_count()}]
         except StoreError as exc:
             raise ExportError(f"cannot list the days to export: {exc}") from exc
         for done, day in enumerate(days, start=1):
-            files.append(_export_day(store, root, day["date"], compression))
+            if session is None:
+                start = datetime.combine(day["date"], time(), tzinfo=UTC)
+                end = start + timedelta(days=1)
+            else:  # the session's every bar, whatever its UTC date
+                start, end = _as_utc(MIN_TS), _as_utc(MAX_TS)
+            files.append(_export_day(store, root, day["date"], compression, start, end))
             rows += int(day["bar_count"])
             if progress is not None:
                 progress(done, len(days))
+        if session is not None:
+            record_session(root, session, files[0])
     return ExportResult(root, tuple(files), rows)
 
 
@@ -276,12 +298,15 @@ def _sql_text(text: str) -> str:
     return text.replace("'", "''")
 
 
-def _export_day(store: BarStore, root: Path, day: date, compression: Compression) -> Path:
+def _export_day(
+    store: BarStore, root: Path, day: date, compression: Compression, start: datetime,
+    end: datetime,
+) -> Path:
+    """Write the stored bars with ``start <= ts < end`` to the partition of ``day``."""
     partition = root / f"date={day.isoformat()}"
     final = partition / FILE_NAME
     temporary = partition / f".{FILE_NAME}.{uuid.uuid4().hex}.tmp"
-    start = datetime.combine(day, time(), tzinfo=UTC)
-    params: dict[str, object] = {"start": start, "end": start + timedelta(days=1)}
+    params: dict[str, object] = {"start": start, "end": end}
     try:
         partition.mkdir(parents=True, exist_ok=True)
         with _day_lock(partition):
@@ -357,3 +382,135 @@ def _fsync(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+# -- the manifest of sealed sessions ----------------------------------------------------------
+
+
+def record_session(root: Path, session: Session, path: Path) -> dict[str, Any]:
+    """Record a sealed session's partition in the archive's manifest, and return its entry.
+
+    The entry holds what `verify_archive` checks: the file, its row and symbol counts, its
+    first and last ts and its SHA-256, with the session's calendar and window. The manifest is
+    rewritten beside its final name and renamed over it, under the archive's lock, so a reader
+    sees the old manifest or the new one, and two sessions sealed at once both land.
+
+    Raises
+    ------
+    ExportError
+        The file cannot be read back, or the manifest cannot be written.
+    """
+    try:
+        entry = {
+            "date": session.date.isoformat(),
+            "file": path.relative_to(root).as_posix(),
+            **_file_facts(path),
+            "calendar": session.calendar,
+            "extended_hours": session.extended_hours,
+            "open": session.open_time.isoformat(),
+            "close": session.close_time.isoformat(),
+        }
+        root.mkdir(parents=True, exist_ok=True)
+        with _day_lock(root):
+            manifest = read_manifest(root)
+            sessions = [s for s in manifest["sessions"] if s["date"] != entry["date"]]
+            manifest["sessions"] = sorted([*sessions, entry], key=lambda s: str(s["date"]))
+            _write_json(root / MANIFEST_NAME, manifest)
+    except (OSError, *_UNREADABLE) as exc:
+        raise ExportError(f"recording session {session.date} in {root / MANIFEST_NAME} "
+                          f"failed: {exc}") from exc
+    return entry
+
+
+def read_manifest(directory: str | Path) -> dict[str, Any]:
+    """The archive's manifest (an empty one if it has none yet).
+
+    Raises
+    ------
+    ExportError
+        The manifest exists but is not one (damaged, or of a newer version).
+    """
+    path = Path(directory) / MANIFEST_NAME
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {"format": "warehouse-archive", "version": MANIFEST_VERSION,
+                "bar_schema": _schema_description(), "sessions": []}
+    except (OSError, ValueError) as exc:
+        raise ExportError(f"{path} cannot be read as a manifest: {exc}") from exc
+    if not isinstance(manifest, dict) or manifest.get("format") != "warehouse-archive" \
+            or not isinstance(manifest.get("sessions"), list):
+        raise ExportError(f"{path} is not a warehouse archive manifest")
+    if manifest.get("version") != MANIFEST_VERSION:
+        raise ExportError(f"{path} has manifest version {manifest.get('version')!r}; this "
+                          f"warehouse reads version {MANIFEST_VERSION}")
+    return manifest
+
+
+def verify_archive(directory: str | Path) -> list[str]:
+    """Check every sealed session of an archive against its manifest entry.
+
+    Recomputes each file's SHA-256, row and symbol counts, first and last ts, and checks its
+    schema is the bar schema.
+
+    Returns
+    -------
+    list[str]
+        One line per problem, naming the session, the file and what differs; empty if the
+        archive is whole.
+    """
+    root = Path(directory)
+    problems = []
+    for entry in read_manifest(root)["sessions"]:
+        path = root / str(entry["file"])
+        where = f"session {entry['date']} ({path})"
+        if not path.is_file():
+            problems.append(f"{where}: the file is missing")
+            continue
+        try:
+            facts = _file_facts(path)
+        except _UNREADABLE as exc:
+            problems.append(f"{where}: cannot be read as bars: {exc}")
+            continue
+        for key, value in facts.items():
+            if entry.get(key) != value:
+                problems.append(f"{where}: {key} is {value!r}, the manifest says "
+                                f"{entry.get(key)!r}")
+    return problems
+
+
+def _file_facts(path: Path) -> dict[str, Any]:
+    """What the manifest records of a session file, recomputed from the file itself."""
+    table = pq.read_table(path, columns=["symbol", "ts"])
+    schema = pq.read_schema(path).remove_metadata()
+    if schema != BAR_SCHEMA:
+        raise ValueError(f"its schema is not the bar schema: {schema}")
+    ts = table.column("ts").cast(pa.int64())
+    with path.open("rb") as handle:
+        digest = hashlib.file_digest(handle, "sha256").hexdigest()
+    return {
+        "rows": table.num_rows,
+        "symbols": pc.count_distinct(table.column("symbol")).as_py(),
+        "first_ts": pc.min(ts).as_py(),
+        "last_ts": pc.max(ts).as_py(),
+        "sha256": digest,
+    }
+
+
+def _schema_description() -> list[dict[str, Any]]:
+    return [{"name": f.name, "type": str(f.type), "nullable": f.nullable} for f in BAR_SCHEMA]
+
+
+def _write_json(path: Path, value: object) -> None:
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        temporary.write_text(json.dumps(value, indent=2) + "\n", encoding="utf-8")
+        _fsync(temporary)
+        temporary.replace(path)
+        _fsync(path.parent)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def _as_utc(micros: int) -> datetime:
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=micros)

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from warehouse._hot import Appender, Reader
 from warehouse._runs import Runs
@@ -23,7 +24,10 @@ from warehouse.journal import Journal
 from warehouse.log import AppendLog, as_batches, to_tables
 from warehouse.schema import Bar, conform, diagnose, to_micros
 
-__all__ = ["AppendBuffer", "DeepReader"]
+__all__ = ["AppendBuffer", "DeepReader", "Outside"]
+
+#: Explains why a valid bar (symbol, ts micros) is refused for its time (see `set_window`).
+Outside = Callable[[str, int], InvalidBarError]
 
 
 class AppendBuffer:
@@ -94,9 +98,11 @@ class AppendBuffer:
         #: The journal segment sealed by the last `drain` (None without a journal).
         self.journal_mark: int | None = None
         self._closed = False
+        #: Explains a valid bar outside the window (`set_window`); None: any time is taken.
+        self._outside: Outside | None = None
         self._appender = Appender(
             hot.series, hot.latest_bars, log.columns, log.replaced, self.lock, hot.new_series,
-            hot.place_older, _explain, on_full,
+            hot.place_older, self._explain, on_full,
             None if journal is None else journal.write_bar, to_micros, ClosedError,
             hot.keep, hot.cap, flush_rows,
         )
@@ -149,6 +155,7 @@ class AppendBuffer:
                 raise ClosedError(f"the warehouse is closed; the batch of {table.num_rows} bars "
                                   "was not stored")
             self.hot.check_new_symbols(runs.names)
+            self._check_window(table)
             if self.journal is not None:
                 self.journal.write_batch(table)  # before any change: a full disk changes nothing
             self.log.replaced.update(self.hot.apply(plan))
@@ -184,6 +191,14 @@ class AppendBuffer:
             self._closed = True
             self._appender.close()
 
+    def set_window(self, start: int, end: int, outside: Outside | None) -> None:
+        """Take only bars with ``start <= ts < end`` from now on; ``outside`` explains a refusal.
+
+        The caller holds `lock` (a session starts or ends as one step to a concurrent writer).
+        """
+        self._appender.window_open, self._appender.window_close = start, end
+        self._outside = outside
+
     def clear(self) -> None:
         """Forget every bar: hot state, log and counters.
 
@@ -204,10 +219,25 @@ class AppendBuffer:
         """How many bars replaced an earlier bar of the same (symbol, ts)."""
         return self.hot.replacements
 
+    # -- internals --------------------------------------------------------------------------
 
-def _explain(*fields: object) -> InvalidBarError:
-    """The error of a bar the compiled fast check refused, from the one explaining check."""
-    problem = diagnose(*fields)
-    if problem is None:  # pragma: no cover - the fast and slow checks must agree
-        problem = InvalidBarError(fields[0], fields[1], "bar", fields, "is invalid")
-    return problem
+    def _explain(self, *fields: Any) -> InvalidBarError:
+        """The error of a bar the compiled fast check refused, from the one explaining check."""
+        problem = diagnose(*fields)
+        if problem is None and self._outside is not None:
+            # Valid, so refused for its time: outside the window.
+            problem = self._outside(fields[0], to_micros(fields[1], fields[0]))
+        if problem is None:  # pragma: no cover - the fast and slow checks must agree
+            problem = InvalidBarError(fields[0], fields[1], "bar", fields, "is invalid")
+        return problem
+
+    def _check_window(self, table: pa.Table) -> None:
+        """Raise the `set_window` refusal of a batch's first bar outside the window."""
+        if self._outside is None:
+            return
+        ts = table.column("ts").cast(pa.int64())
+        start, end = self._appender.window_open, self._appender.window_close
+        inside = pc.and_(pc.greater_equal(ts, start), pc.less(ts, end))
+        if not pc.all(inside).as_py():
+            row = int(pc.index(inside, False).as_py())
+            raise self._outside(table.column("symbol")[row].as_py(), ts[row].as_py())

@@ -9,7 +9,8 @@ Every error the package raises on purpose derives from `WarehouseError`::
     ├── QueryNotFoundError     no SQL file of that name (lists the known names)
     ├── StoreError             DuckDB refused an operation (wraps ``duckdb.Error``)
     ├── ExportError            the Parquet export failed; the previous export is intact
-    └── CalendarError          unknown exchange code, not a session, out of range, naive time
+    ├── CalendarError          unknown exchange code, not a session, out of range, naive time
+    └── SessionError           a session step out of order (start while open, end with none)
 """
 
 from __future__ import annotations
@@ -79,3 +80,7 @@ class CalendarError(WarehouseError, ValueError):
         self.value = value
         self.reason = reason
         super().__init__(f"calendar {code}: {reason}")
+
+
+class SessionError(WarehouseError):
+    """A session lifecycle step out of order; the session and its bars are unchanged."""

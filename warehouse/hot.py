@@ -269,6 +269,13 @@ class HotState:
         """The number of bars held, all symbols."""
         return sum(len(s.stamps) for s in list(self.series.values()))
 
+    def ts_span(self) -> tuple[int, int] | None:
+        """The least and the greatest ts of the bars held (None while there is none)."""
+        held = [s for s in list(self.series.values()) if len(s.stamps)]
+        if not held:
+            return None
+        return min(s.stamps[0] for s in held), max(s.last_ts for s in held)
+
     # -- internals --------------------------------------------------------------------------
 
     def _add_series(self, symbol: str) -> Series:

@@ -155,15 +155,17 @@ class BarStore:
                     with contextlib.suppress(duckdb.Error):
                         self._con.unregister(name)
 
-    def clear(self, epoch: int) -> None:
+    def clear(self, epoch: int, meta: Mapping[str, str] | None = None) -> None:
         """Delete every stored bar and record the new session ``epoch``, in one transaction.
 
-        A kill at any point leaves the old session whole (epoch unchanged) or none of it.
+        ``meta`` entries (`set_meta`) are recorded in the same transaction. A kill at any point
+        leaves the old session whole (epoch and meta unchanged) or none of it.
         """
         def steps(con: duckdb.DuckDBPyConnection) -> None:
             con.execute(self.statements["delete_all_bars"])
             con.execute(self.statements["delete_all_tail_bars"])
-            con.execute(self.statements["set_meta"], {"key": EPOCH_KEY, "value": str(epoch)})
+            for key, value in {EPOCH_KEY: str(epoch), **(meta or {})}.items():
+                con.execute(self.statements["set_meta"], {"key": key, "value": value})
 
         self._transaction(steps, f"clearing {self.path} failed")
         self._tail_rows = 0
@@ -219,7 +221,15 @@ class BarStore:
 
     def set_meta(self, key: str, value: str) -> None:
         """Record one of the warehouse's facts (``warehouse_meta``), replacing an earlier value."""
-        self.execute(self.statements["set_meta"], {"key": key, "value": value})
+        self.set_metas({key: value})
+
+    def set_metas(self, values: Mapping[str, str]) -> None:
+        """Record several of the warehouse's facts in one transaction."""
+        def steps(con: duckdb.DuckDBPyConnection) -> None:
+            for key, value in values.items():
+                con.execute(self.statements["set_meta"], {"key": key, "value": value})
+
+        self._transaction(steps, f"recording {sorted(values)} in {self.path} failed")
 
     def register(self, name: str, table: pa.Table) -> None:
         """Make an Arrow table queryable under ``name`` (until `unregister`)."""

@@ -9,7 +9,7 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any, ClassVar
@@ -25,10 +25,12 @@ from warehouse.archive import (
     publish_history,
 )
 from warehouse.buffer import AppendBuffer
-from warehouse.errors import ClosedError, StoreError, WarehouseError
+from warehouse.calendar import Calendar
+from warehouse.errors import ClosedError, SessionError, StoreError, WarehouseError
 from warehouse.journal import Journal, Recovery, has_segments
 from warehouse.queries import load_queries
 from warehouse.schema import EPOCH, MAX_TS, MIN_TS, Bar, bars_from_table, to_micros
+from warehouse.session import META_KEYS, Session
 from warehouse.store import BarStore, Params
 
 
@@ -65,6 +67,9 @@ class Warehouse:
         as the view ``history`` (with a ``date`` column), next to today's ``bars``.
     sql_dir
         Read named queries from this folder instead of the package's ``sql/``.
+    calendar
+        The exchange calendar sessions are taken from (an ``exchange_calendars`` code, or a
+        `Calendar`); used only by `start_session` and `roll`.
 
     Attributes
     ----------
@@ -109,6 +114,7 @@ class Warehouse:
         journal: bool = False,
         archive: str | Path | None = None,
         sql_dir: str | Path | None = None,
+        calendar: str | Calendar = "XNYS",
     ) -> None:
         if flush_interval is not None and flush_interval <= 0:
             raise ValueError(f"flush_interval must be positive or None, got {flush_interval}")
@@ -150,6 +156,11 @@ class Warehouse:
             )
             with self._store.lock:
                 buffer.restore(self._store.stored_keys(), self._store.recent_bars(window))
+            self._calendar = calendar
+            #: The session the warehouse holds (None: no session was ever started; bars of any
+            #: time are taken). See `start_session`.
+            self.session: Session | None = None
+            self._set_session(Session.from_meta({k: self._store.meta(k) for k in META_KEYS}))
             if self._journal is not None:
                 self._replay_journal(self._journal)
         except BaseException:
@@ -208,18 +219,127 @@ class Warehouse:
         An `append` racing it lands in the new session (or, once `close` began, is refused).
         """
         self._check_open()
+        self._clear()
+
+    def _clear(self, meta: Mapping[str, str] | None = None) -> None:
+        """`clear`, recording ``meta`` in the same transaction."""
         with self._store.lock:
             with self._buffer.lock:
                 self._check_open()
                 epoch = self._store.epoch() + 1
                 # One DuckDB transaction deletes the bars and bumps the epoch; journal segments
                 # of the old epoch are then stale wherever a kill strikes.
-                self._store.clear(epoch)
+                self._store.clear(epoch, meta)
                 self._buffer.clear()
                 if self._journal is not None:
                     self._journal.release(self._journal.switch_epoch(epoch))
             self._store.checkpoint()
             self._since_checkpoint = 0
+
+    def start_session(
+        self, day: date | None = None, *, extended_hours: bool = False,
+        now: datetime | None = None,
+    ) -> Session:
+        """Start a trading session: from now on, only bars inside its window are taken.
+
+        Parameters
+        ----------
+        day
+            The session's trading date; by default the session in progress at ``now``, or the
+            next one.
+        extended_hours
+            Take pre- and post-market bars too (see `Calendar`); otherwise regular hours.
+        now
+            The instant that picks the default session (an aware datetime; the wall clock).
+
+        Returns
+        -------
+        Session
+            The open session (also `session`).
+
+        Raises
+        ------
+        SessionError
+            A session is open already (end it, or `roll`), or bars the warehouse holds fall
+            outside the new session's window (export and `clear` them first).
+        CalendarError
+            ``day`` is not a session of the calendar, or the calendar does not exist.
+        """
+        self._check_writable()
+        calendar = self._calendar_of(extended_hours)
+        chosen = calendar.current_or_next(now) if day is None else day
+        session = Session.of(calendar.window(chosen), calendar.code, extended_hours)
+        with self._store.lock, self._buffer.lock:
+            self._check_open()
+            if self.session is not None and self.session.status == "open":
+                raise SessionError(f"session {self.session.date} is open; end_session() or "
+                                   "roll() first")
+            span = self._buffer.hot.ts_span()
+            if span is not None and not (session.open <= span[0] and span[1] < session.close):
+                raise SessionError(
+                    f"the warehouse holds bars from {_as_datetime(span[0])} to "
+                    f"{_as_datetime(span[1])}, outside session {session.date} "
+                    f"({session.open_time} to {session.close_time}); export and clear() them "
+                    "first"
+                )
+            self._store.set_metas(session.meta())
+            self._set_session(session)
+        return session
+
+    def end_session(self, *, compression: Compression = "zstd") -> ExportResult:
+        """Seal the open session: flush, export it to the archive, then clear the warehouse.
+
+        Bars are refused from the moment it begins. The session's bars go to the archive's
+        partition of its trading date, recorded in the manifest; the bars leave the warehouse
+        and the session is marked sealed in one DuckDB transaction. Killed anywhere, a reopen
+        finds the session open and whole (and `end_session` can run again: the export is
+        idempotent), or sealed in the archive and cleared.
+
+        Raises
+        ------
+        SessionError
+            No session is open, or the warehouse has no ``archive``.
+        ExportError
+            The export failed: the session stays open and whole, taking bars again.
+        """
+        self._check_writable()
+        with self._closing:  # one lifecycle step at a time (close waits for it)
+            session = self.session
+            if session is None or session.status != "open":
+                raise SessionError("no session is open; start_session() first")
+            if self.archive is None:
+                raise SessionError("end_session() exports to the archive: open the warehouse "
+                                   "with archive=...")
+            with self._buffer.lock:
+                self._set_session(session.with_status("ending"))
+            try:
+                with self._store.lock:
+                    self._flush()
+                    result = export_parquet(self._store, self.archive, compression=compression,
+                                            session=session)
+                    publish_history(self._store, self.archive)
+                    sealed = session.with_status("sealed")
+                    self._clear(sealed.meta())
+                    self._set_session(sealed)
+            except BaseException:
+                if self.session is not None and self.session.status == "ending":
+                    with self._buffer.lock:
+                        self._set_session(session)
+                raise
+            return result
+
+    def roll(self, *, extended_hours: bool | None = None) -> Session:
+        """End the open session (`end_session`) and start the calendar's next one.
+
+        Crash-safe as `end_session` is: killed before the new session starts, a reopen finds
+        the old one sealed and no session open; `start_session` then starts the next one.
+        """
+        ended = self.session
+        self.end_session()
+        assert ended is not None
+        extended = ended.extended_hours if extended_hours is None else extended_hours
+        nxt = self._calendar_of(extended).next_session(ended.date)
+        return self.start_session(nxt, extended_hours=extended)
 
     def checkpoint(self) -> None:
         """Flush, then fold DuckDB's write-ahead log into the file."""
@@ -384,6 +504,28 @@ class Warehouse:
             self._flush()
             self._store.checkpoint()
             self._since_checkpoint = 0
+
+    def _set_session(self, session: Session | None) -> None:
+        """Hold ``session`` and take only the bars it takes (caller holds the buffer's lock)."""
+        self.session = session
+        if session is None:
+            self._buffer.set_window(MIN_TS, MAX_TS, None)
+        elif session.status == "open":
+            self._buffer.set_window(session.open, session.close, session.refusal)
+        else:
+            self._buffer.set_window(MIN_TS, MIN_TS, session.refusal)
+
+    def _calendar_of(self, extended_hours: bool) -> Calendar:
+        calendar = self._calendar
+        if isinstance(calendar, Calendar) and calendar.extended_hours == extended_hours:
+            return calendar
+        code = calendar.code if isinstance(calendar, Calendar) else calendar
+        return Calendar(code, extended_hours=extended_hours)
+
+    def _check_writable(self) -> None:
+        self._check_open()
+        if self.read_only:
+            self._refuse_writes()
 
     def _check_open(self) -> None:
         if self._closed or self._stopping:
