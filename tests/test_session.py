@@ -371,3 +371,31 @@ def test_kill_at_random_points_of_end_session_and_roll_leaves_each_session_whole
 @pytest.mark.parametrize("seed", range(100, 160))
 def test_many_kills_during_end_session_and_roll(tmp_path: Path, seed: int) -> None:
     kill_during_lifecycle(tmp_path, seed)
+
+
+# -- the command line ------------------------------------------------------------------------
+
+
+def test_cli_archive_list_and_verify(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from warehouse.cli import main
+
+    archive = tmp_path / "archive"
+    with open_wh(tmp_path) as wh:
+        wh.start_session(date(2025, 11, 26))
+        feed(wh, date(2025, 11, 26), minutes=10)
+        wh.end_session()
+    assert main(["archive", "list", "--archive", str(archive)]) == 0
+    out = capsys.readouterr().out
+    assert "2025-11-26  XNYS regular" in out
+    assert "20 bars" in out
+    assert "1 sealed session(s)" in out
+    assert main(["archive", "verify", "--archive", str(archive)]) == 0
+    assert "verified" in capsys.readouterr().out
+    path = partition(archive, date(2025, 11, 26))
+    path.write_bytes(path.read_bytes()[:-100])  # a torn file
+    assert main(["archive", "verify", "--archive", str(archive)]) == 1
+    captured = capsys.readouterr()
+    assert "session 2025-11-26" in captured.out
+    assert "1 problem(s)" in captured.err
+    assert main(["archive", "list", "--archive", str(tmp_path / "absent")]) == 1
+    assert "is not an archive directory" in capsys.readouterr().err

@@ -38,6 +38,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
+from warehouse.archive import read_manifest, verify_archive
 from warehouse.errors import WarehouseError
 from warehouse.journal import has_segments
 from warehouse.queries import load_queries
@@ -199,6 +200,16 @@ def _parser() -> argparse.ArgumentParser:
                         default="zstd", help="Parquet codec (default: zstd)")
     export.set_defaults(run=_export)
 
+    archive = commands.add_parser(
+        "archive", help="list or verify the sealed sessions of a Parquet archive",
+        description="The sessions end_session() sealed into an archive, from its manifest "
+        "(_manifest.json): `list` prints one line per session; `verify` recomputes each "
+        "file's rows, symbols, first and last ts and SHA-256 and names what differs (exit 1).",
+    )
+    archive.add_argument("action", choices=["list", "verify"])
+    archive.add_argument("--archive", type=Path, required=True, help="archive directory")
+    archive.set_defaults(run=_archive)
+
     generate = commands.add_parser("generate", help="write a synthetic session to Parquet")
     generate.add_argument("--symbols", type=_positive_int, default=8000,
                           help="number of symbols")
@@ -303,6 +314,28 @@ def _export(args: argparse.Namespace) -> int:
 
         result = wh.export_parquet(args.out, compression=args.compression, progress=progress)
     print(f"exported {result.rows:,} bars to {len(result.files)} file(s) under {result.directory}")
+    return 0
+
+
+def _archive(args: argparse.Namespace) -> int:
+    if not args.archive.is_dir():
+        raise WarehouseError(f"{args.archive} is not an archive directory")
+    sessions = read_manifest(args.archive)["sessions"]
+    if args.action == "list":
+        for entry in sessions:
+            hours = "extended" if entry["extended_hours"] else "regular"
+            print(f"{entry['date']}  {entry['calendar']} {hours}  {entry['rows']:>12,} bars  "
+                  f"{entry['symbols']:>6,} symbols  {entry['file']}")
+        print(f"{len(sessions)} sealed session(s) in {args.archive}")
+        return 0
+    problems = verify_archive(args.archive)
+    for problem in problems:
+        print(problem)
+    if problems:
+        print(f"{len(problems)} problem(s) in {args.archive}", file=sys.stderr)
+        return 1
+    print(f"{len(sessions)} sealed session(s) in {args.archive} verified: counts and "
+          "checksums match")
     return 0
 
 
