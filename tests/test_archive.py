@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-import warehouse.archive as archive_module
+import warehouse.history as history_module
 from warehouse import Bar, BarStore, ExportError, StoreError, Warehouse, export_parquet
 from warehouse.archive import ExportResult
 from warehouse.sample import generate_session
@@ -275,12 +275,11 @@ def test_export_failing_in_duckdb_keeps_previous_file_and_no_temp(
     previous: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     wh, path, before = previous
-    # A codec name DuckDB rejects makes the COPY fail after the partition exists; the day is
+    # An error raised while DuckDB runs the query, after the partition exists; the day is
     # archived already, so the merging statement runs, but neither may succeed.
     for name in ("export_day", "export_day_merged"):
         text = wh._store.statements[name]
-        broken = text.replace("COMPRESSION {compression}", "COMPRESSION no_such_codec")
-        broken = broken.replace("COMPRESSION '{compression}'", "COMPRESSION no_such_codec")
+        broken = text.replace("ORDER BY symbol, ts", "ORDER BY symbol, ts, error('injected')")
         assert broken != text
         monkeypatch.setitem(wh._store.statements._texts, name, broken)
     with pytest.raises(ExportError, match="failed"):
@@ -645,7 +644,7 @@ def test_history_falls_back_to_next_file_when_duckdb_cannot_bind_the_first(
     # A damage the footer check misses: DuckDB fails to define the view on the file given
     # first; the next readable file is put first instead.
     damage(three_days[date(2025, 11, 20)], "zero-bytes")
-    monkeypatch.setattr(archive_module, "_unreadable_reason", lambda path: None)
+    monkeypatch.setattr(history_module, "unreadable_reason", lambda path: None)
     with Warehouse(tmp_path / "live.duckdb", flush_interval=None,
                    archive=tmp_path / "archive") as wh:
         assert history_count(wh, "date > DATE '2025-11-20'") == 20

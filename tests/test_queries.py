@@ -40,12 +40,13 @@ NOT_PREPARABLE = re.compile(r"^\s*CREATE\b", re.IGNORECASE | re.MULTILINE)
 ARCHIVE_FILE = Path(__file__).resolve().parent.parent / "data" / "sample_session.parquet"
 
 
-def statement(path: Path) -> str:
+def statement(path: Path, day_file: Path = ARCHIVE_FILE) -> str:
+    """The file's statement, its archive.py/history.py placeholders filled as they would be."""
     text = path.read_text(encoding="utf-8")
-    if path.stem == "export_day":
-        text = text.format(path="/nonexistent/dummy.parquet", compression="zstd")
-    if path.stem == "create_history_view":
-        text = text.format(files=str(ARCHIVE_FILE))
+    if path.stem in ("create_history_view", "trailing_stats"):
+        text = text.format(files=str(day_file))
+    if path.stem == "create_bars_all_view":
+        text = text.format(date="CAST(ts AS DATE)")
     return text
 
 
@@ -59,6 +60,7 @@ def empty_con() -> Iterator[duckdb.DuckDBPyConnection]:
         con.register("_flush_batch", empty_table())
         con.register("_flush_replaced", keys)
         con.register("_journal", empty_table())
+        con.execute(store.statements["create_history_view_empty"])
         yield con
 
 
@@ -77,9 +79,12 @@ def file_id(path: Path) -> str:
 
 @pytest.mark.parametrize("path", ALL_FILES, ids=file_id)
 def test_sql_file_binds_against_empty_schema(
-    path: Path, empty_con: duckdb.DuckDBPyConnection
+    path: Path, empty_con: duckdb.DuckDBPyConnection, tmp_path: Path
 ) -> None:
-    text = statement(path)
+    day_file = tmp_path / "date=2025-11-21" / "bars.parquet"  # a partition, as archived
+    day_file.parent.mkdir()
+    day_file.write_bytes(ARCHIVE_FILE.read_bytes())
+    text = statement(path, day_file)
     if NOT_PREPARABLE.search("\n".join(
         line for line in text.splitlines() if not line.lstrip().startswith("--")
     )):

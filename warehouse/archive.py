@@ -1,8 +1,8 @@
 """The Parquet archive: each session's bars exported into it, and its days read back as SQL.
 
 `export_parquet` writes the stored bars at the end of a session, hive-partitioned by UTC date,
-atomically; `publish_history` shows the archive's day files (`archive_files`) as the view
-``history``.
+atomically; `end_session` seals a session into the partition of its trading date and the
+manifest (`record_session`, `verify_archive`). `warehouse.history` reads the archive back.
 
 Layout: ``<directory>/date=YYYY-MM-DD/bars.parquet``, zstd, sorted by (symbol, ts), timestamps
 INT64 microseconds adjusted to UTC.
@@ -15,7 +15,7 @@ so a reader sees the old file or the new one, never a partial one; a failed or k
 leaves the previous file as it was, and a day file that cannot be read is never replaced.
 
 Paths are literal. DuckDB expands ``*``, ``?`` and ``[...]`` in every path it reads, a list's
-items included, so a file is handed to it with those characters escaped (`_duckdb_path`), and
+items included, so a file is handed to it with those characters escaped (`duckdb_path`), and
 the archive's files are listed with `Path.iterdir`, never with a pattern built from its path.
 """
 
@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import logging
 import os
 import sys
 import uuid
@@ -47,6 +46,8 @@ if sys.platform != "win32":
     import fcntl
 
 Compression = Literal["zstd", "snappy", "uncompressed"]
+#: Each `Compression` as pyarrow's Parquet writer names it.
+_CODECS = {"zstd": "zstd", "snappy": "snappy", "uncompressed": "none"}
 #: Called after each day is written: (days done, days in all).
 Progress = Callable[[int, int], None]
 FILE_NAME = "bars.parquet"
@@ -58,8 +59,6 @@ MANIFEST_VERSION = 1
 _GLOB_CHARACTERS = frozenset("*?[")
 #: What pyarrow raises for a file that is not (or no longer) Parquet.
 _UNREADABLE = (OSError, ValueError, pa.ArrowException)
-
-log = logging.getLogger("warehouse")
 
 
 @dataclass(frozen=True)
@@ -177,74 +176,6 @@ def archive_files(directory: str | Path) -> list[Path]:
     return sorted((f for f in files if f.is_file()), key=lambda f: f.parent.name)
 
 
-def publish_history(store: BarStore, directory: str | Path) -> None:
-    """Define the view ``history`` over the archive at ``directory`` (empty while it has no day).
-
-    Only finished day files are read, never a temporary one; the set of days is the one found
-    now (the warehouse republishes after exporting to its archive). A damaged file (empty, cut
-    short, not Parquet, or not a file of bars) does not stop this: it is logged as a warning on
-    the ``warehouse`` logger, and only the queries that read it fail, with an error naming it.
-    If no day file can be read, or the archive cannot be listed or read literally, every query
-    reading ``history`` fails with the reason.
-
-    Parameters
-    ----------
-    store
-        The store whose connection gets the (temporary) view.
-    directory
-        The archive root; it need not exist yet.
-
-    Raises
-    ------
-    ExportError
-        DuckDB refused to define the view (for instance, the store is closed).
-    """
-    root = Path(directory)
-    try:
-        files = archive_files(root)
-        paths = {f: _duckdb_path(f) for f in files}
-    except (OSError, ExportError) as exc:
-        log.warning("the archive %s cannot be read: %s", root, exc)
-        _publish_unreadable(store, root, f"cannot read the archive {root}: {exc}")
-        return
-    problems = {f: why for f in files if (why := _unreadable_reason(f)) is not None}
-    if problems:
-        log.warning(
-            "the archive %s holds %d damaged file(s); the queries reading them will fail: %s",
-            root, len(problems), "; ".join(f"{f} ({why})" for f, why in problems.items()),
-        )
-    if not files:
-        _publish(store, root, store.statements["create_history_view_empty"])
-        return
-    # DuckDB takes the view's columns from the first file it is given: a readable one must be
-    # first, or every query (and the definition itself) would fail on that one file.
-    for first in (f for f in files if f not in problems):
-        ordered = [first, *(f for f in files if f != first)]
-        listed = "', '".join(_sql_text(paths[f]) for f in ordered)
-        try:
-            store.execute(store.statements["create_history_view"].format(files=listed))
-        except StoreError as exc:  # pyarrow read the footer, DuckDB cannot: try the next one
-            problems[first] = str(exc)
-            log.warning("the archive file %s cannot be read by DuckDB: %s", first, exc)
-        else:
-            return
-    _publish_unreadable(store, root, "; ".join(
-        f"cannot read the archive file {f}: {why}" for f, why in problems.items()
-    ))
-
-
-def _publish_unreadable(store: BarStore, root: Path, message: str) -> None:
-    sql = store.statements["create_history_view_unreadable"].format(message=_sql_text(message))
-    _publish(store, root, sql)
-
-
-def _publish(store: BarStore, root: Path, sql: str) -> None:
-    try:
-        store.execute(sql)
-    except StoreError as exc:
-        raise ExportError(f"cannot define the history of the archive {root}: {exc}") from exc
-
-
 def _day_of(name: str) -> date | None:
     """The date of a partition folder named ``date=YYYY-MM-DD``, else None."""
     value = name.removeprefix("date=")
@@ -257,7 +188,7 @@ def _day_of(name: str) -> date | None:
     return day if day.isoformat() == value else None
 
 
-def _unreadable_reason(path: Path) -> str | None:
+def unreadable_reason(path: Path) -> str | None:
     """Why a day file cannot be read as bars, from its footer alone (cheap), or None."""
     try:
         names = pq.read_metadata(path).schema.to_arrow_schema().names
@@ -268,7 +199,7 @@ def _unreadable_reason(path: Path) -> str | None:
     return None
 
 
-def _duckdb_path(path: Path) -> str:
+def duckdb_path(path: Path) -> str:
     r"""``path`` as DuckDB must be given it to read exactly that file, absolute.
 
     DuckDB globs every path it reads when the path holds ``*``, ``?`` or ``[``: a folder
@@ -293,11 +224,6 @@ def _duckdb_path(path: Path) -> str:
     return "".join(f"[{c}]" if c in _GLOB_CHARACTERS else c for c in text)
 
 
-def _sql_text(text: str) -> str:
-    """``text`` for the inside of a single-quoted SQL string literal."""
-    return text.replace("'", "''")
-
-
 def _export_day(
     store: BarStore, root: Path, day: date, compression: Compression, start: datetime,
     end: datetime,
@@ -318,9 +244,8 @@ def _export_day(
                 query = "export_day_merged"
             else:
                 query = "export_day"
-            store.execute(store.statements[query].format(
-                path=_sql_text(str(temporary)), compression=compression
-            ), params)
+            store.write_parquet(store.statements[query], params, temporary, BAR_SCHEMA,
+                                compression=_CODECS[compression])
             _fsync(temporary)
             temporary.replace(final)
             _fsync(partition)
@@ -344,14 +269,14 @@ def _archived_path(day: date, final: Path) -> str:
         It is not a regular file, or its footer or columns are not those of bars: its bars
         could not be kept, so it must not be replaced.
     """
-    reason = _unreadable_reason(final) if final.is_file() else "it is not a regular file"
+    reason = unreadable_reason(final) if final.is_file() else "it is not a regular file"
     if reason is not None:
         raise ExportError(
             f"export of {day} to {final} failed: the archived file {final} cannot be read "
             f"({reason}); it is left as it was"
         )
     try:
-        return _duckdb_path(final)
+        return duckdb_path(final)
     except ExportError as exc:
         raise ExportError(f"export of {day} to {final} failed: {exc}") from exc
 

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import duckdb
 import polars as pl
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from warehouse.errors import StoreError
 from warehouse.queries import Queries, load_queries, load_statements
@@ -28,6 +29,8 @@ Params = Mapping[str, Any] | Sequence[Any] | None
 #: The log as `AppendBuffer.snapshot` returns it: (unflushed bars, keys they replace).
 Snapshot = tuple[pa.Table, pa.Table]
 T = TypeVar("T")
+#: Rows per Arrow batch and Parquet row group of an export (DuckDB's own row group size).
+_PARQUET_ROWS = 122_880
 
 TABLE = "session_bars"
 #: Where flushes write, until `BarStore.compact` moves its bars into TABLE.
@@ -344,6 +347,34 @@ class BarStore:
         """Bars of one symbol in [start, end) over `bars`, in ts order (reads past a window)."""
         return self.arrow(self.statements["symbol_bars_between"],
                           {"symbol": symbol, "start": start, "end": end}, log)
+
+    def write_parquet(
+        self, sql: str, params: Params, path: Path, schema: pa.Schema, *, compression: str
+    ) -> None:
+        """Write a query's rows to a Parquet file with exactly ``schema``, streaming.
+
+        pyarrow writes the file, not DuckDB's ``COPY``: DuckDB marks a column required or
+        optional by what it can prove of the plan, so the same columns would come out with
+        different schemas from different queries; here every file has ``schema``.
+
+        Raises
+        ------
+        StoreError
+            DuckDB failed, or a row does not fit ``schema`` (a null in a required column).
+        """
+        with self.lock:
+            try:
+                reader = self._con.sql(sql, params=params).to_arrow_reader(_PARQUET_ROWS)
+                with pq.ParquetWriter(path, schema, compression=compression) as writer:
+                    for batch in reader:
+                        writer.write_batch(batch.cast(schema), row_group_size=_PARQUET_ROWS)
+            except (duckdb.Error, pa.ArrowException) as exc:
+                raise StoreError(f"writing {path} failed: {exc}") from exc
+
+    def history_bars(self, symbol: str | None, sessions: int | None) -> pl.DataFrame:
+        """Bars of the view ``history``: one symbol or all, the last ``sessions`` or all."""
+        return self.polars(self.statements["history_bars"],
+                           {"symbol": symbol, "sessions": sessions})
 
     def stored_count(self) -> int:
         """The number of bars in the session table (flushed bars only)."""

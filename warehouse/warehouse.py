@@ -9,6 +9,7 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
@@ -17,21 +18,19 @@ from typing import Any, ClassVar
 import polars as pl
 import pyarrow as pa
 
-from warehouse.archive import (
-    Compression,
-    ExportResult,
-    Progress,
-    export_parquet,
-    publish_history,
-)
+from warehouse.archive import Compression, ExportResult, Progress, export_parquet
 from warehouse.buffer import AppendBuffer
 from warehouse.calendar import Calendar
 from warehouse.errors import ClosedError, SessionError, StoreError, WarehouseError
+from warehouse.history import Trailing, history_files, publish_history, trailing_stats
 from warehouse.journal import Journal, Recovery, has_segments
 from warehouse.queries import load_queries
 from warehouse.schema import EPOCH, MAX_TS, MIN_TS, Bar, bars_from_table, to_micros
 from warehouse.session import META_KEYS, Session
 from warehouse.store import BarStore, Params
+
+#: A prepared session: its window and its symbols' trailing statistics.
+_Prepared = tuple[Session, dict[str, Trailing]]
 
 
 class Warehouse:
@@ -69,7 +68,10 @@ class Warehouse:
         Read named queries from this folder instead of the package's ``sql/``.
     calendar
         The exchange calendar sessions are taken from (an ``exchange_calendars`` code, or a
-        `Calendar`); used only by `start_session` and `roll`.
+        `Calendar`); used only by `start_session`, `prepare_session` and `roll`.
+    history_sessions
+        How many archived sessions the view ``history`` and the trailing statistics
+        (`trailing`) cover: the last ones before the open session's date (None: every day).
 
     Attributes
     ----------
@@ -115,6 +117,7 @@ class Warehouse:
         archive: str | Path | None = None,
         sql_dir: str | Path | None = None,
         calendar: str | Calendar = "XNYS",
+        history_sessions: int | None = None,
     ) -> None:
         if flush_interval is not None and flush_interval <= 0:
             raise ValueError(f"flush_interval must be positive or None, got {flush_interval}")
@@ -145,9 +148,10 @@ class Warehouse:
         #: What reopening found in the journal (None without one): see `journal.Recovery`.
         self.recovery: Recovery | None = None
         self.archive = None if archive is None else Path(archive)
+        self.history_sessions = history_sessions
+        self._trailing: dict[str, Trailing] = {}
+        self._prepared: tuple[date, bool, Future[_Prepared]] | None = None
         try:
-            if self.archive is not None:
-                publish_history(self._store, self.archive)
             if journal:
                 self._journal = Journal(f"{path}.journal", self._store.epoch())
             self._buffer = buffer = AppendBuffer(
@@ -161,6 +165,10 @@ class Warehouse:
             #: time are taken). See `start_session`.
             self.session: Session | None = None
             self._set_session(Session.from_meta({k: self._store.meta(k) for k in META_KEYS}))
+            if self.archive is not None:
+                self._publish_history()
+                if self.session is not None and self.session.status == "open":
+                    self._trailing = trailing_stats(self._history_files(self.session.date))
             if self._journal is not None:
                 self._replay_journal(self._journal)
         except BaseException:
@@ -266,9 +274,12 @@ class Warehouse:
             ``day`` is not a session of the calendar, or the calendar does not exist.
         """
         self._check_writable()
-        calendar = self._calendar_of(extended_hours)
-        chosen = calendar.current_or_next(now) if day is None else day
-        session = Session.of(calendar.window(chosen), calendar.code, extended_hours)
+        prepared = self._prepared
+        if prepared is not None and (day is None or (day, extended_hours) == prepared[:2]):
+            self._prepared = None
+            session, trailing = prepared[2].result()  # waits if the prefetch still runs
+        else:
+            session, trailing = self._prepare(day, extended_hours, now)
         with self._store.lock, self._buffer.lock:
             self._check_open()
             if self.session is not None and self.session.status == "open":
@@ -284,6 +295,39 @@ class Warehouse:
                 )
             self._store.set_metas(session.meta())
             self._set_session(session)
+            self._trailing = trailing
+            if self.archive is not None:
+                self._publish_history()
+        return session
+
+    def prepare_session(
+        self, day: date | None = None, *, extended_hours: bool = False,
+        now: datetime | None = None,
+    ) -> Future[Session]:
+        """Prefetch a session before its open, in a background thread.
+
+        The session's window comes from the calendar and its trailing statistics (`trailing`)
+        from the archive, so that `start_session` for it (or for the default session, which
+        then is this one) is a matter of milliseconds. The returned future gives the session
+        (or raises what `start_session` would raise for it: a `CalendarError`, say).
+        """
+        self._check_writable()
+        if day is None:
+            day = self._calendar_of(extended_hours).current_or_next(now)
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="warehouse-prefetch")
+        future = pool.submit(self._prepare, day, extended_hours, now)
+        pool.shutdown(wait=False)
+        self._prepared = (day, extended_hours, future)
+        session: Future[Session] = Future()
+
+        def settle(done: Future[_Prepared]) -> None:
+            error = done.exception()
+            if error is None:
+                session.set_result(done.result()[0])
+            else:
+                session.set_exception(error)
+
+        future.add_done_callback(settle)
         return session
 
     def end_session(self, *, compression: Compression = "zstd") -> ExportResult:
@@ -317,10 +361,10 @@ class Warehouse:
                     self._flush()
                     result = export_parquet(self._store, self.archive, compression=compression,
                                             session=session)
-                    publish_history(self._store, self.archive)
                     sealed = session.with_status("sealed")
                     self._clear(sealed.meta())
                     self._set_session(sealed)
+                    self._publish_history()
             except BaseException:
                 if self.session is not None and self.session.status == "ending":
                     with self._buffer.lock:
@@ -367,7 +411,7 @@ class Warehouse:
             result = export_parquet(self._store, target, compression=compression,
                                     progress=progress)
             if self.archive is not None and Path(target).resolve() == self.archive.resolve():
-                publish_history(self._store, self.archive)
+                self._publish_history()
             return result
 
     def close(self) -> None:
@@ -456,6 +500,31 @@ class Warehouse:
         """Whether ``symbol`` has any bar."""
         return self._buffer.has_bars(symbol)
 
+    def trailing(self, symbol: str) -> Trailing | None:
+        """A symbol's trailing sessions from the archive (previous close, average daily volume).
+
+        Computed when the session starts (or by `prepare_session` before it) over the last
+        ``history_sessions`` archived sessions before it; a dict lookup. None for a symbol
+        without archived bars, and without a session or an archive.
+        """
+        return self._trailing.get(symbol)
+
+    def prev_close(self, symbol: str) -> float | None:
+        """The close of a symbol's last archived session before the open one (see `trailing`)."""
+        found = self._trailing.get(symbol)
+        return None if found is None else found.prev_close
+
+    def history(self, symbol: str | None = None, *, sessions: int | None = None) -> pl.DataFrame:
+        """Archived bars (the view ``history``) of one symbol or all, of the last ``sessions``.
+
+        A polars DataFrame in (symbol, ts) order, with the trading ``date`` of each bar; read
+        from the archive's Parquet files, never loaded into the warehouse.
+        """
+        if self.archive is None:
+            raise ValueError("history() reads the archive: open the warehouse with archive=...")
+        with self._store.lock:
+            return self._store.history_bars(symbol, sessions)
+
     def stats(self) -> dict[str, Any]:
         """Counters: bars, symbols, unflushed and uncompacted bars, replacements, flushes."""
         seconds = sorted(self.flush_seconds)
@@ -504,6 +573,27 @@ class Warehouse:
             self._flush()
             self._store.checkpoint()
             self._since_checkpoint = 0
+
+    def _prepare(self, day: date | None, extended_hours: bool, now: datetime | None) -> _Prepared:
+        """A session's window and its trailing statistics (no lock: the archive only)."""
+        calendar = self._calendar_of(extended_hours)
+        chosen = calendar.current_or_next(now) if day is None else day
+        session = Session.of(calendar.window(chosen), calendar.code, extended_hours)
+        return session, trailing_stats(self._history_files(session.date))
+
+    def _history_files(self, before: date) -> list[Path]:
+        if self.archive is None:
+            return []
+        return history_files(self.archive, before=before, sessions=self.history_sessions)
+
+    def _publish_history(self) -> None:
+        """(Re)define ``history`` and ``bars_all`` for the session held (if any)."""
+        assert self.archive is not None
+        session = self.session
+        today = None if session is None else session.date
+        before = today if session is not None and session.status == "open" else None
+        publish_history(self._store, self.archive, before=before,
+                        sessions=self.history_sessions, today=today)
 
     def _set_session(self, session: Session | None) -> None:
         """Hold ``session`` and take only the bars it takes (caller holds the buffer's lock)."""

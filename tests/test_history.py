@@ -1,0 +1,128 @@
+"""Trailing history: the views `history` and `bars_all` over sealed sessions, `history()`,
+trailing statistics (`prev_close`, `trailing`) as hot reads, and `prepare_session` prefetch."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from warehouse import Calendar, CalendarError, Warehouse
+
+XNYS = Calendar("XNYS")
+DAYS = [date(2025, 11, 24), date(2025, 11, 25), date(2025, 11, 26), date(2025, 11, 28)]
+TODAY = date(2025, 12, 1)
+
+
+def price(day: date, symbol: str, minute: int) -> float:
+    return 100.0 + day.day + len(symbol) + minute / 100
+
+
+def seal_sessions(tmp_path: Path) -> Path:
+    """Four sealed sessions in the archive: ES and NQ every day, CL only on the first."""
+    archive = tmp_path / "archive"
+    with Warehouse(tmp_path / "past.duckdb", flush_interval=None, archive=archive) as wh:
+        for day in DAYS:
+            wh.start_session(day)
+            for minute, ts in enumerate(XNYS.minutes(day)[:30].tolist()):
+                for symbol in ("ES", "NQ", "CL") if day == DAYS[0] else ("ES", "NQ"):
+                    p = price(day, symbol, minute)
+                    wh.append(symbol, ts, p, p + 1, p - 1, p + 0.5, 10.0 * (minute + 1))
+            wh.end_session()
+    return archive
+
+
+@pytest.fixture
+def archive(tmp_path: Path) -> Path:
+    return seal_sessions(tmp_path)
+
+
+def open_live(tmp_path: Path, archive: Path, sessions: int | None = 2) -> Warehouse:
+    return Warehouse(tmp_path / "live.duckdb", flush_interval=None, archive=archive,
+                     history_sessions=sessions)
+
+
+def test_history_is_the_last_sessions_before_today_and_bars_all_adds_today(
+    tmp_path: Path, archive: Path
+) -> None:
+    with open_live(tmp_path, archive) as wh:
+        wh.start_session(TODAY)
+        wh.append("ES", XNYS.window(TODAY).open, 1.0, 2.0, 0.5, 1.5, 5.0)
+        dates = wh.sql("SELECT DISTINCT date FROM history ORDER BY date")["date"].to_pylist()
+        assert dates == DAYS[-2:]
+        counts = wh.sql("SELECT date, count(*) AS n FROM bars_all GROUP BY date ORDER BY date")
+        assert counts.to_pylist() == [{"date": DAYS[2], "n": 60}, {"date": DAYS[3], "n": 60},
+                                      {"date": TODAY, "n": 1}]
+        frame = wh.history("ES", sessions=1)
+        assert frame["date"].unique().to_list() == [DAYS[-1]]
+        assert frame.height == 30
+        assert frame["ts"].is_sorted()
+        assert wh.history(sessions=None).height == 120
+
+
+def test_trailing_statistics_agree_with_the_archive_read_independently(
+    tmp_path: Path, archive: Path
+) -> None:
+    files = pl.read_parquet(archive / "**" / "*.parquet", hive_partitioning=True)
+    with open_live(tmp_path, archive, sessions=3) as wh:
+        assert wh.trailing("ES") is None  # no session: nothing computed
+        wh.start_session(TODAY)
+        window = files.filter(pl.col("date").is_in(DAYS[-3:]))
+        for symbol in ("ES", "NQ"):
+            mine = window.filter(pl.col("symbol") == symbol).sort("ts")
+            last = mine.filter(pl.col("date") == DAYS[-1])
+            found = wh.trailing(symbol)
+            assert found is not None
+            assert found.prev_date == DAYS[-1]
+            assert found.prev_close == last["close"][-1] == wh.prev_close(symbol)
+            assert found.prev_high == last["high"].max()
+            assert found.prev_low == last["low"].min()
+            assert found.prev_volume == last["volume"].sum()
+            assert found.sessions == 3
+            assert found.avg_daily_volume == pytest.approx(mine["volume"].sum() / 3)
+        assert wh.trailing("CL") is None  # traded only before the trailing window
+        assert wh.prev_close("NEW") is None
+    with open_live(tmp_path, archive, sessions=None) as wh:  # reopened mid-session
+        found = wh.trailing("CL")
+        assert found is not None
+        assert found.prev_date == DAYS[0]
+        assert found.avg_daily_volume == pytest.approx(
+            files.filter(pl.col("symbol") == "CL")["volume"].sum() / len(DAYS))
+
+
+def test_prepare_session_prefetches_what_start_session_then_takes(
+    tmp_path: Path, archive: Path
+) -> None:
+    with open_live(tmp_path, archive) as cold:
+        cold.start_session(TODAY)
+        expected = {s: cold.trailing(s) for s in ("ES", "NQ")}
+        cold.clear()
+    (tmp_path / "warm").mkdir()
+    with open_live(tmp_path / "warm", archive) as wh:
+        future = wh.prepare_session(TODAY)
+        session = future.result(timeout=60)
+        assert session.date == TODAY
+        assert wh.session is None  # prepared, not started
+        assert wh.start_session() == session  # the default session is the prepared one
+        assert {s: wh.trailing(s) for s in ("ES", "NQ")} == expected
+
+
+def test_prepare_session_of_a_holiday_fails_in_the_future_and_in_start_session(
+    tmp_path: Path, archive: Path
+) -> None:
+    with open_live(tmp_path, archive) as wh:
+        future = wh.prepare_session(date(2025, 11, 27))
+        with pytest.raises(CalendarError, match="not a session"):
+            future.result(timeout=60)
+        with pytest.raises(CalendarError, match="not a session"):
+            wh.start_session(date(2025, 11, 27))
+        assert wh.session is None
+        assert wh.start_session(TODAY).date == TODAY
+
+
+def test_history_without_an_archive_is_a_clear_error(tmp_path: Path) -> None:
+    with Warehouse(tmp_path / "wh.duckdb", flush_interval=None) as wh, \
+            pytest.raises(ValueError, match="archive="):
+        wh.history("ES")
