@@ -1,5 +1,11 @@
 """A DuckDB-backed warehouse for a trading session's market bars."""
 
+from warehouse.aio import (
+    SessionData,
+    configure_session_data,
+    get_session_data,
+    reset_session_data,
+)
 from warehouse.archive import export_parquet
 from warehouse.buffer import AppendBuffer
 from warehouse.errors import (
@@ -8,6 +14,7 @@ from warehouse.errors import (
     InvalidBarError,
     QueryNotFoundError,
     SchemaMismatchError,
+    SessionDataError,
     StoreError,
     WarehouseError,
 )
@@ -26,9 +33,14 @@ __all__ = [
     "InvalidBarError",
     "QueryNotFoundError",
     "SchemaMismatchError",
+    "SessionData",
+    "SessionDataError",
     "StoreError",
     "Warehouse",
     "WarehouseError",
+    "configure_session_data",
     "export_parquet",
+    "get_session_data",
     "load_queries",
+    "reset_session_data",
 ]

@@ -8,7 +8,9 @@ Every error the package raises on purpose derives from `WarehouseError`::
     ├── SchemaMismatchError    a batch has missing, extra or mistyped columns
     ├── QueryNotFoundError     no SQL file of that name (lists the known names)
     ├── StoreError             DuckDB refused an operation (wraps ``duckdb.Error``)
-    └── ExportError            the Parquet export failed; the previous export is intact
+    ├── ExportError            the Parquet export failed; the previous export is intact
+    └── SessionDataError       the process's `SessionData` is not configured, or over another
+                               warehouse (`warehouse.aio`)
 """
 
 from __future__ import annotations
@@ -68,3 +70,23 @@ class StoreError(WarehouseError):
 
 class ExportError(WarehouseError):
     """The Parquet export failed; the previous export is left intact."""
+
+
+class SessionDataError(WarehouseError):
+    """The process's `SessionData` is not configured yet, or is configured over another one."""
+
+    def __init__(self, configured: object | None, requested: object | None = None) -> None:
+        self.configured = configured
+        self.requested = requested
+        if configured is None:
+            message = (
+                "the process's session data is not configured; call "
+                "warehouse.configure_session_data(Warehouse(path)) once at start-up, before "
+                "get_session_data()"
+            )
+        else:
+            message = (
+                f"the process's session data is already configured over {configured!r}; call "
+                f"warehouse.reset_session_data() first to configure it over {requested!r}"
+            )
+        super().__init__(message)
