@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from warehouse import reset_session_data
 from warehouse.sample import generate_session
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -18,4 +19,19 @@ def test_readme_python_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     # The example's two free names: a batch from the feed and a start time.
     names = {"batch": generate_session(5, 30), "start": datetime(2025, 11, 21, 14, 30, tzinfo=UTC)}
     exec(compile(match.group(1), str(README), "exec"), names)
+    assert (tmp_path / "out" / "archive" / "date=2025-11-21" / "bars.parquet").exists()
+
+
+def test_readme_async_example_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    section = README.read_text().split("## Async API (the seed's session_data)\n", 1)[1]
+    match = re.search(r"```python\n(.*?)```", section, re.S)
+    assert match is not None
+    monkeypatch.chdir(tmp_path)
+    try:
+        exec(compile(match.group(1), str(README), "exec"), {"batch": generate_session(5, 60)})
+    finally:
+        reset_session_data()
+    assert "'trend': " in capsys.readouterr().out
     assert (tmp_path / "out" / "archive" / "date=2025-11-21" / "bars.parquet").exists()

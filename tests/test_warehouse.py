@@ -739,6 +739,37 @@ def test_lazy_window_reads_match_full_history(file_wh: Any, reopen: bool) -> Non
         assert wh.since(symbol, full[0].ts) == full
 
 
+@pytest.mark.parametrize("reopen", [False, True], ids=["extended", "reopened"])
+def test_last_n_within_the_window_never_reads_duckdb(file_wh: Any, reopen: bool) -> None:
+    # `window` is the promise the async API routes by: last_n of up to that many stays in memory.
+    session = _session(3, 50)
+    wh = file_wh(window=8)
+    wh.extend(session)
+    if reopen:
+        wh.close()
+        wh = file_wh(window=8)
+    assert wh.window == 8
+    full = _expected(session, "AAPL")
+    last = full[-1]
+    later = [last._replace(ts=last.ts + k * 60_000_000) for k in range(1, 31)]
+    for bar in later:  # single appends grow the window past its slack, then trim it
+        wh.append(*bar)
+    wh.append(*full[-20]._replace(close=full[-20].low))  # a correction below the window
+    wh.append(*later[-3]._replace(close=later[-3].low))  # one inside it
+
+    def refuse(symbol: str, n: int | None, since: int | None) -> list[Bar]:
+        raise AssertionError(f"{symbol}: last_n({n}) went to DuckDB")
+
+    wh._buffer.hot.deep_reader = refuse
+    expected = [*full, *later]
+    expected[-3] = later[-3]._replace(close=later[-3].low)
+    for n in range(9):
+        assert wh.last_n("AAPL", n) == (expected[-n:] if n else [])
+        assert wh.last_n("MSFT", n) == (_expected(session, "MSFT")[-n:] if n else [])
+    with pytest.raises(AttributeError):
+        wh.window = 9
+
+
 def test_append_after_lazy_extend_keeps_order_and_replaces(file_wh: Any, bar: MakeBar) -> None:
     session = _session(2, 40)
     wh = file_wh(window=8)

@@ -1,5 +1,11 @@
 """A DuckDB-backed warehouse for a trading session's market bars."""
 
+from warehouse.aio import (
+    SessionData,
+    configure_session_data,
+    get_session_data,
+    reset_session_data,
+)
 from warehouse.archive import export_parquet
 from warehouse.buffer import AppendBuffer
 from warehouse.calendar import Calendar, SessionWindow
@@ -10,6 +16,7 @@ from warehouse.errors import (
     InvalidBarError,
     QueryNotFoundError,
     SchemaMismatchError,
+    SessionDataError,
     SessionError,
     StoreError,
     WarehouseError,
@@ -33,11 +40,16 @@ __all__ = [
     "QueryNotFoundError",
     "SchemaMismatchError",
     "Session",
+    "SessionData",
+    "SessionDataError",
     "SessionError",
     "SessionWindow",
     "StoreError",
     "Warehouse",
     "WarehouseError",
+    "configure_session_data",
     "export_parquet",
+    "get_session_data",
     "load_queries",
+    "reset_session_data",
 ]

@@ -10,7 +10,9 @@ Every error the package raises on purpose derives from `WarehouseError`::
     ├── StoreError             DuckDB refused an operation (wraps ``duckdb.Error``)
     ├── ExportError            the Parquet export failed; the previous export is intact
     ├── CalendarError          unknown exchange code, not a session, out of range, naive time
-    └── SessionError           a session step out of order (start while open, end with none)
+    ├── SessionError           a session step out of order (start while open, end with none)
+    └── SessionDataError       the process's `SessionData` is not configured, or over another
+                               warehouse (`warehouse.aio`)
 """
 
 from __future__ import annotations
@@ -84,3 +86,23 @@ class CalendarError(WarehouseError, ValueError):
 
 class SessionError(WarehouseError):
     """A session lifecycle step out of order; the session and its bars are unchanged."""
+
+
+class SessionDataError(WarehouseError):
+    """The process's `SessionData` is not configured yet, or is configured over another one."""
+
+    def __init__(self, configured: object | None, requested: object | None = None) -> None:
+        self.configured = configured
+        self.requested = requested
+        if configured is None:
+            message = (
+                "the process's session data is not configured; call "
+                "warehouse.configure_session_data(Warehouse(path)) once at start-up, before "
+                "get_session_data()"
+            )
+        else:
+            message = (
+                f"the process's session data is already configured over {configured!r}; call "
+                f"warehouse.reset_session_data() first to configure it over {requested!r}"
+            )
+        super().__init__(message)

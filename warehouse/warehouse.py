@@ -544,6 +544,11 @@ class Warehouse:
         """How many bars replaced an earlier bar of the same (symbol, ts)."""
         return self._buffer.replacements
 
+    @property
+    def window(self) -> int:
+        """Recent bars kept in memory per symbol: `last_n` of up to this many never waits."""
+        return self._buffer.hot.keep
+
     # -- internals --------------------------------------------------------------------------
 
     def _flush(self) -> int:
