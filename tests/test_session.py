@@ -296,7 +296,7 @@ CHILD = textwrap.dedent(
     print("START", flush=True)
     threading.Timer({delay!r}, lambda: os.kill(os.getpid(), signal.SIGKILL)).start()
     for i, day in enumerate(days):
-        stamps = wh._calendar_of(False).minutes(day)[:{minutes}].tolist()
+        stamps = wh.calendar().minutes(day)[:{minutes}].tolist()
         for ts in stamps:
             for s in range({symbols}):
                 wh.append(f"S{{s:02d}}", ts, 10.0, 11.0, 9.0, 10.5, 100.0)

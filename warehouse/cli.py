@@ -28,7 +28,7 @@ import sys
 import time
 import traceback
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -39,10 +39,12 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from warehouse.archive import read_manifest, verify_archive
+from warehouse.calendar import Calendar
 from warehouse.errors import WarehouseError
 from warehouse.journal import has_segments
 from warehouse.queries import load_queries
-from warehouse.sample import generate_session
+from warehouse.replay import read_bars, replay
+from warehouse.sample import generate_session, generate_sessions
 from warehouse.schema import conform
 from warehouse.warehouse import Warehouse
 
@@ -150,6 +152,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} is not a positive number")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="warehouse", description="A DuckDB-backed warehouse for a trading session's bars."
@@ -209,6 +221,30 @@ def _parser() -> argparse.ArgumentParser:
     archive.add_argument("action", choices=["list", "verify"])
     archive.add_argument("--archive", type=Path, required=True, help="archive directory")
     archive.set_defaults(run=_archive)
+
+    replay_ = commands.add_parser(
+        "replay", help="replay several sessions through the session lifecycle, sealing each",
+        description="Feed bars of several trading sessions into a warehouse in time order, one "
+        "session after the other: each is started, fed (as fast as possible, or at --speed), "
+        "then sealed into the archive, so the next starts with it in `history`. The input is "
+        "Parquet or CSV files or folders of them, or --generate N sessions of the calendar.",
+    )
+    replay_.add_argument("data", nargs="*", type=Path, help="Parquet/CSV files or folders")
+    replay_.add_argument("--db", type=Path, required=True, help="warehouse file")
+    replay_.add_argument("--archive", type=Path, required=True,
+                         help="archive directory the sessions are sealed into")
+    replay_.add_argument("--calendar", default="XNYS", help="exchange code (default: XNYS)")
+    replay_.add_argument("--extended-hours", action="store_true",
+                         help="sessions take pre- and post-market bars")
+    replay_.add_argument("--speed", type=_positive_float, default=None,
+                         help="seconds of bar time per second (default: as fast as possible)")
+    replay_.add_argument("--generate", type=_positive_int, metavar="N",
+                         help="replay N generated sessions instead of files")
+    replay_.add_argument("--start", type=date.fromisoformat, default=date(2025, 11, 24),
+                         help="first generated session (default: 2025-11-24)")
+    replay_.add_argument("--symbols", type=_positive_int, default=400,
+                         help="symbols per generated session (default: 400)")
+    replay_.set_defaults(run=_replay)
 
     generate = commands.add_parser("generate", help="write a synthetic session to Parquet")
     generate.add_argument("--symbols", type=_positive_int, default=8000,
@@ -336,6 +372,35 @@ def _archive(args: argparse.Namespace) -> int:
         return 1
     print(f"{len(sessions)} sealed session(s) in {args.archive} verified: counts and "
           "checksums match")
+    return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    if bool(args.data) == bool(args.generate):
+        raise WarehouseError("pass input files or folders, or --generate N (one of them)")
+    if args.data:
+        bars = read_bars(args.data)  # read and checked before the warehouse is touched
+    else:
+        calendar = Calendar(args.calendar, extended_hours=args.extended_hours)
+        bars = pa.concat_tables(generate_sessions(calendar, args.start, args.generate,
+                                                  args.symbols))
+    _make_directory(args.archive)
+    with Warehouse(args.db, journal=True, archive=args.archive, calendar=args.calendar) as wh, \
+            _progress_bar(total=bars.num_rows, desc="replay", unit="bar",
+                          unit_scale=True) as bar:
+        done: dict[date, int] = {}
+
+        def progress(day: date, fed: int, total: int) -> None:
+            bar.update(fed - done.get(day, 0))
+            done[day] = fed
+
+        result = replay(wh, bars, speed=args.speed, extended_hours=args.extended_hours,
+                        progress=progress)
+    rate = result.bars / result.seconds if result.seconds else 0.0
+    for day in result.sessions:
+        print(f"sealed {day} into {args.archive}")
+    print(f"replayed {result.bars:,} bars of {len(result.sessions)} session(s) in "
+          f"{result.seconds:.2f} s ({rate:,.0f} bars/s)")
     return 0
 
 

@@ -13,6 +13,7 @@ from datetime import UTC, date, datetime, time
 import numpy as np
 import pyarrow as pa
 
+from warehouse.calendar import Calendar
 from warehouse.schema import BAR_SCHEMA
 
 #: 09:30 New York during standard time.
@@ -41,6 +42,7 @@ def generate_session(
     *,
     day: date = SAMPLE_DAY,
     seed: int = 7,
+    start: datetime | None = None,
 ) -> pa.Table:
     """One session of 1-minute bars in arrival order (minute by minute, symbols within).
 
@@ -54,6 +56,8 @@ def generate_session(
         The session's date; bars start at 14:30 UTC.
     seed
         Random seed.
+    start
+        The first bar's time (an aware datetime), instead of ``day`` at 14:30 UTC.
 
     Returns
     -------
@@ -67,7 +71,8 @@ def generate_session(
     """
     rng = np.random.default_rng(seed)
     names = make_symbols(symbols, seed=seed)
-    start = datetime.combine(day, SESSION_OPEN_UTC, tzinfo=UTC)
+    if start is None:
+        start = datetime.combine(day, SESSION_OPEN_UTC, tzinfo=UTC)
     start_us = int(start.timestamp()) * 1_000_000
     base = np.exp(rng.normal(np.log(60.0), 1.0, symbols)).clip(2.0, 2_000.0)
     sigma = rng.uniform(0.0005, 0.002, symbols)
@@ -98,3 +103,21 @@ def generate_session(
         "trade_count": trades.ravel(),
     }
     return pa.table(columns, schema=BAR_SCHEMA)
+
+
+def generate_sessions(
+    calendar: Calendar, first: date, sessions: int, symbols: int = 400, *, seed: int = 7
+) -> list[pa.Table]:
+    """``sessions`` consecutive sessions of ``calendar`` from ``first`` (or the next session).
+
+    Each holds a bar per minute of its session (210 on an early close) for each symbol, from
+    its open as the calendar gives it (so the UTC open follows daylight saving).
+    """
+    day = first if calendar.is_session(first) else calendar.next_session(first)
+    tables = []
+    for index in range(sessions):
+        window = calendar.window(day)
+        tables.append(generate_session(symbols, window.minutes, start=window.open_time,
+                                       seed=seed + index))
+        day = calendar.next_session(day)
+    return tables

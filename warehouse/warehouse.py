@@ -313,7 +313,7 @@ class Warehouse:
         """
         self._check_writable()
         if day is None:
-            day = self._calendar_of(extended_hours).current_or_next(now)
+            day = self.calendar(extended_hours=extended_hours).current_or_next(now)
         pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="warehouse-prefetch")
         future = pool.submit(self._prepare, day, extended_hours, now)
         pool.shutdown(wait=False)
@@ -382,7 +382,7 @@ class Warehouse:
         self.end_session()
         assert ended is not None
         extended = ended.extended_hours if extended_hours is None else extended_hours
-        nxt = self._calendar_of(extended).next_session(ended.date)
+        nxt = self.calendar(extended_hours=extended).next_session(ended.date)
         return self.start_session(nxt, extended_hours=extended)
 
     def checkpoint(self) -> None:
@@ -581,7 +581,7 @@ class Warehouse:
 
     def _prepare(self, day: date | None, extended_hours: bool, now: datetime | None) -> _Prepared:
         """A session's window and its trailing statistics (no lock: the archive only)."""
-        calendar = self._calendar_of(extended_hours)
+        calendar = self.calendar(extended_hours=extended_hours)
         chosen = calendar.current_or_next(now) if day is None else day
         session = Session.of(calendar.window(chosen), calendar.code, extended_hours)
         return session, trailing_stats(self._history_files(session.date))
@@ -610,7 +610,8 @@ class Warehouse:
         else:
             self._buffer.set_window(MIN_TS, MIN_TS, session.refusal)
 
-    def _calendar_of(self, extended_hours: bool) -> Calendar:
+    def calendar(self, *, extended_hours: bool = False) -> Calendar:
+        """The exchange calendar sessions are taken from (regular or extended hours)."""
         calendar = self._calendar
         if isinstance(calendar, Calendar) and calendar.extended_hours == extended_hours:
             return calendar

@@ -1,0 +1,147 @@
+"""Multi-day replay: sessions fed in time order, each sealed, the next started with history."""
+
+from __future__ import annotations
+
+import random
+from datetime import date
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from warehouse import Calendar, InvalidBarError, Warehouse, WarehouseError
+from warehouse.archive import read_manifest, verify_archive
+from warehouse.cli import main
+from warehouse.replay import read_bars, replay
+from warehouse.sample import generate_sessions
+
+XNYS = Calendar("XNYS")
+WEEK = [date(2025, 11, 24), date(2025, 11, 25), date(2025, 11, 26), date(2025, 11, 28)]
+
+
+@pytest.fixture(scope="module")
+def week() -> list[pa.Table]:
+    """Thanksgiving week: four sessions (the 28th closes early), 12 symbols."""
+    return generate_sessions(XNYS, WEEK[0], 4, 12)
+
+
+def keys(table: pa.Table) -> list[tuple[str, int]]:
+    return sorted(zip(table.column("symbol").to_pylist(),
+                      table.column("ts").cast(pa.int64()).to_pylist(), strict=True))
+
+
+def test_generated_week_follows_the_calendar(week: list[pa.Table]) -> None:
+    assert [t.num_rows for t in week] == [12 * 390] * 3 + [12 * 210]
+    for day, table in zip(WEEK, week, strict=True):
+        stamps = set(table.column("ts").cast(pa.int64()).to_pylist())
+        assert stamps == set(XNYS.minutes(day).tolist())
+
+
+def test_replay_seals_each_session_in_order_with_history_at_each_start(
+    tmp_path: Path, week: list[pa.Table]
+) -> None:
+    shuffled = pa.concat_tables(week)
+    order = list(range(shuffled.num_rows))
+    random.Random(3).shuffle(order)
+    shuffled = shuffled.take(order)  # any arrival order: replay feeds in time order
+    seen: list[tuple[date, int, int]] = []
+    starts: list[tuple[date, int]] = []
+    archive = tmp_path / "archive"
+    with Warehouse(tmp_path / "wh.duckdb", flush_interval=None, archive=archive) as wh:
+        original = wh.start_session
+
+        def start(*args: object, **kwargs: object) -> object:
+            session = original(*args, **kwargs)  # type: ignore[arg-type]
+            trailing = wh.trailing(week[0].column("symbol")[0].as_py())
+            starts.append((session.date, 0 if trailing is None else trailing.sessions))
+            return session
+
+        wh.start_session = start  # type: ignore[method-assign]
+        result = replay(wh, shuffled, progress=lambda d, n, t: seen.append((d, n, t)))
+        assert wh.session is not None
+        assert wh.session.status == "sealed"
+        assert wh.symbols() == []
+    assert result.sessions == tuple(WEEK)
+    assert result.bars == shuffled.num_rows
+    assert starts == [(WEEK[0], 0), (WEEK[1], 1), (WEEK[2], 2), (WEEK[3], 3)]
+    assert seen[-1] == (WEEK[3], 12 * 210, 12 * 210)
+    assert [n for d, n, _ in seen if d == WEEK[0]] == [12 * m for m in range(1, 391)]
+    manifest = read_manifest(archive)["sessions"]
+    assert [s["date"] for s in manifest] == [d.isoformat() for d in WEEK]
+    assert verify_archive(archive) == []
+    for day, table in zip(WEEK, week, strict=True):
+        stored = pq.ParquetFile(archive / f"date={day}" / "bars.parquet").read()
+        assert keys(stored) == keys(table)
+    frame = pl.read_parquet(archive / "**" / "*.parquet", hive_partitioning=True)
+    assert frame.height == sum(t.num_rows for t in week)
+    counted = duckdb.sql(f"SELECT count(*) FROM read_parquet('{archive}/*/*.parquet')")
+    assert counted.fetchall() == [(frame.height,)]
+
+
+def test_paced_replay_waits_bar_time_over_speed(tmp_path: Path, week: list[pa.Table]) -> None:
+    waits: list[float] = []
+    with Warehouse(tmp_path / "wh.duckdb", flush_interval=None,
+                   archive=tmp_path / "archive") as wh:
+        replay(wh, week[3].slice(0, 12 * 30), speed=600.0, sleep=waits.append)
+    # 29 minutes of bar time after the first, at 600x: 2.9 s. The sleep here returns at once,
+    # so each wait is the whole way from now to its minute's due time.
+    assert len(waits) == 29
+    assert waits == sorted(waits)
+    assert 2.5 < waits[-1] <= 29 * 60 / 600
+
+
+def test_bars_outside_every_session_are_refused_before_anything_is_fed(
+    tmp_path: Path, week: list[pa.Table]
+) -> None:
+    holiday = XNYS.window(WEEK[2]).open + 24 * 3_600 * 1_000_000  # Thanksgiving, 14:30Z
+    bad = pa.table({"symbol": ["ZZ"], "ts": pa.array([holiday], pa.int64()),
+                    "open": [1.0], "high": [2.0], "low": [0.5], "close": [1.5],
+                    "volume": [1.0]})
+    batch = pa.concat_tables([week[0].select(bad.column_names).cast(bad.schema), bad])
+    with Warehouse(tmp_path / "wh.duckdb", flush_interval=None,
+                   archive=tmp_path / "archive") as wh:
+        with pytest.raises(InvalidBarError, match=r"in no session of XNYS \(1 bars are not\)"):
+            replay(wh, batch)
+        assert wh.session is None
+        assert wh.symbols() == []
+
+
+def test_read_bars_takes_parquet_and_csv_files_and_folders(
+    tmp_path: Path, week: list[pa.Table]
+) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    pq.write_table(week[0], folder / "a.parquet")
+    pl.from_arrow(week[1]).write_csv(folder / "b.csv")  # type: ignore[union-attr]
+    (folder / "_notes.csv").write_text("not bars\n")  # skipped, as dataset readers do
+    table = read_bars([folder])
+    assert keys(table) == sorted(keys(week[0]) + keys(week[1]))
+    with pytest.raises(WarehouseError, match="does not exist"):
+        read_bars([tmp_path / "absent"])
+    (tmp_path / "bad.csv").write_text("symbol,when\nES,yesterday\n")
+    with pytest.raises(WarehouseError, match=r"bad\.csv"):
+        read_bars([tmp_path / "bad.csv"])
+
+
+def test_cli_replays_generated_sessions_and_files(
+    tmp_path: Path, week: list[pa.Table], capsys: pytest.CaptureFixture[str]
+) -> None:
+    archive = tmp_path / "archive"
+    assert main(["replay", "--generate", "3", "--symbols", "5", "--db",
+                 str(tmp_path / "gen.duckdb"), "--archive", str(archive)]) == 0
+    out = capsys.readouterr().out
+    assert "replayed 5,850 bars of 3 session(s)" in out
+    assert [s["date"] for s in read_manifest(archive)["sessions"]] == [
+        "2025-11-24", "2025-11-25", "2025-11-26"]
+    files = tmp_path / "files"
+    files.mkdir()
+    pq.write_table(week[3], files / "friday.parquet")
+    assert main(["replay", str(files), "--db", str(tmp_path / "f.duckdb"), "--archive",
+                 str(tmp_path / "other")]) == 0
+    assert "sealed 2025-11-28" in capsys.readouterr().out
+    assert main(["replay", "--db", str(tmp_path / "x.duckdb"), "--archive",
+                 str(tmp_path / "x")]) == 1
+    assert "pass input files or folders, or --generate N" in capsys.readouterr().err

@@ -1,0 +1,176 @@
+"""Multi-day replay: bars of several sessions fed in time order through the session lifecycle.
+
+`replay` splits the bars by trading session (the warehouse's calendar) and, for each session in
+date order, starts it (sealing the one before), feeds its bars one timestamp at a time in
+(ts, symbol) order, as a live feed would deliver them (as fast as possible, or paced to a
+chosen speed), and seals it with `Warehouse.end_session`, so that the next session starts with
+it in ``history`` and in its trailing statistics. `read_bars` reads the input: Parquet or CSV
+files, or folders of them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+
+from warehouse.errors import InvalidBarError, WarehouseError
+from warehouse.schema import conform
+from warehouse.warehouse import Warehouse
+
+__all__ = ["ReplayResult", "read_bars", "replay"]
+
+#: Called as bars are fed: (session date, bars of it fed so far, bars of it in all).
+ReplayProgress = Callable[[date, int, int], None]
+_SUFFIXES = {".parquet", ".csv"}
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    """What a replay fed: its sessions in order, the bars, and the seconds it took."""
+
+    sessions: tuple[date, ...]
+    bars: int
+    seconds: float
+
+
+def read_bars(paths: Iterable[str | Path]) -> pa.Table:
+    """Read bars from Parquet or CSV files, or folders of them (read recursively), as one table.
+
+    Raises
+    ------
+    WarehouseError
+        A path is missing, a folder holds no such file, or a file is not readable as bars (the
+        message names the file).
+    """
+    files: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*")
+                           if p.suffix in _SUFFIXES and p.is_file()
+                           and not p.name.startswith((".", "_")))
+            if not found:
+                raise WarehouseError(f"{path} holds no .parquet or .csv file")
+            files += found
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise WarehouseError(f"{path} does not exist")
+    tables = []
+    for file in files:
+        try:
+            if file.suffix == ".csv":
+                frame = pl.read_csv(file, try_parse_dates=True)
+            else:  # a partition column (date=...) is not a bar column
+                frame = pl.read_parquet(file, hive_partitioning=False)
+        except (OSError, pl.exceptions.PolarsError) as exc:
+            raise WarehouseError(f"{file} cannot be read: {exc}") from exc
+        try:
+            tables.append(conform(frame))
+        except WarehouseError as exc:
+            raise WarehouseError(f"{file}: {exc}") from exc
+    if not tables:
+        raise WarehouseError("no input: pass Parquet or CSV files, or folders of them")
+    return pa.concat_tables(tables)
+
+
+def replay(
+    wh: Warehouse,
+    bars: pa.Table,
+    *,
+    speed: float | None = None,
+    extended_hours: bool = False,
+    progress: ReplayProgress | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> ReplayResult:
+    """Feed ``bars`` session by session through ``wh``: start, feed in time order, seal.
+
+    Parameters
+    ----------
+    wh
+        A warehouse with an ``archive`` (each session is sealed into it).
+    bars
+        Bars of any sessions, in any order (`read_bars`, a generated week, ...).
+    speed
+        Pace the feed: ``speed`` seconds of bar time per second (60: a minute of bars a
+        second); None feeds as fast as the warehouse takes them.
+    extended_hours
+        Sessions take pre- and post-market bars too.
+    progress
+        Called after each timestamp's bars are fed.
+    sleep
+        How to wait when paced (a test passes its own).
+
+    Returns
+    -------
+    ReplayResult
+
+    Raises
+    ------
+    InvalidBarError
+        A bar falls in no session of the calendar (nothing is fed), or fails validation.
+    SessionError
+        The warehouse has no archive.
+    """
+    started = time.perf_counter()
+    table = conform(bars)
+    if table.num_rows == 0:
+        return ReplayResult((), 0, 0.0)
+    table = table.sort_by([("ts", "ascending"), ("symbol", "ascending")])
+    stamps = table.column("ts").cast(pa.int64()).to_numpy()
+    calendar = wh.calendar(extended_hours=extended_hours)
+    unique, first_rows = np.unique(stamps, return_index=True)
+    days = [calendar.session_of(int(ts)) for ts in unique.tolist()]
+    if None in days:
+        at = int(unique[days.index(None)])
+        row = int(first_rows[days.index(None)])
+        outside = sum(int(n) for n, d in zip(np.diff([*first_rows, len(stamps)]), days,
+                                             strict=True) if d is None)
+        raise InvalidBarError(
+            table.column("symbol")[row].as_py(), at, "ts", at,
+            f"is in no session of {calendar.code} ({outside:,} bars are not); nothing was "
+            "fed. Replay extended hours with extended_hours=True, or drop those bars",
+        )
+    ends = [*first_rows.tolist()[1:], len(stamps)]
+    totals: dict[date, int] = {}
+    last_of: dict[date, int] = {}  # a session's last timestamp (each session's are contiguous)
+    for index, (begin, end, day) in enumerate(zip(first_rows.tolist(), ends, days, strict=True)):
+        assert day is not None
+        totals[day] = totals.get(day, 0) + end - begin
+        last_of[day] = index
+    sessions: list[date] = []
+    session_start, bar_start, fed = 0.0, 0, 0
+    for index, (ts, begin, end, day) in enumerate(
+            zip(unique.tolist(), first_rows.tolist(), ends, days, strict=True)):
+        assert day is not None
+        if not sessions or sessions[-1] != day:
+            _begin_session(wh, day, extended_hours)
+            sessions.append(day)
+            session_start, bar_start, fed = time.monotonic(), ts, 0
+        if speed is not None:
+            wait = session_start + (ts - bar_start) / 1e6 / speed - time.monotonic()
+            if wait > 0:
+                sleep(wait)
+        wh.extend(table.slice(begin, end - begin))
+        fed += end - begin
+        if progress is not None:
+            progress(day, fed, totals[day])
+        if index == last_of[day]:
+            wh.end_session()
+    return ReplayResult(tuple(sessions), table.num_rows, time.perf_counter() - started)
+
+
+def _begin_session(wh: Warehouse, day: date, extended_hours: bool) -> None:
+    """Make ``day`` the open session: resume it, or seal the open one and start ``day``."""
+    session = wh.session
+    if session is not None and session.status == "open":
+        if session.date == day:
+            return  # resumed (a replay restarted after a crash): its bars replace their keys
+        wh.end_session()
+    wh.start_session(day, extended_hours=extended_hours)
