@@ -21,6 +21,7 @@ import pyarrow as pa
 from .measure import Session
 from .memory import measure_memory
 from .report import Report, progress
+from .sessions import measure_session_start
 
 #: The full session of DESIGN.md, and the smoke-run size of ``--quick``.
 FULL_SYMBOLS = 8_000
@@ -85,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
             session.measure_sql()
             session.measure_resample()
             session.measure_export()
+            measure_session_start(report, session.session, Path(tmp), repeat)
         finally:
             session.close()
     measure_memory(report, symbols, args.minutes)

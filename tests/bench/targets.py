@@ -33,5 +33,7 @@ RESAMPLE_VS_POLARS = 0.5
 EXPORT_VS_COPY = 1.2
 #: Resident memory: <= 60 B/bar with the session in DuckDB (the seed: ~430 B/bar).
 BYTES_PER_BAR = 60.0
+#: `start_session` with prefetch, 20 trailing sessions: milliseconds at the open.
+SESSION_START_SECONDS = 50e-3
 #: Not in DESIGN.md's table: over many sessions in one process, memory stays bounded.
 PEAK_RSS_GROWTH = 1.10
