@@ -25,6 +25,7 @@ the sealed segments are deleted. On restart, `recover` reads the segments left o
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import mmap
@@ -32,7 +33,7 @@ import os
 import struct
 import threading
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -245,6 +246,47 @@ class Journal:
         if spare is not None:
             spare[1].close()
             self._path(spare[0]).unlink(missing_ok=True)
+
+    # -- its life: one step for each of the warehouse's (open, flush, clear, close) -----------
+
+    def replay(self, take: Callable[[pa.Table], object]) -> Recovery | None:
+        """On open: hand the bars a crash left (`recover`) to ``take``; None if none were left.
+
+        The caller flushes what ``take`` stored, then calls `committed`: the replayed segments
+        are released only once their bars are in DuckDB.
+        """
+        if not self.leftover:
+            return None
+        table, recovery = self.recover()
+        take(table)
+        return recovery
+
+    def committed(self, mark: int | None) -> None:
+        """After a flush: release the segments up to ``mark``, and make the next one ahead.
+
+        ``mark`` is the drain's `seal`: DuckDB now holds the bars of those segments. The next
+        segment is made now so that no append waits for it (on a full disk, the append that
+        needs it reports the error).
+        """
+        if mark is None:
+            return
+        self.release(mark)
+        with contextlib.suppress(StoreError):
+            self.prepare()
+
+    def cleared(self, epoch: int) -> None:
+        """After a clear committed ``epoch``: segments of the old session are never replayed."""
+        self.release(self.switch_epoch(epoch))
+
+    def retire(self, *, released: bool) -> None:
+        """On close: unmap every segment, and delete them all if ``released``.
+
+        Released when every bar is in the file; otherwise the segments stay for the next open
+        to replay.
+        """
+        self.close()
+        if released:
+            self.release(self.sequence)
 
     # -- reading ----------------------------------------------------------------------------
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import threading
 import time
@@ -170,7 +169,10 @@ class Warehouse:
                 if self.session is not None and self.session.status == "open":
                     self._trailing = trailing_stats(self._history_files(self.session.date))
             if self._journal is not None:
-                self._replay_journal(self._journal)
+                self.recovery = self._journal.replay(
+                    lambda table: self._buffer.extend(self._store.bars_not_stored(table)))
+                if self.recovery is not None:
+                    self._flush()  # seals the open segment; committed, every older one goes
         except BaseException:
             # A half-opened warehouse must not keep the file (and DuckDB's lock on it).
             if self._journal is not None:
@@ -240,7 +242,7 @@ class Warehouse:
                 self._store.clear(epoch, meta)
                 self._buffer.clear()
                 if self._journal is not None:
-                    self._journal.release(self._journal.switch_epoch(epoch))
+                    self._journal.cleared(epoch)
             self._store.checkpoint()
             self._since_checkpoint = 0
 
@@ -439,9 +441,8 @@ class Warehouse:
                 self._checkpoint()  # raises with everything still open: close can be retried
             self._closed = True
             if self._journal is not None:
-                self._journal.close()
-                if not self.read_only:  # every bar is in the file: no segment is needed
-                    self._journal.release(self._journal.sequence)
+                # Every bar is in the file: no segment is needed.
+                self._journal.retire(released=not self.read_only)
             self._store.close()
             _Writers.release(self._writer)
 
@@ -565,12 +566,8 @@ class Warehouse:
                     raise
                 self.flush_seconds.append(time.perf_counter() - started)
                 self._since_checkpoint += bars.num_rows
-            if self._journal is not None and mark is not None:
-                self._journal.release(mark)  # what it held is committed now
-                with contextlib.suppress(StoreError):
-                    # The next segment, made now so that no append waits for it; on a full
-                    # disk the append that needs it reports the error.
-                    self._journal.prepare()
+            if self._journal is not None:
+                self._journal.committed(mark)
         return int(bars.num_rows)
 
     def _checkpoint(self) -> None:
@@ -649,14 +646,6 @@ class Warehouse:
                     else StoreError(f"background flush failed: {exc!r}")
                 )
                 time.sleep(self._flush_interval or 1.0)
-
-    def _replay_journal(self, journal: Journal) -> None:
-        """Re-ingest journaled bars that a crash kept from DuckDB, then flush them."""
-        if not journal.leftover:
-            return
-        table, self.recovery = journal.recover()
-        self._buffer.extend(self._store.bars_not_stored(table))
-        self._flush()  # seals the open segment; once committed, every older one is released
 
     def _deep_read(self, symbol: str, n: int | None, since: int | None) -> list[Bar]:
         """A read past a symbol's window: down to the store, over `bars` (the log included)."""
