@@ -335,22 +335,6 @@ CRASHER = textwrap.dedent("""
 """)
 
 
-def test_export_replays_the_journal_a_crashed_process_left(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    path = tmp_path / "crashed.duckdb"
-    subprocess.run([sys.executable, "-c", CRASHER, str(path)], cwd=ROOT, env=CHILD_ENV,
-                   check=True, timeout=60)
-    assert list(Path(f"{path}.journal").glob("*.journal"))
-    out = tmp_path / "out"
-    assert main(["export", "--db", str(path), "--out", str(out)]) == 0
-    assert "exported 3 bars" in capsys.readouterr().out
-    table = pq.read_table(out / "date=2025-11-21" / "bars.parquet")
-    assert table.column("volume").to_pylist() == [100.0, 101.0, 102.0]
-    assert not list(Path(f"{path}.journal").glob("*.journal"))
-    assert bar_count(path) == 3
-
-
 FLUSHED_CRASHER = textwrap.dedent("""
     import os, sys
     from warehouse import Warehouse
@@ -362,17 +346,19 @@ FLUSHED_CRASHER = textwrap.dedent("""
 """)
 
 
-def test_export_settles_the_flushed_bars_a_crashed_process_left(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize("crasher", [CRASHER, FLUSHED_CRASHER], ids=["journaled", "flushed"])
+def test_export_settles_what_a_crashed_process_left(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], crasher: str
 ) -> None:
     path = tmp_path / "crashed.duckdb"
-    subprocess.run([sys.executable, "-c", FLUSHED_CRASHER, str(path)], cwd=ROOT, env=CHILD_ENV,
+    subprocess.run([sys.executable, "-c", crasher, str(path)], cwd=ROOT, env=CHILD_ENV,
                    check=True, timeout=60)
     out = tmp_path / "out"
     assert main(["export", "--db", str(path), "--out", str(out)]) == 0
     assert "exported 3 bars" in capsys.readouterr().out
     table = pq.read_table(out / "date=2025-11-21" / "bars.parquet")
     assert table.column("volume").to_pylist() == [100.0, 101.0, 102.0]
+    assert not list(Path(f"{path}.journal").glob("*.journal"))
     assert bar_count(path) == 3
 
 
