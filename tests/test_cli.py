@@ -180,6 +180,7 @@ BENCH_ROWS = {
     "SQL 1 symbol 1 hour (bars)": 1,
     "SQL 5-minute resample, session": 1,
     "Parquet export, session": 1,
+    "start_session, 20 trailing sessions": 1,
     "resident memory per bar": 1,
     "peak RSS, worst of sessions 2-10": 1,
 }
