@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -19,8 +20,16 @@ import pyarrow.parquet as pq
 import pytest
 
 import warehouse as warehouse_package
-from warehouse import Calendar, CalendarError, InvalidBarError, SessionError, Warehouse
+from warehouse import (
+    Calendar,
+    CalendarError,
+    ExportError,
+    InvalidBarError,
+    SessionError,
+    Warehouse,
+)
 from warehouse.archive import MANIFEST_NAME, read_manifest, verify_archive
+from warehouse.sample import generate_sessions
 
 ROOT = Path(warehouse_package.__file__).resolve().parent.parent
 MINUTE = 60_000_000
@@ -400,3 +409,26 @@ def test_cli_archive_list_and_verify(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "1 problem(s)" in captured.err
     assert main(["archive", "list", "--archive", str(tmp_path / "absent")]) == 1
     assert "is not an archive directory" in capsys.readouterr().err
+
+
+def test_end_session_onto_a_full_archive_disk_keeps_the_session_open_and_whole(
+    tmp_path: Path, tiny_disk: Callable[[str], None]
+) -> None:
+    """The archive's disk is full: end_session fails with ExportError, the session stays open
+    with every bar (and takes bars again), no partial file is left; with room, it seals."""
+    archive = tmp_path / "disk" / "archive"
+    with Warehouse(tmp_path / "wh.duckdb", flush_interval=None, archive=archive) as wh:
+        session = wh.start_session(date(2025, 11, 26))
+        bars = generate_sessions(XNYS, session.date, 1, 400)[0]  # ~2.5 MB of Parquet
+        wh.extend(bars)
+        keys = keys_of(bars)
+        with pytest.raises(ExportError, match="2025-11-26"):
+            wh.end_session()
+        assert wh.session == session
+        assert held(wh) == sorted(keys)
+        assert not [p for p in archive.rglob("*") if p.is_file()]
+        keys += feed(wh, session.date, symbols=("LATE",), minutes=1)  # bars are taken again
+        tiny_disk("64m")
+        wh.end_session()
+    assert keys_of(pq.ParquetFile(partition(archive, session.date)).read()) == sorted(keys)
+    assert verify_archive(archive) == []
