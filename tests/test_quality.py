@@ -301,6 +301,8 @@ def test_incremental_equals_sql_equals_oracle(case, rng: random.Random, batch: b
         if batch and rows:
             half = len(rows) // 2
             for part in (rows[:half], rows[half:]):
+                if not part:
+                    continue
                 wh.extend(
                     pa.table(
                         {

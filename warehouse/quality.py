@@ -213,55 +213,57 @@ def _checked(symbols: Iterable[str] | None) -> list[str]:
     return listed
 
 
+def coverage(
+    lengths: NDArray[np.int64], stamps: NDArray[np.int64], expected: Expected
+) -> NDArray[np.bool_]:
+    """Which due minutes each symbol has a bar in: a (symbols, due) boolean matrix.
+
+    ``stamps`` holds the symbols' timestamps one symbol after the other, ``lengths`` how many
+    each has. Every stamp is looked up by its whole minute since the session's first; a
+    stamp outside the due minutes (before the open, in a lunch break, not yet due) lands in a
+    spare last column, which is cut off. Several bars within one minute mark it once.
+    """
+    minutes, due = expected.minutes, expected.due
+    n_symbols = len(lengths)
+    width = due + 1  # the spare column
+    if not len(minutes) or not due:
+        return np.zeros((n_symbols, due), dtype=bool)
+    base = int(minutes[0]) // MINUTE
+    span = int(minutes[-1]) // MINUTE - base + 1
+    index: type[np.integer[Any]] = np.int32 if n_symbols * width < 2**31 else np.int64
+    slot_of = np.full(span + 2, due, dtype=index)  # [-1] and [span]: outside, spare column
+    slot_of[minutes[:due] // MINUTE - base] = np.arange(due, dtype=index)
+    grid = stamps // MINUTE
+    grid -= base
+    np.clip(grid, -1, span, out=grid)
+    cells: NDArray[np.integer[Any]] = slot_of[grid]
+    cells += np.repeat(np.arange(0, n_symbols * width, width, dtype=index), lengths)
+    matrix = np.zeros((n_symbols, width), dtype=bool)
+    matrix.ravel()[cells] = True
+    return matrix[:, :due]
+
+
 def _report(
     names: list[str], lengths: NDArray[np.int64], stamps: NDArray[np.int64], expected: Expected
 ) -> pl.DataFrame:
     """The report from the symbols' sorted timestamps, concatenated in ``names`` order."""
     minutes, due = expected.minutes, expected.due
     n_symbols = len(names)
-    # Each due minute's slot (its index in `minutes`), looked up by whole minutes since the
-    # first one: a lunch break's minutes and the ones not yet due have none (-1).
-    base = int(minutes[0]) // MINUTE if len(minutes) else 0
-    span = int(minutes[-1]) // MINUTE - base + 1 if len(minutes) else 0
-    slot_of = np.full(span + 1, -1, dtype=np.int64)  # the last entry: out of the session
-    slot_of[minutes[:due] // MINUTE - base] = np.arange(due, dtype=np.int64)
-    grid = stamps // MINUTE - base
-    np.clip(grid, -1, span, out=grid)  # before the first minute: -1, the sentinel's index too
-    slots = slot_of[grid]
-    valid = slots >= 0
-    # Per symbol, its due slots: cumulative counts of valid stamps at the symbols' ends.
-    ends = np.cumsum(lengths)
-    counted = np.concatenate(([0], np.cumsum(valid)))
-    per_symbol = counted[ends] - counted[ends - lengths]
-    slots = slots[valid]
-    firsts = np.cumsum(per_symbol) - per_symbol  # where each symbol's slots start
-    # Bars stamped within the same minute (sorted, so adjacent) count once.
-    keep = np.ones(len(slots), dtype=bool)
-    keep[1:] = slots[1:] != slots[:-1]
-    keep[firsts[per_symbol > 0]] = True
-    if not keep.all():
-        counted = np.concatenate(([0], np.cumsum(keep)))
-        per_symbol = counted[firsts + per_symbol] - counted[firsts]
-        slots = slots[keep]
-        firsts = np.cumsum(per_symbol) - per_symbol
-    present = per_symbol
-    # Gaps: each symbol's slots between the sentinels -1 and `due`; a step of more than one
-    # slot is a gap. A step from one symbol's `due` to the next one's -1 is negative.
-    bounds = np.stack([firsts, firsts + present], axis=1).ravel()
-    fences = np.tile(np.array([-1, due], dtype=np.int64), n_symbols)
-    fenced = np.insert(slots, bounds, fences)
-    steps = np.diff(fenced)
-    at = np.flatnonzero(steps > 1)
-    first_slot, last_slot = fenced[at] + 1, fenced[at + 1] - 1
-    starts_in_fenced = firsts + 2 * np.arange(n_symbols, dtype=np.int64)
-    owner = np.searchsorted(starts_in_fenced, at, side="right") - 1
+    present_cells = coverage(lengths, stamps, expected)
+    present = present_cells.sum(axis=1, dtype=np.int64)
+    # Runs of missing minutes: +1 where one starts, -1 one past where it ends.
+    missing = np.zeros((n_symbols, due + 2), dtype=np.int8)
+    np.logical_not(present_cells, out=missing[:, 1:-1], casting="unsafe")
+    steps = np.diff(missing, axis=1)
+    owner, first_slot = np.divmod(np.flatnonzero(steps == 1), due + 1)
+    end_slot = np.flatnonzero(steps == -1) % (due + 1)  # in row order: paired with the starts
     gaps = np.bincount(owner, minlength=n_symbols).astype(np.int64)
     offsets = np.concatenate(([0], np.cumsum(gaps))).astype(np.int32)
     ranges = pa.StructArray.from_arrays(
         [
             pa.array(minutes[first_slot], pa.int64()).cast(_TS),
-            pa.array(minutes[last_slot] + MINUTE, pa.int64()).cast(_TS),
-            pa.array(last_slot - first_slot + 1, pa.int64()),
+            pa.array(minutes[end_slot - 1] + MINUTE, pa.int64()).cast(_TS),
+            pa.array(end_slot - first_slot, pa.int64()),
         ],
         fields=list(_RANGE),
     )
