@@ -14,8 +14,10 @@ from time import perf_counter, thread_time
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from warehouse import Calendar, Warehouse
+from warehouse.calendar import MINUTE
 
 from . import targets
 from .report import Report, Row, format_time, progress
@@ -27,7 +29,8 @@ DAY = date(2025, 11, 21)
 def measure_quality(report: Report, session: pa.Table, repeat: int) -> None:
     """Time `Warehouse.quality` over the session, and the `gaps` query as the baseline."""
     calendar = Calendar("XNYS")
-    close = calendar.window(DAY).close
+    # The end of the session's last minute: the close for a full session, earlier for --minutes.
+    close = pc.max(session["ts"].cast(pa.int64())).as_py() + MINUTE
     # Every 97th bar missing: gaps in most symbols, as after a patchy feed.
     kept = session.filter(pa.array(np.arange(session.num_rows) % 97 != 0))
     with Warehouse(":memory:", flush_interval=None, calendar=calendar) as wh:
@@ -61,7 +64,7 @@ def measure_quality(report: Report, session: pa.Table, repeat: int) -> None:
     mine, theirs = statistics.median(ours), statistics.median(base)
     report.add(
         Row(
-            f"quality scan, {frame.height:,} symbols",
+            "quality scan, session",
             format_time(mine),
             "named query gaps (DuckDB)",
             format_time(theirs),
@@ -71,8 +74,8 @@ def measure_quality(report: Report, session: pa.Table, repeat: int) -> None:
         )
     )
     report.note(
-        f"quality: {kept.num_rows:,} bars ({missing:,} deleted, {int(frame['gaps'].sum()):,} "
-        f"gaps); scan: median CPU time of the calling thread "
+        f"quality: {frame.height:,} symbols, {kept.num_rows:,} bars ({missing:,} deleted, "
+        f"{int(frame['gaps'].sum()):,} gaps); scan: median CPU time of the calling thread "
         f"{format_time(statistics.median(cpu))}, "
         f"wall max {format_time(max(ours))} over {len(ours)} runs"
     )
