@@ -34,7 +34,7 @@ def test_every_subcommand_has_help_text():
     actions = [a for a in parser._actions if a.dest == "command"]
     choices = actions[0].choices
     assert set(choices) == {"demo", "sql", "query", "queries", "export", "archive", "replay",
-                            "generate"}
+                            "generate", "quality"}
     helps = {a.dest: a.help for a in actions[0]._choices_actions}
     for name in choices:
         assert helps.get(name), f"subcommand {name} has no help"
@@ -181,6 +181,7 @@ BENCH_ROWS = {
     "SQL 5-minute resample, session": 1,
     "Parquet export, session": 1,
     "start_session, 20 trailing sessions": 1,
+    "quality scan, session": 1,
     "resident memory per bar": 1,
     "peak RSS, worst of sessions 2-10": 1,
 }

@@ -25,7 +25,7 @@ from warehouse.schema import BAR_SCHEMA, empty_table
 #: The named queries, what users run by name; every other file is the warehouse's own.
 NAMED = {
     "bars_between", "all_bars_between", "symbol_bars_between", "last_bars_of_symbol",
-    "latest_bar_per_symbol", "session_ohlcv", "resample_bars", "bar_count_per_symbol",
+    "latest_bar_per_symbol", "session_ohlcv", "resample_bars", "bar_count_per_symbol", "gaps",
 }
 SQL_FILES = sorted(SQL_DIR.glob("*.sql"))
 INTERNAL_FILES = sorted(INTERNAL_SQL_DIR.glob("*.sql"))

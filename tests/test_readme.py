@@ -35,3 +35,23 @@ def test_readme_async_example_runs(
         reset_session_data()
     assert "'trend': " in capsys.readouterr().out
     assert (tmp_path / "out" / "archive" / "date=2025-11-21" / "bars.parquet").exists()
+
+
+def test_readme_quality_example_runs_and_prints_what_it_shows(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = README.read_text()
+    section = text.split("## Data quality\n", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S)
+    shown = re.search(r"```\n(┌.*?)```", section, re.S)
+    assert code is not None
+    assert shown is not None
+    monkeypatch.chdir(README.parent)  # it reads data/sample_session.parquet
+    names: dict[str, object] = {}
+    exec(compile(code.group(1), str(README), "exec"), names)
+    printed = capsys.readouterr().out
+    for line in shown.group(1).splitlines():
+        if line.startswith("│"):
+            assert line in printed
+    assert names["gaps"].num_rows == 3  # type: ignore[attr-defined]
+    assert (README.parent / "data" / "quality_coverage.png").stat().st_size < 100_000

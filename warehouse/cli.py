@@ -42,6 +42,7 @@ from warehouse.archive import read_manifest, verify_archive
 from warehouse.calendar import Calendar
 from warehouse.errors import WarehouseError
 from warehouse.journal import has_segments
+from warehouse.quality import session_calendar
 from warehouse.queries import load_queries
 from warehouse.replay import read_bars, replay
 from warehouse.sample import generate_session, generate_sessions
@@ -162,6 +163,16 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _aware_datetime(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO time") from None
+    if value.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} has no offset; add Z or +00:00")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="warehouse", description="A DuckDB-backed warehouse for a trading session's bars."
@@ -246,6 +257,23 @@ def _parser() -> argparse.ArgumentParser:
                          help="symbols per generated session (default: 400)")
     replay_.set_defaults(run=_replay)
 
+    quality_ = commands.add_parser(
+        "quality", help="how complete the open session is: per symbol, and as a picture",
+        description="Per symbol of the warehouse's open session: the one-minute bars expected "
+        "from the calendar by --now (default: the wall clock; at most the close), the ones "
+        "present, bar quality in percent and the gaps, least complete first. --png also draws "
+        "the coverage (symbols x minutes, gaps in red; needs pip install \"warehouse[plot]\").",
+    )
+    quality_.add_argument("--db", type=Path, required=True, help="warehouse file (read-only)")
+    quality_.add_argument("--now", type=_aware_datetime, default=None,
+                          help="ISO time with offset the expected minutes run to")
+    quality_.add_argument("--symbols", default="",
+                          help="comma-separated symbols expected besides those with bars")
+    quality_.add_argument("--rows", type=_positive_int, default=20,
+                          help="symbols to print and to draw (default: 20)")
+    quality_.add_argument("--png", type=Path, default=None, help="write the picture here")
+    quality_.set_defaults(run=_quality)
+
     generate = commands.add_parser("generate", help="write a synthetic session to Parquet")
     generate.add_argument("--symbols", type=_positive_int, default=8000,
                           help="number of symbols")
@@ -319,6 +347,37 @@ def _query(args: argparse.Namespace) -> int:
     with _open_read_only(args) as wh:
         text = wh.queries[args.name]
         _print_frame(wh.sql_polars(text, _parse_params(args.param) or None), args.rows)
+    return 0
+
+
+def _quality(args: argparse.Namespace) -> int:
+    _require_file(args.db)
+    symbols = [s.strip() for s in args.symbols.split(",") if s.strip()]
+    with Warehouse(args.db, read_only=True) as wh:
+        report = wh.quality(now=args.now, symbols=symbols)
+        session = wh.session
+        assert session is not None  # quality() raised otherwise
+        minutes = session_calendar(wh.calendar(), session).minutes(session.date)
+    due = int(report["expected"].to_numpy().max()) if report.height else 0
+    present, expected = int(report["present"].sum()), due * report.height
+    overall = f"{present / expected * 100:.2f}%" if expected else "-"
+    complete = int((report["missing"] == 0).sum())
+    print(f"session {session.date} {session.calendar}: {due} of {len(minutes)} minutes due, "
+          f"{report.height} symbols, {complete} complete; bar quality {overall} "
+          f"({present:,} of {expected:,} bars)")
+    table = report.sort(["quality", "symbol"], nulls_last=True).select(
+        "symbol", "expected", "present", pl.col("quality").round(2).alias("quality %"), "gaps",
+        pl.col("ranges").list.first().struct.field("start").dt.strftime("%H:%M").alias(
+            "first gap (UTC)"),
+    )
+    _print_frame(table, args.rows)
+    if args.png is not None:
+        from warehouse.plot import write_coverage_png
+
+        write_coverage_png(report, minutes, args.png, rows=args.rows,
+                           title=f"Coverage of session {session.date} ({session.calendar}): "
+                           f"bar quality {overall}")
+        print(f"picture: {args.png}")
     return 0
 
 

@@ -11,6 +11,7 @@ Every error the package raises on purpose derives from `WarehouseError`::
     ├── ExportError            the Parquet export failed; the previous export is intact
     ├── CalendarError          unknown exchange code, not a session, out of range, naive time
     ├── SessionError           a session step out of order (start while open, end with none)
+    ├── MissingExtraError      an optional dependency is not installed (names the pip extra)
     └── SessionDataError       the process's `SessionData` is not configured, or over another
                                warehouse (`warehouse.aio`)
 """
@@ -86,6 +87,22 @@ class CalendarError(WarehouseError, ValueError):
 
 class SessionError(WarehouseError):
     """A session lifecycle step out of order; the session and its bars are unchanged."""
+
+
+class MissingExtraError(WarehouseError, ImportError):
+    """An optional dependency of a feature is not installed; the message names the extra."""
+
+    def __init__(self, feature: str, package: str, extra: str) -> None:
+        self.feature = feature
+        self.package = package
+        self.extra = extra
+        super().__init__(
+            f"{feature} needs {package}, which is not installed; "
+            f'install it with: pip install "warehouse[{extra}]"'
+        )
+
+    def __str__(self) -> str:
+        return str(self.args[0])
 
 
 class SessionDataError(WarehouseError):

@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 import polars as pl
 import pyarrow as pa
 
+from warehouse import quality as _quality
 from warehouse.archive import Compression, ExportResult, Progress, export_parquet
 from warehouse.buffer import AppendBuffer
 from warehouse.calendar import Calendar
@@ -539,6 +540,45 @@ class Warehouse:
             "flush_p99_ms": seconds[int(0.99 * (len(seconds) - 1))] * 1e3 if seconds else None,
             "flush_error": None if self.flush_error is None else str(self.flush_error),
         }
+
+    def quality(
+        self, *, now: datetime | int | str | None = None, symbols: Iterable[str] | None = None
+    ) -> pl.DataFrame:
+        """How complete the open session's one-minute bars are, per symbol (`warehouse.quality`).
+
+        Parameters
+        ----------
+        now
+            The instant the expected minutes run to (those whose bar is complete by then, up
+            to the close); by default the wall clock.
+        symbols
+            Symbols expected besides those with bars this session (one without any bar is
+            reported with ``has_bars`` false).
+
+        Returns
+        -------
+        polars.DataFrame
+            Per symbol, in symbol order: ``expected``, ``present``, ``missing``, ``quality``
+            (percent), ``gaps`` and ``ranges`` (the missing minutes as ``[start, end)``).
+
+        Raises
+        ------
+        SessionError
+            No session is open.
+        """
+        expected = self._expected("quality()", now)
+        return _quality.scan(self._buffer.hot, self._buffer.lock, expected, symbols)
+
+    def gaps_params(
+        self, *, now: datetime | int | str | None = None, symbols: Iterable[str] | None = None
+    ) -> dict[str, Any]:
+        """The parameters of the named query ``gaps`` for the question `quality` answers."""
+        return _quality.gaps_params(self._expected("gaps_params()", now), symbols)
+
+    def _expected(self, what: str, now: datetime | int | str | None) -> _quality.Expected:
+        session = _quality.open_session(self.session, what)
+        calendar = _quality.session_calendar(self._calendar, session)
+        return _quality.expected_minutes(calendar, session, now)
 
     @property
     def replacements(self) -> int:

@@ -20,6 +20,7 @@ import pyarrow as pa
 
 from .measure import Session
 from .memory import measure_memory
+from .quality import measure_quality
 from .report import Report, progress
 from .sessions import measure_session_start
 
@@ -87,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
             session.measure_resample()
             session.measure_export()
             measure_session_start(report, session.session, Path(tmp), repeat)
+            measure_quality(report, session.session, repeat)
         finally:
             session.close()
     measure_memory(report, symbols, args.minutes)
