@@ -11,6 +11,7 @@ from warehouse.errors import (
     StoreError,
     WarehouseError,
 )
+from warehouse.metrics import SessionMetrics
 from warehouse.queries import load_queries
 from warehouse.schema import BAR_SCHEMA, Bar
 from warehouse.store import BarStore
@@ -26,6 +27,7 @@ __all__ = [
     "InvalidBarError",
     "QueryNotFoundError",
     "SchemaMismatchError",
+    "SessionMetrics",
     "StoreError",
     "Warehouse",
     "WarehouseError",
