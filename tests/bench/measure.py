@@ -120,13 +120,15 @@ class Session:
 
     def drop_seed(self) -> None:
         """Free the seed's bar objects (millions) once the reads no longer need them."""
-        self.seed = None
-        gc.collect()
+        if self.seed is not None:
+            self.seed = None
+            gc.collect()
 
     def drop_feed(self) -> None:
         """Free the feed's Python lists once the appends no longer need them."""
-        self.feed = []
-        gc.collect()
+        if self.feed:
+            self.feed = []
+            gc.collect()
 
     def close(self) -> None:
         """Close what is still open."""
@@ -137,9 +139,12 @@ class Session:
 
     # -- append ----------------------------------------------------------------------------
 
-    def _append_ours(self, watch: GcWatch, *, journal: bool = False) -> tuple[float, Warehouse]:
+    def _append_ours(
+        self, watch: GcWatch, *, journal: bool = False, metrics: bool = True
+    ) -> tuple[float, Warehouse]:
         # As users run it: a file, the default flusher (100k rows or 1 s), checkpoints.
-        wh = Warehouse(self._path("append-journal" if journal else "append"), journal=journal)
+        stem = "append-journal" if journal else "append" if metrics else "append-no-metrics"
+        wh = Warehouse(self._path(stem), journal=journal, metrics=metrics)
         append = wh.append
         with watch:
             started = perf_counter()
@@ -168,16 +173,21 @@ class Session:
     def measure_append(self) -> None:
         """Sustained single-bar appends over the session, flushes included, vs seed add_bar.
 
-        Also the collector during each run (full collections, longest pause), and one run
-        with ``journal=True``.
+        Also the collector during each run (full collections, longest pause), the same appends
+        with session metrics off (``metrics=False``), and one run with ``journal=True``.
         """
         report = self.report
         ours: list[float] = []
         base: list[float] = []
+        no_metrics: list[float] = []
         gc_ours: list[GcWatch] = []
         gc_seed: list[GcWatch] = []
         for run in range(self.repeat):
-            # Interleaved, so drift in the machine's speed hits both sides alike.
+            # Interleaved, so drift in the machine's speed hits every side alike.
+            progress(f"append: warehouse, metrics off, run {run + 1}/{self.repeat}")
+            seconds, wh = self._append_ours(GcWatch(), metrics=False)
+            no_metrics.append(seconds)
+            wh.close()
             progress(f"append: warehouse, run {run + 1}/{self.repeat}")
             gc_ours.append(GcWatch())
             seconds, wh = self._append_ours(gc_ours[-1])
@@ -223,6 +233,20 @@ class Session:
             else None,
             "(reported)", None,
         ))
+
+        plain_rate = self.n_bars / statistics.median(no_metrics)
+        r = statistics.median(ours) / statistics.median(no_metrics)
+        report.add(Row(
+            "append 1 bar, metrics on", format_rate(rate), "append, metrics=False",
+            format_rate(plain_rate), r, f"<= {targets.METRICS_VS_PLAIN}x",
+            r <= targets.METRICS_VS_PLAIN,
+        ))
+        ohlcv = self.wh.query("session_ohlcv").slice(0, 1).to_pylist()[0]
+        record = self.wh.metrics(ohlcv["symbol"])
+        report.check(record is not None and record.bar_count == ohlcv["bar_count"]
+                     and record.high == ohlcv["high"]
+                     and abs(record.volume - ohlcv["volume"]) <= 1e-9 * ohlcv["volume"],
+                     "append: metrics agree with session_ohlcv")
 
         progress("append: warehouse with journal=True")
         journaled, wh = self._append_ours(GcWatch(), journal=True)
@@ -286,10 +310,29 @@ class Session:
                     wh.latest_many(batch)
             return (perf_counter() - started) / (25 * len(batches))
 
+        def metrics() -> float:
+            started = perf_counter()
+            for s in probes:
+                wh.metrics(s)
+            return (perf_counter() - started) / len(probes)
+
+        def metrics_frame() -> float:
+            started = perf_counter()
+            wh.metrics_frame()
+            return perf_counter() - started
+
+        def ohlcv_query() -> float:
+            started = perf_counter()
+            wh.query("session_ohlcv")
+            return perf_counter() - started
+
         t_dict = _median(self.micro_runs, dict_get)
         t_latest = _median(self.micro_runs, latest)
         t_last = _median(self.micro_runs, last_n)
         t_many = _median(self.micro_runs, latest_many)
+        t_metrics = _median(self.micro_runs, metrics)
+        t_frame = _median(self.micro_runs, metrics_frame)
+        t_ohlcv = _median(self.micro_runs, ohlcv_query)
         self.report.check(wh.last_n(self.names[1], LAST_N)[-1] == wh.latest(self.names[1]),
                           "last_n ends with latest")
 
@@ -345,6 +388,10 @@ class Session:
         add(Row(f"latest_many({MANY} symbols)", format_time(t_many),
                 "seed get_latest_bars_multi", format_time(s_multi), t_many / s_multi,
                 "(info)", None))
+        add(Row("metrics(symbol)", format_time(t_metrics), "latest(symbol)",
+                format_time(t_latest), t_metrics / t_latest, "(info)", None))
+        add(Row(f"metrics_frame(), {self.symbols} symbols", format_time(t_frame),
+                "query session_ohlcv", format_time(t_ohlcv), t_frame / t_ohlcv, "(info)", None))
 
     # -- flush of one minute, and reads during it ----------------------------------------------
 
@@ -469,19 +516,24 @@ class Session:
     # -- extend ------------------------------------------------------------------------------
 
     def measure_extend(self) -> None:
-        """Extend by the whole session as one Arrow table, to a file, flushed; vs DuckDB."""
+        """Extend by the whole session as one Arrow table, to a file, flushed; vs DuckDB.
+
+        Also the same with session metrics off (``metrics=False``), for their cost.
+        """
         ours: list[float] = []
         base: list[float] = []
+        no_metrics: list[float] = []
         for run in range(self.repeat):
             progress(f"extend: warehouse and DuckDB insert, run {run + 1}/{self.repeat}")
-            wh = Warehouse(self._path("extend"))
-            gc.collect()
-            started = perf_counter()
-            wh.extend(self.session)
-            wh.flush()
-            ours.append(perf_counter() - started)
-            self.report.check(wh.stats()["bars"] == self.n_bars, "extend: every bar held")
-            wh.close()
+            for metrics, times in ((False, no_metrics), (True, ours)):
+                wh = Warehouse(self._path("extend"), metrics=metrics)
+                gc.collect()
+                started = perf_counter()
+                wh.extend(self.session)
+                wh.flush()
+                times.append(perf_counter() - started)
+                self.report.check(wh.stats()["bars"] == self.n_bars, "extend: every bar held")
+                wh.close()
             if self.plain is not None:
                 self.plain.close()
             plain = plain_store(self._path("plain"))
@@ -501,6 +553,11 @@ class Session:
             "extend session + flush, file", format_rate(rate), "DuckDB INSERT from Arrow",
             format_rate(base_rate), base_rate / rate, f">= {targets.EXTEND_RATE / 1e6:.0f} M/s",
             rate >= targets.EXTEND_RATE,
+        ))
+        plain_rate = self.n_bars / statistics.median(no_metrics)
+        self.report.add(Row(
+            "extend session + flush, metrics on", format_rate(rate), "extend, metrics=False",
+            format_rate(plain_rate), plain_rate / rate, "(info: the metrics' cost)", None,
         ))
 
     # -- SQL ---------------------------------------------------------------------------------
