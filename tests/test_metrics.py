@@ -9,6 +9,7 @@ import math
 import pickle
 import tempfile
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -447,15 +448,6 @@ def test_clear_racing_appends_leaves_metrics_of_the_bars_after_it(tmp_path: Path
 # -- reopening ---------------------------------------------------------------------------------
 
 
-def abandon(wh: Warehouse) -> None:
-    """Drop a warehouse as a kill would: no flush, no checkpoint, journal segments left."""
-    assert wh._journal is not None
-    wh._journal.close()
-    wh._store.close()
-    wh._stopping = True
-    wh._wake.set()
-
-
 def test_reopen_restores_metrics_from_the_store(tmp_path: Path) -> None:
     db = tmp_path / "wh.duckdb"
     oracle = Oracle()
@@ -477,7 +469,9 @@ def test_reopen_restores_metrics_from_the_store(tmp_path: Path) -> None:
         check(wh, oracle)
 
 
-def test_journal_replay_restores_metrics_with_its_corrections(tmp_path: Path) -> None:
+def test_journal_replay_restores_metrics_with_its_corrections(
+    tmp_path: Path, abandon: Callable[[Warehouse], None]
+) -> None:
     db = tmp_path / "wh.duckdb"
     oracle = Oracle()
     wh = Warehouse(db, journal=True, flush_interval=None, window=2)
@@ -601,6 +595,7 @@ def test_any_stream_keeps_metrics_across_reopen_and_journal_replay(
     after: list[tuple[str, Any]],
     journal: bool,
     window: int,
+    abandon: Callable[[Warehouse], None],
 ) -> None:
     oracle = Oracle()
     options: dict[str, Any] = {"flush_interval": None, "window": window, "journal": journal}
