@@ -448,6 +448,9 @@ cdef class Appender:
                 window.append(bar)
                 if len(window) > self._cap:
                     del window[:len(window) - self._keep]
+                    # Rows older than the window (`lazy`, from a batch or a reopen) are no longer
+                    # next to it: kept, a later read would put them before it, with a gap.
+                    series.lazy = None
                 self._latest[symbol] = bar
             elif self._place_older(series, bar):  # a correction: the flush deletes the old
                 # (place_older keeps the metrics, in Python: this path is rare)
