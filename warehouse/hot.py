@@ -205,7 +205,7 @@ class HotState:
 
         ``stamps`` holds (symbol, ts) of every stored bar sorted by symbol and ts; ``recent``
         the last bars of each symbol, sorted the same way; ``totals`` the metrics' totals of
-        each symbol (``sql/internal/stored_totals.sql``): with metrics on, a symbol they do not
+        each symbol (``sql/internal/symbol_totals.sql``): with metrics on, a symbol they do not
         cover gets stale totals, which its next metrics read recomputes. Takes the lock.
         """
         if recent.num_rows == 0:

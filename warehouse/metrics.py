@@ -19,7 +19,7 @@ pv / volume, None when the volume is 0). What keeps them, on each path:
 - a batch (`extend`): `batch_totals` aggregates each symbol's rows with numpy (no loop per
   bar), then `combine` merges them once per symbol, corrections as above;
 - reopening a file: `from_table` over one SQL ``GROUP BY`` of the stored bars
-  (``sql/internal/stored_totals.sql``); journal replay goes through `extend`;
+  (``sql/internal/symbol_totals.sql``); journal replay goes through `extend`;
 - `clear`: the series go, and their totals with them.
 
 Every path but the compiled append replaces a series' totals whole, with one compiled call
@@ -182,7 +182,7 @@ def batch_totals(runs: Runs) -> list[Totals]:
 
 
 def from_table(table: pa.Table) -> dict[str, Totals]:
-    """Exact totals per symbol from rows of ``sql/internal/stored_totals.sql``'s columns."""
+    """Exact totals per symbol from rows of ``sql/internal/symbol_totals.sql``."""
     columns = [
         table.column(name)
         for name in (

@@ -232,12 +232,11 @@ class BarStore:
         """The last ``n`` stored bars of every symbol, in (symbol, ts) order."""
         return self.arrow(self.statements["recent_bars_per_symbol"], {"n": n})
 
-    def stored_totals(self) -> pa.Table:
-        """Every stored symbol's session metrics totals, by symbol (reopening restores them)."""
-        return self.arrow(self.statements["stored_totals"])
+    def symbol_totals(self, symbols: list[str] | None, log: Snapshot | None = None) -> pa.Table:
+        """Session metrics totals of ``symbols`` (None: all) over `bars`, in symbol order.
 
-    def symbol_totals(self, symbols: list[str], log: Snapshot) -> pa.Table:
-        """Session metrics totals of ``symbols`` over `bars` (recomputes stale metrics)."""
+        Reopening restores the metrics from them; a read recomputes stale ones.
+        """
         return self.arrow(self.statements["symbol_totals"], {"symbols": symbols}, log)
 
     def bars_not_stored(self, journaled: pa.Table) -> pa.Table:

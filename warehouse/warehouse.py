@@ -155,7 +155,7 @@ class Warehouse:
             )
             with self._store.lock:
                 buffer.restore(self._store.stored_keys(), self._store.recent_bars(window),
-                               self._store.stored_totals() if metrics else None)
+                               self._store.symbol_totals(None) if metrics else None)
             if self._journal is not None:
                 self._replay_journal(self._journal)
         except BaseException:
