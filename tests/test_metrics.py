@@ -372,6 +372,22 @@ def test_extend_with_new_keys_late_rows_and_corrections(wh: Warehouse) -> None:
     check(wh, oracle)
 
 
+def test_corrections_after_a_batch_and_appends_that_trim_the_window() -> None:
+    # A batch leaves the window as Arrow rows; appends then trim it (a case that once left old
+    # rows before the trimmed window, so a correction missed the bar it replaced).
+    oracle = Oracle()
+    with Warehouse(":memory:", flush_interval=None, window=1) as wh:
+        stream = [bar("A", m, low=10.0 + m % 4, volume=float(m % 5)) for m in range(19)]
+        wh.extend(stream[:1])
+        for b in stream[1:]:
+            wh.append(*b)
+        for b in stream:
+            oracle.put(b)
+        wh.append(*stream[0])
+        wh.extend([stream[1]])
+        check(wh, oracle)
+
+
 def test_stale_metrics_are_recomputed_by_metrics_frame() -> None:
     oracle = Oracle()
     with Warehouse(":memory:", flush_interval=None, window=1) as wh:
