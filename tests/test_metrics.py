@@ -388,6 +388,29 @@ def test_corrections_after_a_batch_and_appends_that_trim_the_window() -> None:
         check(wh, oracle)
 
 
+@pytest.mark.parametrize("batch", [False, True])
+def test_sums_beyond_a_float_are_inf_as_in_sql_until_corrected(wh: Warehouse, batch: bool) -> None:
+    huge = bar("A", 0, low=1.0, spread=1e300, volume=1e10, open_at=0.0, close_at=0.0)
+    rest = [bar("A", m) for m in range(1, 4)]
+    if batch:
+        wh.extend([huge, *rest])
+    else:
+        for b in (huge, *rest):
+            wh.append(*b)
+    record, (sql,) = wh.metrics("A"), wh.query("session_ohlcv").to_pylist()
+    assert record is not None
+    assert record.vwap == sql["vwap"] == math.inf  # the price x volume overflows in both
+    fix = bar("A", 0)
+    if batch:
+        wh.extend([fix])
+    else:
+        wh.append(*fix)
+    oracle = Oracle()
+    for b in (fix, *rest):
+        oracle.put(b)
+    check(wh, oracle)  # inf - inf is no sum: recomputed
+
+
 def test_stale_metrics_are_recomputed_by_metrics_frame() -> None:
     oracle = Oracle()
     with Warehouse(":memory:", flush_interval=None, window=1) as wh:

@@ -37,6 +37,7 @@ exact 0 (so the VWAP is None, as in SQL).
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import numpy as np
@@ -114,7 +115,8 @@ def _prices(high: np.ndarray, low: np.ndarray, close: np.ndarray, vwap: np.ndarr
     missing = np.isnan(vwap)
     if not missing.any():
         return vwap
-    prices: np.ndarray = np.where(missing, (high + low + close) / 3, vwap)
+    with np.errstate(over="ignore", invalid="ignore"):  # inf, as in SQL, for huge prices
+        prices: np.ndarray = np.where(missing, (high + low + close) / 3, vwap)
     return prices
 
 
@@ -131,7 +133,8 @@ def of_bars(bars: list[Bar], only: np.ndarray | None = None) -> Totals:
         )
     if not len(ts):
         return EMPTY
-    pv = float(np.dot(_prices(high, low, close, vwap), volume))
+    with np.errstate(over="ignore", invalid="ignore"):  # inf, as in SQL, for huge values
+        pv = float(np.dot(_prices(high, low, close, vwap), volume))
     return _exact(
         len(ts),
         int(ts[-1]),
@@ -158,8 +161,9 @@ def batch_totals(runs: Runs) -> list[Totals]:
         table.column(name).to_numpy() for name in ("open", "high", "low", "close", "volume")
     )
     vwap = table.column("vwap").to_numpy()  # nulls become NaN
-    pv = np.bincount(run_of_row, weights=_prices(high, low, close, vwap) * volume, minlength=n)
-    volumes = np.bincount(run_of_row, weights=volume, minlength=n)
+    with np.errstate(over="ignore", invalid="ignore"):  # inf, as in SQL, for huge values
+        pv = np.bincount(run_of_row, weights=_prices(high, low, close, vwap) * volume, minlength=n)
+        volumes = np.bincount(run_of_row, weights=volume, minlength=n)
     highs = np.full(n, -np.inf)
     np.maximum.at(highs, run_of_row, high)
     lows = np.full(n, np.inf)
@@ -224,7 +228,13 @@ def combine(totals: Totals, added: Totals, removed: Totals = EMPTY) -> Totals | 
     pv = totals.pv - removed.pv + added.pv
     volume_scale = max(totals.volume_scale, totals.volume)
     pv_scale = max(totals.pv_scale, abs(totals.pv))
-    if corrects and (volume < volume_scale / 2 or abs(pv) < pv_scale / 2):
+    # Written so that a NaN or an infinite sum (huge values) recomputes too: inf - inf is no sum.
+    if corrects and not (
+        math.isfinite(volume)
+        and math.isfinite(pv)
+        and volume >= volume_scale / 2
+        and abs(pv) >= pv_scale / 2
+    ):
         return None
     # A corrected first or last bar has the same ts in `added`, which then takes its place.
     first_ts, open_ = (
