@@ -47,6 +47,21 @@ def bar() -> Callable[..., Bar]:
     return make_bar
 
 
+def abandon_warehouse(warehouse: Warehouse) -> None:
+    """Drop a journaled warehouse as a kill would: no flush, no checkpoint, segments left."""
+    assert warehouse._journal is not None
+    warehouse._journal.close()
+    warehouse._store.close()
+    warehouse._stopping = True
+    warehouse._wake.set()
+
+
+@pytest.fixture(scope="session")
+def abandon() -> Callable[[Warehouse], None]:
+    """The `abandon_warehouse` helper (session-scoped, so hypothesis tests may use it)."""
+    return abandon_warehouse
+
+
 @pytest.fixture
 def wh() -> Iterator[Warehouse]:
     """An in-memory warehouse without a background interval flush, closed after the test."""

@@ -697,6 +697,10 @@ def test_session_lifecycle_through_the_async_api(tmp_path: Path) -> None:
             assert wh.session == session
             await data.add_bar("ES", session.open, 10.0, 11.0, 9.0, 10.5, 5.0)
             assert await data.get_bar_count("ES") == 1
+            metrics = await data.get_session_metrics("ES")
+            assert metrics == wh.metrics("ES")
+            assert metrics is not None
+            assert (metrics.open, metrics.high, metrics.volume) == (10.0, 11.0, 5.0)
             following = await data.roll()
             assert following.date == date(2025, 11, 28)
             assert await data.get_bar_count("ES") == 0

@@ -168,15 +168,19 @@ BENCH_ROWS = {
     "append 1 bar, validated": 1,
     "GC in append session: full collections": 1,
     "GC in append session: longest pause": 1,
+    "append 1 bar, metrics on": 1,
     "append 1 bar, journal=True": 1,
     "latest(symbol)": 2,
     "last_n(symbol, 20)": 1,
     "latest_many(500 symbols)": 2,
+    "metrics(symbol)": 1,
+    "metrics_frame(), 50 symbols": 1,
     "flush 1 minute": 1,
     "flush 1 minute, reader busy": 1,
     "latest() during flush, mean": 1,
     "latest() during flush, p99": 1,
     "extend session + flush, file": 1,
+    "extend session + flush, metrics on": 1,
     "SQL 1 symbol 1 hour (bars)": 1,
     "SQL 5-minute resample, session": 1,
     "Parquet export, session": 1,
@@ -187,21 +191,30 @@ BENCH_ROWS = {
 }
 
 
-def test_bench_module_prints_every_row_on_a_tiny_session():
+def _bench_rows(*options: str) -> Counter[str]:
+    """Run the benchmark on a tiny session; the operations of its table's rows."""
     # The benchmark is no subcommand: it lives in tests/bench/, run from the clone's root.
     root = Path(__file__).resolve().parent.parent
     done = subprocess.run(
         [sys.executable, "-m", "tests.bench", "--symbols", "50", "--minutes", "30",
-         "--repeat", "1"],
+         "--repeat", "1", *options],
         cwd=root, capture_output=True, text=True, timeout=600, check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
+    assert "CHECK FAILED" not in done.stdout
     lines = done.stdout.splitlines()
     first = next(i for i, line in enumerate(lines) if line.startswith("---")) + 1
     end = next(i for i, line in enumerate(lines) if line.startswith("targets met:"))
-    operations = Counter(re.split(r"\s{2,}", line)[0] for line in lines[first:end])
-    assert operations == BENCH_ROWS
-    assert "CHECK FAILED" not in done.stdout
+    return Counter(re.split(r"\s{2,}", line)[0] for line in lines[first:end])
+
+
+def test_bench_module_prints_every_row_on_a_tiny_session():
+    assert _bench_rows() == BENCH_ROWS
+
+
+def test_bench_only_runs_the_groups_asked_for():
+    assert _bench_rows("--only", "extend") == {
+        "extend session + flush, file": 1, "extend session + flush, metrics on": 1}
 
 
 def test_bench_is_not_a_subcommand(capsys):

@@ -297,7 +297,24 @@ def check_reopened(wh: Warehouse, expected: Expected, acked: int) -> int:
         latest = wh.latest(row["symbol"])
         assert latest is not None
         assert latest.time == row["last"]
+    check_metrics(wh)
     return stored
+
+
+def check_metrics(wh: Warehouse) -> None:
+    """Session metrics, restored from the file and the journal's replay, agree with SQL."""
+    ohlcv = {row["symbol"]: row for row in wh.query("session_ohlcv").to_pylist()}
+    frame = wh.metrics_frame()
+    assert frame["symbol"].to_list() == list(ohlcv)
+    for row in frame.to_dicts():
+        expected = ohlcv[row["symbol"]]
+        record = wh.metrics(row["symbol"])
+        assert record is not None
+        assert record.bar_count == expected["bar_count"]
+        for name in ("first_ts", "last_ts", "bar_count", "open", "high", "low", "close"):
+            assert row[name] == expected[name], (name, row, expected)
+        for name in ("volume", "vwap"):
+            assert row[name] == pytest.approx(expected[name], rel=1e-9), (name, row, expected)
 
 
 def check_archive(archive: Path, expected: Expected, stored_per_day: dict[str, int],

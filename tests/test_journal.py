@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow as pa
@@ -48,15 +49,6 @@ CHILD = textwrap.dedent(
     time.sleep(60)
     """
 )
-
-
-def abandon(wh: Warehouse) -> None:
-    """Drop a warehouse as a kill would: no flush, no checkpoint, journal segments left."""
-    assert wh._journal is not None
-    wh._journal.close()
-    wh._store.close()
-    wh._stopping = True
-    wh._wake.set()
 
 
 def _stored(db: Path) -> pa.Table:
@@ -108,7 +100,9 @@ def test_kill_9_loses_no_acknowledged_bar(tmp_path: Path, session_file: Path, ki
     assert not list((tmp_path / "wh.duckdb.journal").glob("*.journal"))
 
 
-def test_replay_skips_bars_already_stored_and_applies_corrections(tmp_path: Path) -> None:
+def test_replay_skips_bars_already_stored_and_applies_corrections(
+    tmp_path: Path, abandon: Callable[[Warehouse], None]
+) -> None:
     db = tmp_path / "wh.duckdb"
     bars = bars_from_table(SESSION.slice(0, 60))
     wh = Warehouse(db, journal=True, flush_interval=None)
@@ -173,7 +167,9 @@ def test_segment_rotates_when_full(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert again.recover()[0].equals(SESSION.slice(0, 300))
 
 
-def test_open_without_journal_refuses_unreplayed_segments(tmp_path: Path) -> None:
+def test_open_without_journal_refuses_unreplayed_segments(
+    tmp_path: Path, abandon: Callable[[Warehouse], None]
+) -> None:
     db = tmp_path / "wh.duckdb"
     wh = Warehouse(db, journal=True, flush_interval=None)
     wh.extend(SESSION.slice(0, 10))

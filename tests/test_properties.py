@@ -204,3 +204,14 @@ def test_single_and_batch_validation_agree_with_diagnose(
             outcomes.append(None)
     assert outcomes == [None if problem is None else str(problem)] * 3
     assert buffer.count(symbol) == (problem is None)
+
+
+def test_since_and_last_n_after_a_batch_and_appends_that_trim_the_window() -> None:
+    # A batch leaves a window as Arrow rows; single appends after it trim the window: the rows
+    # must go with what was trimmed, or a read puts them before the window, with a gap.
+    with Warehouse(":memory:", flush_interval=None, window=1) as wh:
+        wh.extend([Bar("A", T0, 1.0, 1.0, 1.0, 1.0, 0.0)])
+        for k in range(1, 19):
+            wh.append("A", T0 + k * MINUTE, 10.0, 10.0, 9.0, 9.5, 1.0)
+        assert [(b.ts - T0) // MINUTE for b in wh.since("A", T0 + 16 * MINUTE)] == [16, 17, 18]
+        assert [(b.ts - T0) // MINUTE for b in wh.last_n("A", 3)] == [16, 17, 18]

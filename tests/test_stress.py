@@ -476,7 +476,8 @@ def test_hot_reads_and_appends_while_store_lock_is_held_complete_without_waiting
     def reads() -> None:
         for name in NAMES:
             results.append((wh.count(name), wh.latest(name), wh.last_n(name, WINDOW),
-                            wh.since(name, T0 + 30 * MINUTE), wh.latest_many(NAMES)))
+                            wh.since(name, T0 + 30 * MINUTE), wh.latest_many(NAMES),
+                            wh.metrics(name)))
         wh.append(*key_bar(40 * SYMBOLS))
         wh.extend([key_bar(40 * SYMBOLS + 1)])
 
@@ -489,5 +490,6 @@ def test_hot_reads_and_appends_while_store_lock_is_held_complete_without_waiting
     assert results[0][0] == 40
     assert results[0][1] == key_bar(39 * SYMBOLS)
     assert all(len(r[3]) == 10 for r in results)
+    assert all(r[5] is not None and r[5].bar_count == 40 for r in results)
     assert wh.count("S0") == 41
     assert wh.count("S1") == 41

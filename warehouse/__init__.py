@@ -22,6 +22,7 @@ from warehouse.errors import (
     StoreError,
     WarehouseError,
 )
+from warehouse.metrics import SessionMetrics
 from warehouse.queries import load_queries
 from warehouse.schema import BAR_SCHEMA, Bar
 from warehouse.session import Session
@@ -45,6 +46,7 @@ __all__ = [
     "SessionData",
     "SessionDataError",
     "SessionError",
+    "SessionMetrics",
     "SessionWindow",
     "StoreError",
     "Warehouse",

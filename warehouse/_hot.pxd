@@ -6,9 +6,34 @@ from libc.stdint cimport int32_t
 from warehouse._bar cimport Bar
 
 
+# A symbol's session metrics as running totals (see metrics.py). The compiled append adds each
+# in-order bar to them; every other change replaces them whole (`Series.set_totals`), so a
+# reader that copies them in one compiled call sees a whole record.
+ctypedef struct Totals:
+    long long count
+    long long last_ts
+    double high
+    double low
+    double close
+    double volume
+    # sum of price x volume, price the bar's vwap or else (high + low + close) / 3
+    double pv
+    long long first_ts
+    double open
+    # the largest volume and |pv| since the totals were last exact: bounds of rounding error
+    double volume_scale
+    double pv_scale
+    # the totals are unknown: the next read recomputes them from the symbol's bars
+    bint stale
+
+
 cdef class Series:
     # The greatest ts of the symbol's bars (MIN_TS - 1 while it has none).
     cdef public long long last_ts
+    # Its session metrics, next to last_ts: the append touches both. They hold a last_ts of
+    # their own, so that a Python path that moves the one above before it replaces the totals
+    # never shows a reader a new last_ts with the old totals.
+    cdef Totals totals
     # The sorted timestamps of all its bars this session (8 bytes a bar).
     cdef public array.array stamps
     # Its most recent bars, in ts order (a sorted suffix of all its bars).
@@ -54,6 +79,7 @@ cdef class Appender:
     cdef Py_ssize_t _cap
     cdef Py_ssize_t _flush_rows
     cdef bint closed
+    cdef bint _metrics
     # The instants a bar may have: [window_open, window_close) (a session's window, or every
     # timestamp the store holds); set under the buffer's lock.
     cdef public long long window_open

@@ -4,9 +4,11 @@ import array
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from warehouse._bar import Bar
+from warehouse._metrics import SessionMetrics
 
 #: A sealed batch of single appends: `BAR_SCHEMA` with the symbol dictionary-encoded.
 LOG_SCHEMA: pa.Schema
@@ -21,6 +23,25 @@ class Series:
     @property
     def code(self) -> int: ...
     def __init__(self, code: int) -> None: ...
+    def get_totals(
+        self,
+    ) -> tuple[int, int, float, float, float, float, float, int, float, float, float, bool]: ...
+    def set_totals(
+        self,
+        count: int,
+        last_ts: int,
+        high: float,
+        low: float,
+        close: float,
+        volume: float,
+        pv: float,
+        first_ts: int,
+        open: float,
+        volume_scale: float,
+        pv_scale: float,
+        stale: bool,
+    ) -> None: ...
+    def metrics(self, symbol: str) -> SessionMetrics | None: ...
 
 class Columns:
     """The log's single appends: one growable C buffer per field, handed to Arrow by `seal`."""
@@ -53,6 +74,7 @@ class Appender:
         keep: int,
         cap: int,
         flush_rows: int,
+        metrics: bool,
     ) -> None: ...
     window_open: int
     window_close: int
@@ -71,16 +93,23 @@ class Appender:
     ) -> None: ...
 
 class Reader:
-    """The hot reads of one `AppendBuffer` that are worth compiling: last N, latest of many."""
+    """The hot reads of one `AppendBuffer` that are worth compiling."""
 
     def __init__(
         self,
         series: dict[str, Series],
         latest: dict[str, Bar],
         fallback: Callable[[str, int], list[Bar]],
+        metrics: bool,
+        refresh: Callable[[str], SessionMetrics | None],
+        metrics_off: Callable[[], Exception],
     ) -> None: ...
     def last_n(self, symbol: str, n: int) -> list[Bar]: ...
     def latest_many(self, symbols: Iterable[str]) -> dict[str, Bar | None]: ...
+    def metrics(self, symbol: str) -> SessionMetrics | None: ...
+    def metrics_columns(
+        self,
+    ) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]: ...
 
 def bar_record_size(bar: Bar) -> int: ...
 def write_bar_record(segment: Any, at: int, limit: int, bar: Bar) -> int: ...

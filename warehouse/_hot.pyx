@@ -3,16 +3,22 @@
 
 `AppendBuffer` (buffer.py) owns the state and every rare path (late bars, corrections, batches,
 reads past the window, drains); what runs for every bar of a live feed is here, on C values:
-the conversions and the range checks of validation, the bar, the symbol's timestamps and
-window, the latest bar, the append log, under the buffer's lock. Anything unusual (a value
-that is not a float or an int, a timestamp that is not integer microseconds, an invalid bar, a
-new symbol, a bar not newer than its symbol's latest) is handed to the Python functions given
-at construction, so there is one definition of each rule.
+the conversions and the range checks of validation, the bar, the symbol's timestamps, window
+and session metrics, the latest bar, the append log, under the buffer's lock. Anything unusual
+(a value that is not a float or an int, a timestamp that is not integer microseconds, an
+invalid bar, a new symbol, a bar not newer than its symbol's latest) is handed to the Python
+functions given at construction, so there is one definition of each rule.
 
 The append log's single appends are columnar (`Columns`): one growable C buffer per field
 (the symbol as an int32 code, its `Series.code`, an index into the buffer's list of symbol
 names), which a seal hands to Arrow without a copy, as a record batch whose symbol column is
 dictionary-encoded over those names (`log.py` decodes it to strings, outside the lock).
+
+Session metrics are running totals in each `Series` (a C struct, `Totals`): the append adds an
+in-order bar to them in a few C statements; every other change (`metrics.py`, under the lock)
+replaces them whole with one `Series.set_totals` call. Readers (`Reader.metrics`,
+`Reader.metrics_columns`) take no lock: they copy the struct in C, and no Python code (so no
+other thread) runs between an append's first store and its last, nor within a copy.
 """
 
 cimport cython
@@ -27,6 +33,7 @@ from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memcpy, memset
 
 from warehouse._bar cimport Bar
+from warehouse._metrics cimport SessionMetrics, make_metrics
 
 import array as _array
 
@@ -54,6 +61,39 @@ cdef class Series:
         self.window = []
         self.lazy = None
         self.code = code
+        # The totals start zeroed (the object's memory is), with count 0: no bars.
+
+    def get_totals(self):
+        """Its session metrics' running totals, in the field order of `metrics.Totals`."""
+        cdef Totals t = self.totals
+        return (t.count, t.last_ts, t.high, t.low, t.close, t.volume, t.pv, t.first_ts, t.open,
+                t.volume_scale, t.pv_scale, t.stale)
+
+    def set_totals(self, long long count, long long last_ts, double high, double low,
+                   double close, double volume, double pv, long long first_ts, double open,
+                   double volume_scale, double pv_scale, bint stale):
+        """Replace the running totals whole (in the field order of `metrics.Totals`).
+
+        The arguments are converted before the first store, so a lock-free reader sees the old
+        totals or the new ones, never a mix.
+        """
+        self.totals = Totals(count, last_ts, high, low, close, volume, pv, first_ts, open,
+                             volume_scale, pv_scale, stale)
+
+    def metrics(self, str symbol):
+        """Its session metrics as a `SessionMetrics` (None if it has no bars).
+
+        For callers holding the buffer's lock; the totals must not be stale.
+        """
+        return _metrics_of(symbol, &self.totals)
+
+
+cdef inline object _metrics_of(str symbol, const Totals* t):
+    # A record of totals (None for a series without bars).
+    if t.count == 0:
+        return None
+    return make_metrics(symbol, t.first_ts, t.last_ts, t.count, t.open, t.high, t.low,
+                        t.close, t.volume, t.pv)
 
 
 # -- the columnar log ---------------------------------------------------------------------------
@@ -278,7 +318,7 @@ cdef class Appender:
 
     def __init__(self, dict series, dict latest, Columns columns, set replaced, lock, new_series,
                  place_older, explain, on_full, journal_bar, to_micros, closed_error,
-                 Py_ssize_t keep, Py_ssize_t cap, Py_ssize_t flush_rows):
+                 Py_ssize_t keep, Py_ssize_t cap, Py_ssize_t flush_rows, bint metrics):
         self._series = series
         self._latest = latest
         self._columns = columns
@@ -295,6 +335,7 @@ cdef class Appender:
         self._keep = keep
         self._cap = cap
         self._flush_rows = flush_rows
+        self._metrics = metrics
         self.closed = False
         self.window_open = _MIN_TS
         self.window_close = _MAX_TS
@@ -324,6 +365,7 @@ cdef class Appender:
         cdef bint valid
         cdef Bar bar
         cdef Series series
+        cdef Totals* totals
         cdef list window
         cdef Py_ssize_t n
         if type(symbol) is not str and isinstance(symbol, str):
@@ -383,6 +425,24 @@ cdef class Appender:
                 self._journal_bar(bar)  # first: if the journal cannot take it, nothing changed
             if t > series.last_ts:
                 series.last_ts = t
+                if self._metrics:
+                    totals = &series.totals
+                    if totals.count == 0:
+                        totals.first_ts = t
+                        totals.open = o
+                        totals.high = h
+                        totals.low = lo
+                    else:
+                        if h > totals.high:
+                            totals.high = h
+                        if lo < totals.low:
+                            totals.low = lo
+                    totals.count += 1
+                    totals.last_ts = t
+                    totals.close = c
+                    totals.volume += v
+                    # The price of session_ohlcv.sql: the bar's vwap, else its typical price.
+                    totals.pv += (w if has_vwap else (h + lo + c) / 3.0) * v
                 n = len(series.stamps)
                 array.resize_smart(series.stamps, n + 1)
                 series.stamps.data.as_longlongs[n] = t
@@ -390,8 +450,12 @@ cdef class Appender:
                 window.append(bar)
                 if len(window) > self._cap:
                     del window[:len(window) - self._keep]
+                    # Rows older than the window (`lazy`, from a batch or a reopen) are no longer
+                    # next to it: kept, a later read would put them before it, with a gap.
+                    series.lazy = None
                 self._latest[symbol] = bar
             elif self._place_older(series, bar):  # a correction: the flush deletes the old
+                # (place_older keeps the metrics, in Python: this path is rare)
                 self._replaced.add((symbol, t))
             self._columns.push(bar, series.code)
             if self._columns._count == self._flush_rows and self._on_full is not None:
@@ -402,16 +466,25 @@ cdef class Appender:
 
 @cython.final
 cdef class Reader:
-    """The hot reads of one `AppendBuffer` that are worth compiling: last N, latest of many."""
+    """The hot reads of one `AppendBuffer` that are worth compiling.
+
+    Last N, latest of many, and session metrics (``metrics`` and ``metrics_columns``).
+    """
 
     cdef dict _series
     cdef dict _latest
     cdef object _fallback
+    cdef bint _metrics
+    cdef object _refresh
+    cdef object _metrics_off
 
-    def __init__(self, dict series, dict latest, fallback):
+    def __init__(self, dict series, dict latest, fallback, bint metrics, refresh, metrics_off):
         self._series = series
         self._latest = latest
         self._fallback = fallback
+        self._metrics = metrics
+        self._refresh = refresh
+        self._metrics_off = metrics_off
 
     def latest_many(self, symbols):
         """The latest bar of each symbol (None for a symbol with no bars)."""
@@ -439,6 +512,70 @@ cdef class Reader:
         if 0 < n <= held:
             return series.window[held - n:]
         return self._fallback(symbol, n)
+
+    def metrics(self, symbol):
+        """The session metrics of ``symbol`` as a `SessionMetrics`, or None if it has no bars.
+
+        Takes no lock: the symbol's totals are copied in C, whole. Totals that a rare path left
+        stale (a correction whose old bar is no longer in memory) are first recomputed from
+        the symbol's bars by the refresh function, which takes the locks.
+        """
+        cdef Totals t
+        if not self._metrics:
+            raise self._metrics_off()
+        if type(symbol) is not str and isinstance(symbol, str):
+            symbol = symbol[:]  # a str subclass: the plain string, as append takes it
+        found = self._series.get(symbol)
+        if found is None:
+            return None
+        t = (<Series>found).totals
+        if t.stale:
+            return self._refresh(symbol)
+        return _metrics_of(symbol, &t)
+
+    def metrics_columns(self):
+        """Every symbol's totals as columns, for a frame of all symbols' metrics.
+
+        Returns (names, counts, first_ts, last_ts, values, stale): the symbols with bars, in
+        the dict's order; int64 arrays; a float64 array (6, n) of open, high, low, close,
+        volume and pv; a bool array marking stale totals. One compiled loop that runs no
+        Python code, so each row is one symbol's totals at one instant.
+        """
+        cdef Py_ssize_t size = len(self._series), n = 0
+        cdef Series series
+        cdef Totals* t
+        if not self._metrics:
+            raise self._metrics_off()
+        names = [None] * size
+        counts_np = np.empty(size, dtype=np.int64)
+        first_np = np.empty(size, dtype=np.int64)
+        last_np = np.empty(size, dtype=np.int64)
+        values_np = np.empty((6, size), dtype=np.float64)
+        stale_np = np.zeros(size, dtype=np.bool_)
+        cdef long long[::1] counts = counts_np
+        cdef long long[::1] first = first_np
+        cdef long long[::1] last = last_np
+        cdef double[:, ::1] values = values_np
+        cdef unsigned char[::1] stale = stale_np.view(np.uint8)
+        for name, found in self._series.items():
+            series = <Series>found
+            t = &series.totals
+            if t.count == 0 or n == size:
+                continue
+            names[n] = name
+            counts[n] = t.count
+            first[n] = t.first_ts
+            last[n] = t.last_ts
+            values[0, n] = t.open
+            values[1, n] = t.high
+            values[2, n] = t.low
+            values[3, n] = t.close
+            values[4, n] = t.volume
+            values[5, n] = t.pv
+            stale[n] = t.stale
+            n += 1
+        return (names[:n], counts_np[:n], first_np[:n], last_np[:n], values_np[:, :n],
+                stale_np[:n])
 
 
 # -- journal records ---------------------------------------------------------------------------

@@ -42,6 +42,7 @@ import pyarrow as pa
 
 from warehouse.archive import Compression, ExportResult
 from warehouse.errors import SessionDataError
+from warehouse.metrics import SessionMetrics
 from warehouse.schema import Bar, to_micros
 from warehouse.session import Session
 from warehouse.store import Params
@@ -183,12 +184,14 @@ class SessionData:
         """The latest bar of each symbol (None for one without bars): from memory."""
         return self._wh.latest_many(symbols)
 
-    async def get_session_metrics(self, symbol: str) -> Any:
+    async def get_session_metrics(self, symbol: str) -> SessionMetrics | None:
         """Session open, high, low, last, volume, VWAP and bar count of ``symbol``.
 
-        `Warehouse.metrics`, which the hot state keeps up to date bar by bar: answered inline.
+        `Warehouse.metrics`, which the hot state keeps up to date bar by bar: answered inline
+        (a correction of a bar older than the window makes the next read recompute them from
+        DuckDB, a rare step that may hold the loop for as long as one query).
         """
-        return self._wh.metrics(symbol)  # type: ignore[attr-defined]
+        return self._wh.metrics(symbol)
 
     async def sql(self, query: str, params: Params = None) -> pa.Table:
         """Run SQL over ``bars`` (`Warehouse.sql`) in a worker thread."""

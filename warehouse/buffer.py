@@ -1,10 +1,10 @@
 """`AppendBuffer`: where every bar lands first, the hot state and the append log in one step.
 
 Each accepted bar changes two things at once, under one short lock: its symbol's hot state
-(`hot.HotState`: timestamps, window, latest bar) and the append log (`log.AppendLog`), which
-the flusher drains into DuckDB as one Arrow table. The single-bar `append` is compiled
-(`_hot.Appender`); batches (`extend`), drains, clears and reopening are Python, built from the
-hot state's and the log's commands. Hot reads take no lock (see `hot`).
+(`hot.HotState`: timestamps, window, latest bar, session metrics) and the append log
+(`log.AppendLog`), which the flusher drains into DuckDB as one Arrow table. The single-bar
+`append` is compiled (`_hot.Appender`); batches (`extend`), drains, clears and reopening are
+Python, built from the hot state's and the log's commands. Hot reads take no lock (see `hot`).
 """
 
 from __future__ import annotations
@@ -18,16 +18,24 @@ import pyarrow.compute as pc
 
 from warehouse._hot import Appender, Reader
 from warehouse._runs import Runs
-from warehouse.errors import ClosedError, InvalidBarError
+from warehouse.errors import ClosedError, InvalidBarError, WarehouseError
 from warehouse.hot import DeepReader, HotState
 from warehouse.journal import Journal
 from warehouse.log import AppendLog, as_batches, to_tables
+from warehouse.metrics import SessionMetrics
 from warehouse.schema import Bar, conform, diagnose, to_micros
 
-__all__ = ["AppendBuffer", "DeepReader", "Outside"]
+__all__ = ["AppendBuffer", "DeepReader", "FreshMetrics", "Outside", "TotalsReader"]
 
 #: Explains why a valid bar (symbol, ts micros) is refused for its time (see `set_window`).
 Outside = Callable[[str, int], InvalidBarError]
+
+#: Recomputes a symbol's stale session metrics and returns them (the warehouse takes the
+#: store's lock, then the buffer's, and calls `AppendBuffer.refresh_metrics_locked`).
+FreshMetrics = Callable[[str], SessionMetrics | None]
+#: (symbols, the log's snapshot) -> their metrics' totals over every bar
+#: (``sql/internal/symbol_totals.sql``).
+TotalsReader = Callable[[list[str], tuple[pa.Table, pa.Table]], pa.Table]
 
 
 class AppendBuffer:
@@ -46,6 +54,11 @@ class AppendBuffer:
         Answers reads that reach past the window (the warehouse wires DuckDB in here).
     journal
         Where every accepted bar is also recorded before `append` or `extend` returns.
+    metrics
+        Keep each symbol's session metrics (`metrics(symbol)`); False saves their cost.
+    fresh_metrics
+        Recomputes metrics that a correction left stale (the warehouse wires DuckDB in here);
+        without it, reading such metrics raises `WarehouseError`.
 
     Attributes
     ----------
@@ -55,6 +68,8 @@ class AppendBuffer:
         The bound ``get`` of the latest-bar dict, so a lookup costs one C call.
     last_n(symbol, n) -> list[Bar]
         The last n bars in ts order: a window slice in C, `_hot.Reader`.
+    metrics(symbol) -> SessionMetrics | None
+        The symbol's session metrics, copied from its totals in C, `_hot.Reader`.
 
     Examples
     --------
@@ -67,6 +82,8 @@ class AppendBuffer:
     append: Callable[..., None]
     latest: Callable[[str], Bar | None]
     last_n: Callable[[str, int], list[Bar]]
+    metrics: Callable[[str], SessionMetrics | None]
+    metrics_columns: Callable[[], tuple[Any, ...]]
     since: Callable[[str, Any], list[Bar]]
     count: Callable[[str], int]
     latest_many: Callable[[Iterable[str]], dict[str, Bar | None]]
@@ -85,12 +102,14 @@ class AppendBuffer:
         on_full: Callable[[], None] | None = None,
         deep_reader: DeepReader | None = None,
         journal: Journal | None = None,
+        metrics: bool = True,
+        fresh_metrics: FreshMetrics | None = None,
     ) -> None:
         if flush_rows < 1:
             raise ValueError(f"flush_rows must be at least 1, got {flush_rows}")
         #: Held by every writer; `Warehouse.clear` holds it across the whole clear.
         self.lock = threading.Lock()
-        self.hot = hot = HotState(window, self.lock, deep_reader)
+        self.hot = hot = HotState(window, self.lock, deep_reader, metrics=metrics)
         self.log = log = AppendLog(self.lock, hot.names)
         self._flush_rows = flush_rows
         self._on_full = on_full
@@ -104,13 +123,16 @@ class AppendBuffer:
             hot.series, hot.latest_bars, log.columns, log.replaced, self.lock, hot.new_series,
             hot.place_older, self._explain, on_full,
             None if journal is None else journal.write_bar, to_micros, ClosedError,
-            hot.keep, hot.cap, flush_rows,
+            hot.keep, hot.cap, flush_rows, metrics,
         )
         self.append = self._appender.append
         self.latest = hot.latest
-        reader = Reader(hot.series, hot.latest_bars, hot.last_n)
+        reader = Reader(hot.series, hot.latest_bars, hot.last_n, metrics,
+                        fresh_metrics or _no_store, _metrics_off)
         self.last_n = reader.last_n
         self.latest_many = reader.latest_many
+        self.metrics = reader.metrics
+        self.metrics_columns = reader.metrics_columns
         self.since = hot.since
         self.count = hot.count
         self.has_bars = hot.has_bars
@@ -208,9 +230,19 @@ class AppendBuffer:
         self.hot.clear()
         self.log.clear()
 
-    def restore(self, stamps: pa.Table, recent: pa.Table) -> None:
+    def restore(self, stamps: pa.Table, recent: pa.Table, totals: pa.Table | None = None) -> None:
         """Rebuild the hot state of bars already stored (see `HotState.restore`)."""
-        self.hot.restore(stamps, recent)
+        self.hot.restore(stamps, recent, totals)
+
+    def refresh_metrics_locked(self, symbols: list[str], read_totals: TotalsReader) -> None:
+        """Recompute the stale session metrics among ``symbols`` from all their bars.
+
+        The caller holds the store's lock and then `lock`, so that no bar moves between the
+        log and the store, and no bar arrives, while ``read_totals`` aggregates them.
+        """
+        stale = self.hot.stale_symbols(symbols)
+        if stale:
+            self.hot.set_exact_totals(stale, read_totals(stale, self.log.snapshot_locked()))
 
     # -- queries ----------------------------------------------------------------------------
 
@@ -241,3 +273,19 @@ class AppendBuffer:
         if not pc.all(inside).as_py():
             row = int(pc.index(inside, False).as_py())
             raise self._outside(table.column("symbol")[row].as_py(), ts[row].as_py())
+
+
+def _metrics_off() -> WarehouseError:
+    """The error of a metrics read where they are not kept."""
+    return WarehouseError(
+        "session metrics are off (metrics=False); open the warehouse with metrics=True, the "
+        "default, to keep them"
+    )
+
+
+def _no_store(symbol: str) -> SessionMetrics | None:
+    """Stale metrics of a buffer without a store: they cannot be recomputed."""
+    raise WarehouseError(
+        f"{symbol}: its session metrics need its bars (a correction replaced a bar older than "
+        "the window) and no store is attached"
+    )

@@ -1,9 +1,11 @@
-"""Hot state: per symbol, all its timestamps, a window of its latest bars, and its latest bar.
+"""Hot state: per symbol, its timestamps, a window of its bars, its latest bar, its metrics.
 
 A symbol's `Series` (compiled, `_hot.pyx`) holds the sorted timestamps of all its bars this
 session (8 bytes a bar, so counts, ordering and replacements are exact without asking DuckDB)
 and a bounded window of its most recent `Bar` objects, which latest, last-N and since are
-served from. Reads that reach past the window go to the deep reader (the store).
+served from. Reads that reach past the window go to the deep reader (the store). It also holds
+the running totals of the symbol's session metrics, which the rare paths here keep with
+`metrics` (late bars, corrections, batches, reopening; see that module).
 
 Concurrency: commands run under the buffer's lock (given at construction). Reads take none:
 they read a dict or slice a list, which CPython does atomically, and every command leaves a
@@ -26,6 +28,16 @@ import pyarrow as pa
 from warehouse._hot import Series
 from warehouse._runs import Runs, ranges, run_ends
 from warehouse.errors import WarehouseError
+from warehouse.metrics import (
+    EMPTY,
+    SessionMetrics,
+    Totals,
+    batch_totals,
+    combine,
+    from_table,
+    of_bar,
+    of_bars,
+)
 from warehouse.schema import MIN_TS, Bar, bars_from_table, check_symbol, to_micros
 
 #: Reads that reach past a symbol's window: (symbol, n or None, since-ts or None) -> bars.
@@ -46,6 +58,7 @@ class BatchPlan:
     long: np.ndarray  # per run, whether it fills a window (which then stays Arrow rows)
     eager: list[Bar]  # the bars of the short runs' windows
     lasts: list[Bar]  # the last bar of each long run
+    totals: list[Totals]  # per run, the totals of its bars (empty with metrics off)
 
 
 class HotState:
@@ -59,9 +72,18 @@ class HotState:
         The buffer's lock (held by every command; taken here to materialise a window).
     deep_reader
         Answers reads that reach past the window.
+    metrics
+        Keep each symbol's session metrics (the compiled append is told the same).
     """
 
-    def __init__(self, window: int, lock: threading.Lock, deep_reader: DeepReader | None) -> None:
+    def __init__(
+        self,
+        window: int,
+        lock: threading.Lock,
+        deep_reader: DeepReader | None,
+        *,
+        metrics: bool = True,
+    ) -> None:
         if window < 1:
             raise ValueError(f"window must be at least 1, got {window}")
         self.keep = window
@@ -69,6 +91,7 @@ class HotState:
         self.cap = window + max(16, window // 4)
         self._lock = lock
         self.deep_reader = deep_reader
+        self.metrics = metrics
         self.series: dict[str, Series] = {}
         #: Every symbol with a series, in order of first appearance: a series' ``code`` is its
         #: symbol's index here (the append log holds single appends' symbols as these codes).
@@ -95,10 +118,14 @@ class HotState:
         at = bisect_left(stamps, ts)
         if at < len(stamps) and stamps[at] == ts:
             self.replacements += 1
+            old = None  # the bar it replaces, if the window holds it
             if window[0].ts <= ts:
-                window[bisect_left(window, ts, key=_ts_of)] = bar
+                i = bisect_left(window, ts, key=_ts_of)
+                old, window[i] = window[i], bar
             if ts == series.last_ts:
                 self.latest_bars[bar.symbol] = bar
+            if self.metrics:
+                self._retotal(series, of_bar(bar), None if old is None else of_bar(old))
             return True
         held_all = len(window) == len(stamps)
         stamps.insert(at, ts)
@@ -106,6 +133,8 @@ class HotState:
             window.insert(bisect_left(window, ts, key=_ts_of), bar)
             if len(window) > self.cap:
                 del window[: -self.keep]
+        if self.metrics:
+            self._retotal(series, of_bar(bar))
         return False
 
     def plan(self, runs: Runs) -> BatchPlan:
@@ -124,6 +153,7 @@ class HotState:
             runs, firsts, recent, offsets, long,
             eager=bars_from_table(recent.filter(pa.array(short_rows))),
             lasts=bars_from_table(table.take(pa.array(runs.order[runs.ends[long] - 1]))),
+            totals=batch_totals(runs) if self.metrics else [],
         )
 
     def check_new_symbols(self, names: list[str]) -> None:
@@ -158,22 +188,29 @@ class HotState:
                     if len(window) > self.cap:
                         del window[: -self.keep]
                     self.latest_bars[name] = window[-1]
+                if self.metrics:
+                    self._retotal(series, plan.totals[k])
             else:
                 self.materialize_locked(series)
                 rows = runs.table.take(pa.array(runs.order[start:end]))
-                replaced.extend((name, t) for t in self._merge_older(series, name, stamps, rows))
+                added = plan.totals[k] if self.metrics else None
+                replaced.extend(
+                    (name, t) for t in self._merge_older(series, name, stamps, rows, added))
             i_last += int(plan.long[k])
             i_eager += 0 if plan.long[k] else size
         return replaced
 
-    def restore(self, stamps: pa.Table, recent: pa.Table) -> None:
+    def restore(self, stamps: pa.Table, recent: pa.Table, totals: pa.Table | None = None) -> None:
         """Rebuild the hot state of bars that are already stored (when a file is reopened).
 
         ``stamps`` holds (symbol, ts) of every stored bar sorted by symbol and ts; ``recent``
-        the last bars of each symbol, sorted the same way. Takes the lock.
+        the last bars of each symbol, sorted the same way; ``totals`` the metrics' totals of
+        each symbol (``sql/internal/symbol_totals.sql``): with metrics on, a symbol they do not
+        cover gets stale totals, which its next metrics read recomputes. Takes the lock.
         """
         if recent.num_rows == 0:
             return
+        exact = {} if totals is None else from_table(totals)
         symbols = stamps.column("symbol").combine_chunks()
         ts = stamps.column("ts").cast(pa.int64()).to_numpy()
         recent_ends = run_ends(recent.column("symbol").combine_chunks())
@@ -192,6 +229,9 @@ class HotState:
                 series.last_ts = int(ts[end - 1])
                 self.latest_bars[name], series.lazy = windows[name]
                 series.window = []
+                if self.metrics:
+                    unknown = EMPTY._replace(bar_count=end - start, stale=True)
+                    series.set_totals(*exact.get(name, unknown))
                 start = end
 
     def clear(self) -> None:
@@ -203,6 +243,18 @@ class HotState:
         self.latest_bars.clear()
         self.names.clear()
         self.replacements = 0
+
+    def set_exact_totals(self, symbols: list[str], totals: pa.Table) -> None:
+        """Replace the metrics' totals of ``symbols`` with exact ones (lock held).
+
+        ``totals`` holds the rows of ``sql/internal/symbol_totals.sql`` for them, over every
+        bar at this instant: the caller holds the store's lock and this one around both.
+        """
+        exact = from_table(totals)
+        for name in symbols:
+            series = self.series.get(name)
+            if series is not None:
+                series.set_totals(*exact.get(name, EMPTY))
 
     def materialize_locked(self, series: Series) -> None:
         """Turn a series' Arrow rows into window bars."""
@@ -257,6 +309,18 @@ class HotState:
         series = self.series.get(symbol)
         return 0 if series is None else len(series.stamps)
 
+    def stale_symbols(self, symbols: list[str]) -> list[str]:
+        """Those of ``symbols`` whose metrics need recomputing from their bars."""
+        return [
+            name for name in symbols
+            if (series := self.series.get(name)) is not None and Totals(*series.get_totals()).stale
+        ]
+
+    def metrics_locked(self, symbol: str) -> SessionMetrics | None:
+        """The session metrics of ``symbol``, for a caller holding the lock (not stale)."""
+        series = self.series.get(symbol)
+        return None if series is None else series.metrics(symbol)
+
     def has_bars(self, symbol: str) -> bool:
         """Whether ``symbol`` has any bar this session."""
         return symbol in self.latest_bars
@@ -289,14 +353,21 @@ class HotState:
             self.materialize_locked(series)
 
     def _merge_older(
-        self, series: Series, symbol: str, run: np.ndarray, rows: pa.Table
+        self, series: Series, symbol: str, run: np.ndarray, rows: pa.Table, added: Totals | None
     ) -> list[int]:
-        """Merge a batch's run that reaches back before its latest bar; returns replaced ts."""
+        """Merge a batch's run that reaches back before its latest bar; returns replaced ts.
+
+        ``added``: the run's totals (None with metrics off).
+        """
         old = np.frombuffer(series.stamps, dtype=np.int64)
         known = np.isin(run, old)
         self.replacements += int(known.sum())
         held_all = len(series.window) == len(old)
         floor = _NO_TS if held_all else series.window[0].ts
+        corrected = run[known]
+        removed: Totals | None = EMPTY  # what the run corrects, if the window holds it
+        if added is not None and len(corrected):
+            removed = of_bars(series.window, corrected) if corrected[0] >= floor else None
         series.stamps = array.array("q", np.union1d(old, run).tobytes())
         by_ts = {bar.ts: bar for bar in series.window}
         fresh = run >= floor
@@ -307,8 +378,27 @@ class HotState:
         series.window = window[-self.keep :] if len(window) > self.cap else window
         series.last_ts = series.stamps[-1]
         self.latest_bars[symbol] = series.window[-1]
-        replaced: list[int] = run[known].tolist()
+        if added is not None:
+            self._retotal(series, added, removed)
+        replaced: list[int] = corrected.tolist()
         return replaced
+
+    def _retotal(self, series: Series, added: Totals, removed: Totals | None = EMPTY) -> None:
+        """Publish a series' totals once ``added`` came in, correcting ``removed`` (lock held).
+
+        Called after its timestamps and window are updated. ``removed``: the totals of the
+        bars the corrections replace, None if they are not in memory. Totals that `combine`
+        cannot carry forward are recomputed from the window when it holds every bar of the
+        symbol, else marked stale (the next read recomputes them from the store).
+        """
+        totals = Totals(*series.get_totals())
+        if totals.stale:
+            return  # the next read recomputes them from every bar
+        new = None if removed is None else combine(totals, added, removed)
+        if new is None:
+            held_all = series.lazy is None and len(series.window) == len(series.stamps)
+            new = of_bars(series.window) if held_all else totals._replace(stale=True)
+        series.set_totals(*new)
 
     def _deep(self, symbol: str, n: int | None, ts: int | None) -> list[Bar]:
         if self.deep_reader is None:

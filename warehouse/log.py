@@ -13,6 +13,7 @@ a bar which may already be stored are kept apart, for the flush to delete.
 
 Every method but `snapshot` and `requeue` expects the caller to hold the buffer's lock (the one
 given at construction): the log is one part of a step that also changes the hot state.
+`snapshot_locked` is `snapshot` for a caller that holds it.
 """
 
 from __future__ import annotations
@@ -144,6 +145,17 @@ class AppendLog:
             if (self._generation, len(self.columns), self._sealed_rows) == key:
                 self._snapshot = (key, bars, keys)
         return bars, keys
+
+    def snapshot_locked(self) -> tuple[pa.Table, pa.Table]:
+        """`snapshot`, for a caller that holds the lock (a rare path: nothing is cached).
+
+        The log cannot change while it runs, so it is the log at one instant, as a reader of
+        the hot state under the same lock sees it.
+        """
+        fresh = self.columns.copy(self._pending_done)
+        pending = [] if fresh is None else [decode(fresh)]
+        return to_tables([*as_batches(self._chunks), *self._pending_batches, *pending],
+                         set(self.replaced))
 
     # -- internals --------------------------------------------------------------------------
 

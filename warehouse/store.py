@@ -318,6 +318,13 @@ class BarStore:
         """The last ``n`` stored bars of every symbol, in (symbol, ts) order."""
         return self.arrow(self.statements["recent_bars_per_symbol"], {"n": n})
 
+    def symbol_totals(self, symbols: list[str] | None, log: Snapshot | None = None) -> pa.Table:
+        """Session metrics totals of ``symbols`` (None: all) over `bars`, in symbol order.
+
+        Reopening restores the metrics from them; a read recomputes stale ones.
+        """
+        return self.arrow(self.statements["symbol_totals"], {"symbols": symbols}, log)
+
     def bars_not_stored(self, journaled: pa.Table) -> pa.Table:
         """The journaled bars (last record per key) that the table does not hold exactly."""
         with self.lock:

@@ -24,6 +24,8 @@ from warehouse.calendar import Calendar
 from warehouse.errors import ClosedError, SessionError, StoreError, WarehouseError
 from warehouse.history import Trailing, history_files, publish_history, trailing_stats
 from warehouse.journal import Journal, Recovery, has_segments
+from warehouse.metrics import SessionMetrics
+from warehouse.metrics import frame as metrics_frame
 from warehouse.queries import load_queries
 from warehouse.schema import EPOCH, MAX_TS, MIN_TS, Bar, bars_from_table, to_micros
 from warehouse.session import META_KEYS, Session
@@ -72,6 +74,9 @@ class Warehouse:
     history_sessions
         How many archived sessions the view ``history`` and the trailing statistics
         (`trailing`) cover: the last ones before the open session's date (None: every day).
+    metrics
+        Keep each symbol's session metrics as bars arrive (`metrics`, `metrics_frame`); False
+        spares the append their small cost, and those reads then raise `WarehouseError`.
 
     Attributes
     ----------
@@ -87,6 +92,9 @@ class Warehouse:
         The number of bars of a symbol.
     latest_many(symbols) -> dict[str, Bar | None]
         The latest bar of each symbol.
+    metrics(symbol) -> SessionMetrics | None
+        The symbol's session open, high, low, close, volume, VWAP, bar count and first and
+        last ts, kept as bars arrive (None for a symbol without bars).
 
     Examples
     --------
@@ -102,6 +110,7 @@ class Warehouse:
     since: Callable[[str, Any], list[Bar]]
     count: Callable[[str], int]
     latest_many: Callable[[Iterable[str]], dict[str, Bar | None]]
+    metrics: Callable[[str], SessionMetrics | None]
 
     def __init__(
         self,
@@ -118,6 +127,7 @@ class Warehouse:
         sql_dir: str | Path | None = None,
         calendar: str | Calendar = "XNYS",
         history_sessions: int | None = None,
+        metrics: bool = True,
     ) -> None:
         if flush_interval is not None and flush_interval <= 0:
             raise ValueError(f"flush_interval must be positive or None, got {flush_interval}")
@@ -156,10 +166,12 @@ class Warehouse:
                 self._journal = Journal(f"{path}.journal", self._store.epoch())
             self._buffer = buffer = AppendBuffer(
                 window=window, flush_rows=flush_rows, on_full=self._wake.set,
-                deep_reader=self._deep_read, journal=self._journal,
+                deep_reader=self._deep_read, journal=self._journal, metrics=metrics,
+                fresh_metrics=self._fresh_metrics,
             )
             with self._store.lock:
-                buffer.restore(self._store.stored_keys(), self._store.recent_bars(window))
+                buffer.restore(self._store.stored_keys(), self._store.recent_bars(window),
+                               self._store.symbol_totals(None) if metrics else None)
             self._calendar = calendar
             #: The session the warehouse holds (None: no session was ever started; bars of any
             #: time are taken). See `start_session`.
@@ -188,6 +200,7 @@ class Warehouse:
         self.since = buffer.since
         self.count = buffer.count
         self.latest_many = buffer.latest_many
+        self.metrics = buffer.metrics
         self._flush_interval = flush_interval
         self._checkpoint_rows = checkpoint_rows
         self.flush_error: WarehouseError | None = None
@@ -494,6 +507,29 @@ class Warehouse:
         """`frame` as a LazyFrame, over a snapshot taken now (later appends are not in it)."""
         return self.frame(symbols, start, end).lazy()
 
+    def metrics_frame(self) -> pl.DataFrame:
+        """Every symbol's session metrics, one row per symbol in symbol order.
+
+        The columns and their order are those of the named query ``session_ohlcv``: symbol,
+        first_ts, last_ts, bar_count, open, high, low, close, volume, vwap. Taken from memory
+        without a lock, like `metrics`: each row is one symbol's metrics at one instant (a batch
+        being added may show in some rows and not yet in others).
+
+        Raises
+        ------
+        WarehouseError
+            The warehouse was opened with ``metrics=False``.
+        """
+        names, counts, first, last, values, stale = self._buffer.metrics_columns()
+        if stale.any():
+            with self._store.lock, self._buffer.lock:
+                self._buffer.refresh_metrics_locked(
+                    [name for name, old in zip(names, stale.tolist(), strict=True) if old],
+                    self._store.symbol_totals,
+                )
+                names, counts, first, last, values, stale = self._buffer.metrics_columns()
+        return metrics_frame(names, counts, first, last, values)
+
     def symbols(self) -> list[str]:
         """The symbols that have bars, sorted."""
         return self._buffer.symbols()
@@ -697,6 +733,17 @@ class Warehouse:
                 start = _as_datetime(MIN_TS if since is None else since)
                 table = self._store.symbol_bars_between(symbol, start, _as_datetime(MAX_TS), log)
         return bars_from_table(table)
+
+    def _fresh_metrics(self, symbol: str) -> SessionMetrics | None:
+        """A symbol's metrics after recomputing its stale totals from all its bars (rare path).
+
+        The store's lock first, then the buffer's (the order a flush takes them): while both are
+        held no bar arrives and none moves between the log and the table, so one SQL aggregate
+        over `bars` is exact; appends wait for it (one query over the symbol's bars).
+        """
+        with self._store.lock, self._buffer.lock:
+            self._buffer.refresh_metrics_locked([symbol], self._store.symbol_totals)
+            return self._buffer.hot.metrics_locked(symbol)
 
     def _refuse_writes(self, *args: object, **kwargs: object) -> None:
         if not self.read_only:

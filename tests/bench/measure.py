@@ -120,13 +120,15 @@ class Session:
 
     def drop_seed(self) -> None:
         """Free the seed's bar objects (millions) once the reads no longer need them."""
-        self.seed = None
-        gc.collect()
+        if self.seed is not None:
+            self.seed = None
+            gc.collect()
 
     def drop_feed(self) -> None:
         """Free the feed's Python lists once the appends no longer need them."""
-        self.feed = []
-        gc.collect()
+        if self.feed:
+            self.feed = []
+            gc.collect()
 
     def close(self) -> None:
         """Close what is still open."""
@@ -165,11 +167,42 @@ class Session:
 
         return asyncio.run(feed()), seed
 
+    def _append_pair(self) -> tuple[float, float]:
+        """The session appended to two warehouses at once, metrics on and off, minute by minute.
+
+        Each minute's bars go to both in turn (which one first alternates), so the machine's
+        drift and the load of other processes hit both alike: one warehouse after the other
+        would put noise of +-20% between runs on this shared machine, far more than what is
+        measured. Returns the seconds (metrics on, metrics off), final checkpoints included.
+        """
+        both = {True: Warehouse(self._path("append-metrics")),
+                False: Warehouse(self._path("append-no-metrics"), metrics=False)}
+        feeds = {on: zip(*self.feed, strict=True) for on in both}
+        spent = dict.fromkeys(both, 0.0)
+        with GcWatch():
+            for minute in range(self.minutes):
+                for on in (True, False) if minute % 2 else (False, True):
+                    append = both[on].append
+                    rows = islice(feeds[on], self.symbols)
+                    started = perf_counter()
+                    for s, t, o, h, lo, c, v, w, n in rows:
+                        append(s, t, o, h, lo, c, v, w, n)
+                    spent[on] += perf_counter() - started
+            for on, wh in both.items():
+                started = perf_counter()
+                wh.checkpoint()
+                spent[on] += perf_counter() - started
+        self.report.check(all(wh.stats()["bars"] == self.n_bars for wh in both.values()),
+                          "append pair: every bar held")
+        for wh in both.values():
+            wh.close()
+        return spent[True], spent[False]
+
     def measure_append(self) -> None:
         """Sustained single-bar appends over the session, flushes included, vs seed add_bar.
 
-        Also the collector during each run (full collections, longest pause), and one run
-        with ``journal=True``.
+        Also the collector during each run (full collections, longest pause), the cost of the
+        session metrics (`_append_pair`), and one run with ``journal=True``.
         """
         report = self.report
         ours: list[float] = []
@@ -223,6 +256,30 @@ class Session:
             else None,
             "(reported)", None,
         ))
+
+        pairs = []
+        for run in range(self.repeat):
+            progress(f"append: metrics on and off, minute by minute, run {run + 1}/{self.repeat}")
+            pairs.append(self._append_pair())
+        with_metrics = statistics.median(on for on, _ in pairs)
+        without = statistics.median(off for _, off in pairs)
+        r = statistics.median(on / off for on, off in pairs)
+        report.add(Row(
+            "append 1 bar, metrics on", format_rate(self.n_bars / with_metrics),
+            "append, metrics=False", format_rate(self.n_bars / without), r,
+            f"<= {targets.METRICS_VS_PLAIN}x", r <= targets.METRICS_VS_PLAIN,
+        ))
+        report.note(
+            "append, metrics on vs off: both warehouses take each minute's bars in turn "
+            f"(first one, then the other, alternating); the cost ratios of the {self.repeat} "
+            f"runs: {', '.join(f'{on / off:.3f}x' for on, off in pairs)}"
+        )
+        ohlcv = self.wh.query("session_ohlcv").slice(0, 1).to_pylist()[0]
+        record = self.wh.metrics(ohlcv["symbol"])
+        report.check(record is not None and record.bar_count == ohlcv["bar_count"]
+                     and record.high == ohlcv["high"]
+                     and abs(record.volume - ohlcv["volume"]) <= 1e-9 * ohlcv["volume"],
+                     "append: metrics agree with session_ohlcv")
 
         progress("append: warehouse with journal=True")
         journaled, wh = self._append_ours(GcWatch(), journal=True)
@@ -286,10 +343,29 @@ class Session:
                     wh.latest_many(batch)
             return (perf_counter() - started) / (25 * len(batches))
 
+        def metrics() -> float:
+            started = perf_counter()
+            for s in probes:
+                wh.metrics(s)
+            return (perf_counter() - started) / len(probes)
+
+        def metrics_frame() -> float:
+            started = perf_counter()
+            wh.metrics_frame()
+            return perf_counter() - started
+
+        def ohlcv_query() -> float:
+            started = perf_counter()
+            wh.query("session_ohlcv")
+            return perf_counter() - started
+
         t_dict = _median(self.micro_runs, dict_get)
         t_latest = _median(self.micro_runs, latest)
         t_last = _median(self.micro_runs, last_n)
         t_many = _median(self.micro_runs, latest_many)
+        t_metrics = _median(self.micro_runs, metrics)
+        t_frame = _median(self.micro_runs, metrics_frame)
+        t_ohlcv = _median(self.micro_runs, ohlcv_query)
         self.report.check(wh.last_n(self.names[1], LAST_N)[-1] == wh.latest(self.names[1]),
                           "last_n ends with latest")
 
@@ -345,6 +421,10 @@ class Session:
         add(Row(f"latest_many({MANY} symbols)", format_time(t_many),
                 "seed get_latest_bars_multi", format_time(s_multi), t_many / s_multi,
                 "(info)", None))
+        add(Row("metrics(symbol)", format_time(t_metrics), "latest(symbol)",
+                format_time(t_latest), t_metrics / t_latest, "(info)", None))
+        add(Row(f"metrics_frame(), {self.symbols} symbols", format_time(t_frame),
+                "query session_ohlcv", format_time(t_ohlcv), t_frame / t_ohlcv, "(info)", None))
 
     # -- flush of one minute, and reads during it ----------------------------------------------
 
@@ -469,19 +549,24 @@ class Session:
     # -- extend ------------------------------------------------------------------------------
 
     def measure_extend(self) -> None:
-        """Extend by the whole session as one Arrow table, to a file, flushed; vs DuckDB."""
+        """Extend by the whole session as one Arrow table, to a file, flushed; vs DuckDB.
+
+        Also the same with session metrics off (``metrics=False``), for their cost.
+        """
         ours: list[float] = []
         base: list[float] = []
+        no_metrics: list[float] = []
         for run in range(self.repeat):
             progress(f"extend: warehouse and DuckDB insert, run {run + 1}/{self.repeat}")
-            wh = Warehouse(self._path("extend"))
-            gc.collect()
-            started = perf_counter()
-            wh.extend(self.session)
-            wh.flush()
-            ours.append(perf_counter() - started)
-            self.report.check(wh.stats()["bars"] == self.n_bars, "extend: every bar held")
-            wh.close()
+            for metrics, times in ((False, no_metrics), (True, ours)):
+                wh = Warehouse(self._path("extend"), metrics=metrics)
+                gc.collect()
+                started = perf_counter()
+                wh.extend(self.session)
+                wh.flush()
+                times.append(perf_counter() - started)
+                self.report.check(wh.stats()["bars"] == self.n_bars, "extend: every bar held")
+                wh.close()
             if self.plain is not None:
                 self.plain.close()
             plain = plain_store(self._path("plain"))
@@ -501,6 +586,11 @@ class Session:
             "extend session + flush, file", format_rate(rate), "DuckDB INSERT from Arrow",
             format_rate(base_rate), base_rate / rate, f">= {targets.EXTEND_RATE / 1e6:.0f} M/s",
             rate >= targets.EXTEND_RATE,
+        ))
+        plain_rate = self.n_bars / statistics.median(no_metrics)
+        self.report.add(Row(
+            "extend session + flush, metrics on", format_rate(rate), "extend, metrics=False",
+            format_rate(plain_rate), plain_rate / rate, "(info: the metrics' cost)", None,
         ))
 
     # -- SQL ---------------------------------------------------------------------------------

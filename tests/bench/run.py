@@ -28,6 +28,33 @@ from .sessions import measure_session_start
 FULL_SYMBOLS = 8_000
 QUICK_SYMBOLS = 500
 MINUTES = 390
+#: The measurements, in the order they run, each with those whose state it needs (reads use
+#: the appended warehouse and the seed; SQL and export also the plain DuckDB file of extend).
+GROUPS: dict[str, tuple[str, ...]] = {
+    "append": (),
+    "reads": ("append",),
+    "flush": (),
+    "extend": (),
+    "sql": ("append", "extend"),
+    "resample": ("append",),
+    "export": ("append", "extend"),
+    "sessions": (),
+    "quality": (),
+    "memory": (),
+}
+
+
+def _groups(only: str | None) -> list[str]:
+    """The measurement groups to run for ``--only`` (all of them for None), needs included."""
+    if only is None:
+        return list(GROUPS)
+    wanted = {name.strip() for name in only.split(",") if name.strip()}
+    unknown = wanted - set(GROUPS)
+    if unknown or not wanted:
+        raise ValueError(f"--only takes some of {', '.join(GROUPS)}; got {only!r}")
+    for name in list(wanted):
+        wanted.update(GROUPS[name])
+    return [name for name in GROUPS if name in wanted]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -44,6 +71,9 @@ def _parser() -> argparse.ArgumentParser:
                         help=f"a fast smoke run: {QUICK_SYMBOLS} symbols, 1 repeat")
     parser.add_argument("--repeat", type=int, default=None,
                         help="runs per heavy measurement, median taken (default 3, 1 with --quick)")
+    parser.add_argument("--only", default=None, metavar="GROUP[,GROUP...]",
+                        help=f"run only these measurements ({', '.join(GROUPS)}), and those "
+                             "they need (reads, sql, resample and export need append)")
     return parser
 
 
@@ -67,31 +97,45 @@ def main(argv: list[str] | None = None) -> int:
     repeat = args.repeat or (1 if args.quick else 3)
     if symbols < 1 or args.minutes < 1 or repeat < 1:
         parser.error("--symbols, --minutes and --repeat must be positive")
+    try:
+        groups = _groups(args.only)
+    except ValueError as exc:
+        parser.error(str(exc))
     header = (
         f"warehouse bench: {symbols} symbols x {args.minutes} minutes = "
         f"{symbols * args.minutes:,} bars; repeat {repeat}; Python {platform.python_version()}, "
         f"duckdb {duckdb.__version__}, pyarrow {pa.__version__}, polars {pl.__version__}, "
-        f"{os.cpu_count()} CPUs\n"
+        f"{os.cpu_count()} CPUs"
+        + ("" if args.only is None else f"; only {', '.join(groups)}")
+        + "\n"
         "ours/base is a cost ratio: below 1 means the warehouse is cheaper than the baseline."
     )
     report = Report()
     with tempfile.TemporaryDirectory(prefix="warehouse-bench-") as tmp:
         session = Session(symbols, args.minutes, repeat, Path(tmp), report)
+        steps = {
+            "append": session.measure_append,
+            "reads": session.measure_reads,
+            "flush": session.measure_flush,
+            "extend": session.measure_extend,
+            "sql": session.measure_sql,
+            "resample": session.measure_resample,
+            "export": session.measure_export,
+            "sessions": lambda: measure_session_start(report, session.session, Path(tmp), repeat),
+            "quality": lambda: measure_quality(report, session.session, repeat),
+        }
         try:
-            session.measure_append()
-            session.measure_reads()
-            session.drop_seed()  # 3 M bar objects: free them before the next measurements
-            session.measure_flush()
-            session.drop_feed()
-            session.measure_extend()
-            session.measure_sql()
-            session.measure_resample()
-            session.measure_export()
-            measure_session_start(report, session.session, Path(tmp), repeat)
-            measure_quality(report, session.session, repeat)
+            for name in groups:
+                if name not in ("append", "reads"):
+                    session.drop_seed()  # 3 M bar objects: free them before the next ones
+                if name not in ("append", "reads", "flush"):
+                    session.drop_feed()
+                if name in steps:
+                    steps[name]()
         finally:
             session.close()
-    measure_memory(report, symbols, args.minutes)
+    if "memory" in groups:
+        measure_memory(report, symbols, args.minutes)
     progress("done")
     report.note(
         "each append run starts from a collected, frozen heap (gc.freeze), so neither side pays "

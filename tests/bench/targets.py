@@ -9,6 +9,9 @@ from __future__ import annotations
 #: `append` one bar, validated: >= 2 M bars/s and <= 0.25x the seed's cost.
 APPEND_RATE = 2e6
 APPEND_VS_SEED = 0.25
+#: With session metrics on (DESIGN.md: with metrics, 5m/15m derivation and quality on; the
+#: metrics are what is built so far): append costs <= 1.3x the plain append (metrics off).
+METRICS_VS_PLAIN = 1.3
 #: GC during a session: no full (generation 2) collection caused by bars; longest pause reported.
 GC_FULL_COLLECTIONS = 0
 #: `latest(symbol)`: <= 1.5x a bare `dict.get`, and >= 10x faster than the seed.
