@@ -38,7 +38,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from warehouse.errors import ExportError, StoreError
-from warehouse.schema import BAR_SCHEMA, MAX_TS, MIN_TS
+from warehouse.schema import BAR_SCHEMA, MAX_TS, MIN_TS, from_micros
 from warehouse.session import Session
 from warehouse.store import BarStore
 
@@ -136,7 +136,7 @@ def export_parquet(
                 start = datetime.combine(day["date"], time(), tzinfo=UTC)
                 end = start + timedelta(days=1)
             else:  # the session's every bar, whatever its UTC date
-                start, end = _as_utc(MIN_TS), _as_utc(MAX_TS)
+                start, end = from_micros(MIN_TS), from_micros(MAX_TS)
             files.append(_export_day(store, root, day["date"], compression, start, end))
             rows += int(day["bar_count"])
             if progress is not None:
@@ -435,7 +435,3 @@ def _write_json(path: Path, value: object) -> None:
         _fsync(path.parent)
     finally:
         temporary.unlink(missing_ok=True)
-
-
-def _as_utc(micros: int) -> datetime:
-    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=micros)

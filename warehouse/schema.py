@@ -55,6 +55,11 @@ MAX_COUNT = 2**63 - 1
 _INF = math.inf
 
 
+def from_micros(micros: int) -> datetime:
+    """The aware UTC datetime of ``micros`` microseconds since the epoch (`to_micros` back)."""
+    return EPOCH + timedelta(microseconds=micros)
+
+
 def to_micros(value: object, symbol: object = None) -> int:
     """Convert a timestamp to UTC microseconds since the epoch.
 

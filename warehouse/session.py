@@ -16,11 +16,12 @@ window taken), or sealed. The calendar is needed to start a session, never to re
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Literal
 
 from warehouse.calendar import SessionWindow
 from warehouse.errors import InvalidBarError
+from warehouse.schema import from_micros
 
 __all__ = ["META_KEYS", "Session", "SessionStatus"]
 
@@ -65,20 +66,16 @@ class Session:
     @property
     def open_time(self) -> datetime:
         """The window's start as an aware UTC datetime."""
-        return _utc(self.open)
+        return from_micros(self.open)
 
     @property
     def close_time(self) -> datetime:
         """The window's end (exclusive) as an aware UTC datetime."""
-        return _utc(self.close)
+        return from_micros(self.close)
 
     def with_status(self, status: SessionStatus) -> Session:
         """The same session with another status."""
         return replace(self, status=status)
-
-    def contains(self, ts: int) -> bool:
-        """Whether an open session takes a bar at ``ts`` (UTC microseconds)."""
-        return self.status == "open" and self.open <= ts < self.close
 
     def refusal(self, symbol: str, ts: int) -> InvalidBarError:
         """The error of a bar at ``ts`` that this session does not take."""
@@ -119,8 +116,3 @@ class Session:
             values["session_extended_hours"] == "1", int(str(values["session_open"])),
             int(str(values["session_close"])), status,
         )
-
-
-def _utc(micros: int) -> datetime:
-    return datetime.fromtimestamp(micros // 1_000_000, UTC).replace(
-        microsecond=micros % 1_000_000)

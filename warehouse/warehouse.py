@@ -9,7 +9,7 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, ClassVar
@@ -27,7 +27,7 @@ from warehouse.journal import Journal, Recovery, has_segments
 from warehouse.metrics import SessionMetrics
 from warehouse.metrics import frame as metrics_frame
 from warehouse.queries import load_queries
-from warehouse.schema import EPOCH, MAX_TS, MIN_TS, Bar, bars_from_table, to_micros
+from warehouse.schema import MAX_TS, MIN_TS, Bar, bars_from_table, from_micros, to_micros
 from warehouse.session import META_KEYS, Session
 from warehouse.store import BarStore, Params
 
@@ -304,8 +304,8 @@ class Warehouse:
             span = self._buffer.hot.ts_span()
             if span is not None and not (session.open <= span[0] and span[1] < session.close):
                 raise SessionError(
-                    f"the warehouse holds bars from {_as_datetime(span[0])} to "
-                    f"{_as_datetime(span[1])}, outside session {session.date} "
+                    f"the warehouse holds bars from {from_micros(span[0])} to "
+                    f"{from_micros(span[1])}, outside session {session.date} "
                     f"({session.open_time} to {session.close_time}); export and clear() them "
                     "first"
                 )
@@ -491,8 +491,8 @@ class Warehouse:
 
         ``start`` is inclusive, ``end`` exclusive; both take what `append` takes for ``ts``.
         """
-        first = _as_datetime(MIN_TS if start is None else to_micros(start))
-        last = _as_datetime(MAX_TS if end is None else to_micros(end))
+        first = from_micros(MIN_TS if start is None else to_micros(start))
+        last = from_micros(MAX_TS if end is None else to_micros(end))
         wanted = None if symbols is None else (
             [symbols] if isinstance(symbols, str) else list(symbols))
         with self._store.lock:
@@ -730,8 +730,8 @@ class Warehouse:
             if n is not None:
                 table = self._store.last_bars(symbol, n, log)
             else:
-                start = _as_datetime(MIN_TS if since is None else since)
-                table = self._store.symbol_bars_between(symbol, start, _as_datetime(MAX_TS), log)
+                start = from_micros(MIN_TS if since is None else since)
+                table = self._store.symbol_bars_between(symbol, start, from_micros(MAX_TS), log)
         return bars_from_table(table)
 
     def _fresh_metrics(self, symbol: str) -> SessionMetrics | None:
@@ -763,10 +763,6 @@ class Warehouse:
 
     def __repr__(self) -> str:
         return f"Warehouse({self._store.path!r}, bars={self._buffer.total_count()})"
-
-
-def _as_datetime(micros: int) -> datetime:
-    return EPOCH + timedelta(microseconds=micros)
 
 
 class _Writers:
