@@ -31,9 +31,9 @@ SQL_FILES = sorted(SQL_DIR.glob("*.sql"))
 INTERNAL_FILES = sorted(INTERNAL_SQL_DIR.glob("*.sql"))
 ALL_FILES = SQL_FILES + INTERNAL_FILES
 PACKAGE = Path(__file__).resolve().parent.parent / "warehouse"
-# DuckDB cannot PREPARE a CREATE statement; those files are run for real (they are idempotent
-# DDL) inside a transaction that is rolled back, which binds them just as strictly.
-NOT_PREPARABLE = re.compile(r"^\s*CREATE\b", re.IGNORECASE | re.MULTILINE)
+# DuckDB cannot PREPARE a CREATE or DROP statement; those files are run for real inside a
+# transaction that is rolled back, which binds them just as strictly.
+NOT_PREPARABLE = re.compile(r"^\s*(CREATE|DROP)\b", re.IGNORECASE | re.MULTILINE)
 
 
 # A real Parquet file of bars, for the statements that read the archive.

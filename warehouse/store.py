@@ -166,7 +166,8 @@ class BarStore:
         """
         def steps(con: duckdb.DuckDBPyConnection) -> None:
             con.execute(self.statements["delete_all_bars"])
-            con.execute(self.statements["delete_all_tail_bars"])
+            con.execute(self.statements["drop_tail_table"])
+            con.execute(self.statements["create_tail_table"])
             for key, value in {EPOCH_KEY: str(epoch), **(meta or {})}.items():
                 con.execute(self.statements["set_meta"], {"key": key, "value": value})
 
@@ -191,7 +192,8 @@ class BarStore:
 
         def steps(con: duckdb.DuckDBPyConnection) -> None:
             con.execute(self.statements["compact_tail_bars"])
-            con.execute(self.statements["delete_all_tail_bars"])
+            con.execute(self.statements["drop_tail_table"])
+            con.execute(self.statements["create_tail_table"])
 
         with self.lock:
             self._transaction(steps, f"compacting {self.path} failed")
