@@ -119,7 +119,8 @@ def _not_bars(path: Path) -> None:
 def _mistyped(path: Path) -> None:
     table = generate_session(2, 3)
     index = table.schema.get_field_index("ts")
-    pq.write_table(table.set_column(index, "ts", table.column("ts").cast(pa.string())), path)
+    seconds = table.column("ts").cast(pa.int64()).cast(pa.float64())  # no timestamp type
+    pq.write_table(table.set_column(index, "ts", seconds), path)
 
 
 def _invalid_bar(path: Path) -> None:

@@ -13,13 +13,13 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal, overload
 
 import polars as pl
 import pyarrow as pa
 
 from warehouse.archive import Compression, ExportResult, Progress, export_parquet
-from warehouse.buffer import AppendBuffer
+from warehouse.buffer import AppendBuffer, ExtendResult, OnInvalid
 from warehouse.calendar import Calendar
 from warehouse.errors import ClosedError, SessionError, StoreError, WarehouseError
 from warehouse.history import Trailing, history_files, publish_history, trailing_stats
@@ -200,11 +200,23 @@ class Warehouse:
 
     # -- commands ---------------------------------------------------------------------------
 
-    def extend(self, batch: object) -> int:
-        """Add a batch of bars, all or nothing (see `AppendBuffer.extend`); returns its size."""
+    @overload
+    def extend(self, batch: object, *, on_invalid: Literal["raise", "skip"] = ...) -> int: ...
+    @overload
+    def extend(self, batch: object, *, on_invalid: Literal["report"]) -> ExtendResult: ...
+    @overload
+    def extend(self, batch: object, *, on_invalid: OnInvalid) -> int | ExtendResult: ...
+
+    def extend(self, batch: object, *, on_invalid: OnInvalid = "raise") -> int | ExtendResult:
+        """Add a batch of bars (see `AppendBuffer.extend`); returns how many were added.
+
+        By default all or nothing: an invalid row raises `InvalidBarError` and nothing of the
+        batch is stored. ``on_invalid="skip"`` adds the valid rows and drops the others;
+        ``"report"`` also returns them, each with its field and reason (`ExtendResult`).
+        """
         if self.read_only:
             self._refuse_writes()
-        return self._buffer.extend(batch)
+        return self._buffer.extend(batch, on_invalid=on_invalid)
 
     def flush(self) -> int:
         """Write every waiting bar to DuckDB in one transaction; returns how many.
