@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import random
 import signal
 import subprocess
@@ -594,7 +595,8 @@ def test_failed_flush_keeps_bars_visible_and_retries(
 @pytest.mark.parametrize("error", [StoreError("transient"), RuntimeError("transient")],
                          ids=["store-error", "unexpected-error"])
 def test_background_flush_error_is_reported_then_cleared(
-    file_wh: Any, bar: MakeBar, monkeypatch: pytest.MonkeyPatch, error: Exception
+    file_wh: Any, bar: MakeBar, monkeypatch: pytest.MonkeyPatch, error: Exception,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     wh = file_wh(flush_interval=0.01)
     real_write = wh._store.write
@@ -607,13 +609,23 @@ def test_background_flush_error_is_reported_then_cleared(
         real_write(bars, replaced)
 
     monkeypatch.setattr(wh._store, "write", flaky)
-    wh.append(*bar("ES", 0))
-    assert wait_for(lambda: wh.stats()["flush_error"] is not None)
-    assert "transient" in wh.stats()["flush_error"]
-    assert sql_count(wh) == 1
-    failing.clear()
-    assert wait_for(lambda: wh.stats()["flush_error"] is None and wh.stats()["unflushed"] == 0)
+    with caplog.at_level(logging.INFO, logger="warehouse"):
+        wh.append(*bar("ES", 0))
+        assert wait_for(lambda: wh.stats()["flush_error"] is not None)
+        assert "transient" in wh.stats()["flush_error"]
+        assert sql_count(wh) == 1
+        time.sleep(0.1)  # several retries fail meanwhile
+        failing.clear()
+        assert wait_for(lambda: wh.stats()["flush_error"] is None
+                        and wh.stats()["unflushed"] == 0)
     assert wh._store.stored_count() == 1
+    # Reported through logging, as libraries do (#10): the failure once, then the recovery.
+    records = [r for r in caplog.records if r.name == "warehouse"]
+    warnings = [r for r in records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "background flush" in warnings[0].getMessage()
+    assert "transient" in warnings[0].getMessage()
+    assert any("succeeded again" in r.getMessage() for r in records if r.levelno == logging.INFO)
 
 
 # -- threads ---------------------------------------------------------------------------------

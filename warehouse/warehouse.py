@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import threading
 import time
@@ -28,6 +29,8 @@ from warehouse.queries import load_queries
 from warehouse.schema import EPOCH, MAX_TS, MIN_TS, Bar, bars_from_table, to_micros
 from warehouse.session import META_KEYS, Session
 from warehouse.store import BarStore, Params
+
+log = logging.getLogger("warehouse")
 
 #: A prepared session: its window and its symbols' trailing statistics.
 _Prepared = tuple[Session, dict[str, Trailing]]
@@ -653,13 +656,19 @@ class Warehouse:
                     self._checkpoint()
                 elif self._store.compact_due:
                     self._store.compact()
+                if self.flush_error is not None:
+                    log.info("background flush of %s succeeded again", self._store.path)
                 self.flush_error = None
             except Exception as exc:  # any error: the thread must live to retry
                 # Bars stay on the log; the next interval retries. Readers see them meanwhile.
-                self.flush_error = (
+                error = (
                     exc if isinstance(exc, WarehouseError)
                     else StoreError(f"background flush failed: {exc!r}")
                 )
+                if str(error) != str(self.flush_error):  # once per failure, not per retry
+                    log.warning("background flush of %s failed; its bars stay in memory and "
+                                "the flush is retried: %s", self._store.path, error)
+                self.flush_error = error
                 time.sleep(self._flush_interval or 1.0)
 
     def _replay_journal(self, journal: Journal) -> None:
