@@ -184,6 +184,8 @@ BENCH_ROWS = {
     "SQL 1 symbol 1 hour (bars)": 1,
     "SQL 5-minute resample, session": 1,
     "Parquet export, session": 1,
+    "ingest CSV file": 1,
+    "ingest Parquet file": 1,
     "resident memory per bar": 1,
     "peak RSS, worst of sessions 2-10": 1,
 }

@@ -18,6 +18,7 @@ import duckdb
 import polars as pl
 import pyarrow as pa
 
+from .ingest import measure_ingest
 from .measure import Session
 from .memory import measure_memory
 from .report import Report, progress
@@ -85,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
             session.measure_sql()
             session.measure_resample()
             session.measure_export()
+            measure_ingest(report, session.session, repeat, Path(tmp))
         finally:
             session.close()
     measure_memory(report, symbols, args.minutes)
