@@ -1,3 +1,4 @@
+import io
 import json
 import re
 import subprocess
@@ -5,8 +6,11 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import duckdb
+import polars as pl
 import pyarrow.parquet as pq
 import pytest
+from polars.testing import assert_frame_equal
 
 from warehouse import Warehouse
 from warehouse.cli import _parser, main
@@ -33,8 +37,8 @@ def test_every_subcommand_has_help_text():
     parser = _parser()
     actions = [a for a in parser._actions if a.dest == "command"]
     choices = actions[0].choices
-    assert set(choices) == {"demo", "sql", "query", "queries", "export", "archive", "replay",
-                            "generate", "quality"}
+    assert set(choices) == {"demo", "ingest", "sql", "query", "queries", "export", "archive",
+                            "replay", "generate", "quality"}
     helps = {a.dest: a.help for a in actions[0]._choices_actions}
     for name in choices:
         assert helps.get(name), f"subcommand {name} has no help"
@@ -186,6 +190,8 @@ BENCH_ROWS = {
     "Parquet export, session": 1,
     "start_session, 20 trailing sessions": 1,
     "quality scan, session": 1,
+    "ingest CSV file": 1,
+    "ingest Parquet file": 1,
     "resident memory per bar": 1,
     "peak RSS, worst of sessions 2-10": 1,
 }
@@ -228,3 +234,223 @@ def test_readme_shows_every_subcommand():
     actions = [a for a in _parser()._actions if a.dest == "command"]
     for name in actions[0].choices:
         assert f"python -m warehouse {name}" in section, f"README lacks `{name}`"
+
+
+# -- ingest, output formats, conventions (#10) ------------------------------------------------
+
+DAILY_CSV = """\
+Date,Symbol,Open,High,Low,Close,Adj Close,Volume
+2024-01-02,AAPL,187.15,188.44,183.89,185.64,185.40,82488700
+2024-01-02,MSFT,373.86,375.90,366.77,370.87,369.10,25258600
+2024-01-03,AAPL,189.00,185.88,183.43,184.25,184.00,58414500
+2024-01-03,MSFT,369.01,373.26,368.51,370.60,369.00,200170974
+"""
+
+
+@pytest.fixture
+def daily_csv(tmp_path):
+    path = tmp_path / "daily.csv"
+    path.write_text(DAILY_CSV)
+    return path
+
+
+def canonical(frame: pl.DataFrame) -> pl.DataFrame:
+    """ts as epoch microseconds, numbers as f64/i64: how two readers' frames are compared."""
+    return frame.select(
+        pl.col("symbol").cast(pl.String),
+        pl.col("ts").dt.convert_time_zone("UTC").dt.epoch("us"),
+        *(pl.col(c).cast(pl.Float64) for c in ("open", "high", "low", "close", "volume", "vwap")),
+        pl.col("trade_count").cast(pl.Int64),
+    )
+
+
+def test_ingest_a_csv_then_query_it_as_csv(daily_csv, tmp_path, capsys):
+    db = tmp_path / "daily.duckdb"
+    code = main(["ingest", str(daily_csv), "--db", str(db), "--tz", "America/New_York",
+                 "--on-invalid", "skip"])
+    assert code == 0
+    out = capsys.readouterr().out.splitlines()
+    assert re.fullmatch(rf"ingested 3 bars from 1 file into {db} in \d+\.\d\d s \([\d,]+ "
+                        r"bars/s\)", out[0])
+    assert out[1:] == ["1 row rejected (skipped)", "ignored columns: Adj Close"]
+    assert main(["sql", "SELECT symbol, ts, close, volume FROM bars ORDER BY symbol, ts",
+                 "--db", str(db), "--format", "csv"]) == 0
+    assert capsys.readouterr().out == (
+        "symbol,ts,close,volume\n"
+        "AAPL,2024-01-02T05:00:00+00:00,185.64,82488700.0\n"
+        "MSFT,2024-01-02T05:00:00+00:00,370.87,25258600.0\n"
+        "MSFT,2024-01-03T05:00:00+00:00,370.6,200170974.0\n"
+    )
+
+
+def test_ingest_with_a_bad_row_exits_1_naming_it_and_leaves_no_file(daily_csv, tmp_path,
+                                                                       capsys):
+    db = tmp_path / "daily.duckdb"
+    assert main(["ingest", str(daily_csv), "--db", str(db), "--tz", "America/New_York"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith(f"warehouse: error: {daily_csv}: row 3, column 'Open': bar 'AAPL' ")
+    assert not db.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["missing.csv"], "missing.csv: does not exist"),
+        (["daily.csv"], "row 1, column 'Date': '2024-01-02' has no UTC offset"),
+        (["daily.csv", "--tz", "UTC", "--rename", "Shares=volume"], "has no column 'Shares'"),
+        (["daily.csv", "--tz", "UTC", "--ts-unit", "s"], "column 'Date': holds timestamps, not "
+         "integer epochs"),
+    ],
+    ids=["missing-file", "naive-no-tz", "missing-column", "unit-on-timestamps"],
+)
+def test_ingest_bad_input_is_one_line_and_touches_nothing(daily_csv, db, capsys, args, message):
+    before = db.read_bytes()
+    paths = [str(daily_csv.parent / args[0]), *args[1:]]
+    assert main(["ingest", *paths, "--db", str(db)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert message in err
+    assert db.read_bytes() == before
+
+
+def test_ingest_report_writes_the_rejects_as_csv_to_stdout(daily_csv, tmp_path, capsys):
+    db = tmp_path / "daily.duckdb"
+    assert main(["ingest", str(daily_csv), "--db", str(db), "--tz", "America/New_York",
+                 "--on-invalid", "report"]) == 0
+    captured = capsys.readouterr()
+    rejects = pl.read_csv(io.StringIO(captured.out))
+    assert rejects.select("file", "row", "column", "field", "reason").rows() == [
+        (str(daily_csv), 3, "Open", "open", "189.0 is outside [low 183.43, high 185.88]")]
+    assert "1 row rejected (written to stdout)" in captured.err  # the summary moves aside
+
+
+def test_ingest_report_writes_the_rejects_to_a_file(daily_csv, tmp_path, capsys):
+    db, rejects = tmp_path / "daily.duckdb", tmp_path / "rejects.parquet"
+    assert main(["ingest", str(daily_csv), "--db", str(db), "--tz", "America/New_York",
+                 "--on-invalid", "report", "--rejects", str(rejects)]) == 0
+    assert f"1 row rejected (listed in {rejects})" in capsys.readouterr().out
+    assert pl.read_parquet(rejects)["row"].to_list() == [3]
+
+
+def test_ingest_quiet_prints_nothing(daily_csv, tmp_path, capsys):
+    db = tmp_path / "daily.duckdb"
+    assert main(["ingest", str(daily_csv), "--db", str(db), "--tz", "UTC", "--on-invalid",
+                 "skip", "--quiet"]) == 0
+    assert capsys.readouterr() == ("", "")
+    assert main(["export", "--db", str(db), "--out", str(tmp_path / "a"), "-q"]) == 0
+    assert capsys.readouterr() == ("", "")
+
+
+def test_ingest_rejects_without_report_is_a_usage_error(daily_csv, tmp_path, capsys):
+    assert main(["ingest", str(daily_csv), "--db", str(tmp_path / "x.duckdb"), "--rejects",
+                 str(tmp_path / "r.csv")]) == 1
+    assert "--on-invalid report" in capsys.readouterr().err
+
+
+def _utc(frame: pl.DataFrame) -> pl.DataFrame:
+    return frame.with_columns(pl.col("ts").str.to_datetime(time_zone="UTC"))
+
+
+READERS = {
+    "csv": (lambda p: pl.read_csv(p, try_parse_dates=True), "read_csv"),
+    "json": (lambda p: _utc(pl.read_json(p)), "read_json"),
+    "ndjson": (lambda p: _utc(pl.read_ndjson(p)), "read_json"),
+    "parquet": (pl.read_parquet, "read_parquet"),
+}
+
+
+@pytest.mark.parametrize("fmt", list(READERS))
+def test_output_formats_round_trip_through_polars_and_duckdb(db, tmp_path, capsys, fmt):
+    out = tmp_path / f"bars.{fmt}"
+    query = "SELECT * FROM bars ORDER BY symbol, ts"
+    assert main(["sql", query, "--db", str(db), "--format", fmt, "--output", str(out)]) == 0
+    assert capsys.readouterr().out == ""
+    with Warehouse(db, read_only=True) as wh:
+        expected = canonical(wh.sql_polars(query))
+    assert expected.height == 150
+    read_polars, function = READERS[fmt]
+    assert_frame_equal(canonical(read_polars(out)), expected)
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    got = con.sql(f"SELECT * REPLACE (CAST(ts AS TIMESTAMPTZ) AS ts) FROM {function}('{out}')")
+    assert_frame_equal(canonical(got.pl()), expected)
+    con.close()
+
+
+def test_output_format_follows_the_output_suffix_and_sqlite_utils_flags(db, tmp_path, capsys):
+    out = tmp_path / "bars.ndjson"
+    assert main(["query", "session_ohlcv", "--db", str(db), "--output", str(out)]) == 0
+    assert len(out.read_text().splitlines()) == 5
+    assert main(["query", "session_ohlcv", "--db", str(db), "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)) == 5
+    assert main(["query", "session_ohlcv", "--db", str(db), "--nl", "--rows", "2"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 2
+    assert main(["query", "session_ohlcv", "--db", str(db), "--csv", "--json"]) == 2
+
+
+def test_table_prints_numbers_as_numbers_and_rows_all(db, capsys):
+    query = "SELECT 200170974.0 AS volume, 0.1 + 0.2 AS price"
+    assert main(["sql", query, "--db", str(db)]) == 0
+    out = capsys.readouterr().out
+    assert "200170974" in out
+    assert "e8" not in out
+    assert main(["sql", "SELECT * FROM range(30)", "--db", str(db)]) == 0
+    assert "…" in capsys.readouterr().out  # 20 rows by default, the rest elided
+    assert main(["sql", "SELECT * FROM range(30)", "--db", str(db), "--rows", "all"]) == 0
+    out = capsys.readouterr().out
+    assert "…" not in out
+    assert "│ 29    │" in out
+
+
+def test_parquet_output_needs_a_file(db, capsys):
+    assert main(["sql", "SELECT 1", "--db", str(db), "--format", "parquet"]) == 1
+    assert "--output FILE.parquet" in capsys.readouterr().err
+
+
+def test_version_comes_from_the_package_metadata(capsys):
+    from importlib.metadata import version
+
+    import warehouse
+
+    assert warehouse.__version__ == version("warehouse")
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out == f"warehouse {warehouse.__version__}\n"
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        (["symbols=AAPL"], "--param symbols=AAPL: $symbols takes list of VARCHAR; pass a JSON "
+         "list, e.g. --param 'symbols=[\"AAPL\",\"MSFT\"]'"),
+        (['symbols=["AAPL"]', "start=2025-11-21T14:30:00Z"], "query bars_between needs $end: "
+         "pass an ISO timestamp with an offset, e.g. --param end=2025-11-21T14:30:00Z"),
+        (['symbols=["AAPL"]', "start=2025-11-21T14:30:00", "end=2025-11-21T15:00:00Z"],
+         "$start is a timestamp without an offset; add one, e.g. --param "
+         "start=2025-11-21T14:30:00Z"),
+        (["symbol=AAPL", "n=twenty"], "--param n=twenty: $n takes a BIGINT; pass an integer"),
+        (["symbol=AAPL", "n=3", "limit=3"], "--param limit: query last_bars_of_symbol has no "
+         "parameter $limit; its parameters: $symbol, $n"),
+    ],
+    ids=["list-as-text", "missing", "naive-ts", "not-an-integer", "unknown"],
+)
+def test_param_errors_name_the_parameter_and_its_form(db, capsys, params, message):
+    name = "bars_between" if params[0].startswith("symbols") else "last_bars_of_symbol"
+    args = [a for p in params for a in ("--param", p)]
+    assert main(["query", name, "--db", str(db), *args]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert message in err
+
+
+def test_query_takes_a_string_parameter_that_looks_like_a_number(db, capsys):
+    assert main(["query", "last_bars_of_symbol", "--db", str(db), "--param", "symbol=7203",
+                 "--param", "n=3"]) == 0
+    assert "shape: (0, 9)" in capsys.readouterr().out
+
+
+def test_sql_with_a_missing_or_excess_parameter_names_it(db, capsys):
+    assert main(["sql", "SELECT $x", "--db", str(db)]) == 1
+    assert "the SQL uses $x: pass --param x=VALUE" in capsys.readouterr().err
+    assert main(["sql", "SELECT 1", "--db", str(db), "--param", "x=1"]) == 1
+    assert "the SQL has no $parameters" in capsys.readouterr().err

@@ -119,7 +119,8 @@ def _not_bars(path: Path) -> None:
 def _mistyped(path: Path) -> None:
     table = generate_session(2, 3)
     index = table.schema.get_field_index("ts")
-    pq.write_table(table.set_column(index, "ts", table.column("ts").cast(pa.string())), path)
+    seconds = table.column("ts").cast(pa.int64()).cast(pa.float64())  # no timestamp type
+    pq.write_table(table.set_column(index, "ts", seconds), path)
 
 
 def _invalid_bar(path: Path) -> None:
@@ -579,6 +580,7 @@ def test_progress_bars_stay_off_when_stderr_is_not_a_terminal(
     db = tmp_path / "demo.duckdb"
     assert demo(session_file, db, tmp_path / "a") == 0
     assert main(["export", "--db", str(db), "--out", str(tmp_path / "b")]) == 0
+    assert main(["ingest", str(session_file), "--db", str(tmp_path / "in.duckdb")]) == 0
     captured = capsys.readouterr()
     assert captured.err == ""
     assert "\r" not in captured.out
@@ -598,7 +600,23 @@ def test_progress_bars_draw_on_a_terminal(
     db = tmp_path / "demo.duckdb"
     assert demo(session_file, db, tmp_path / "a") == 0
     assert main(["export", "--db", str(db), "--out", str(tmp_path / "b")]) == 0
+    assert main(["ingest", str(session_file), "--db", str(tmp_path / "in.duckdb")]) == 0
     drawn = terminal.getvalue()
     assert "replay" in drawn
     assert "export" in drawn
+    assert "read" in drawn
+    assert "store" in drawn
     assert "\r" in drawn
+
+
+def test_quiet_draws_no_progress_bar_even_on_a_terminal(
+    session_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    db = tmp_path / "in.duckdb"
+    assert main(["ingest", str(session_file), "--db", str(db), "--quiet"]) == 0
+    assert main(["export", "--db", str(db), "--out", str(tmp_path / "b"), "--quiet"]) == 0
+    assert terminal.getvalue() == ""
+    assert capsys.readouterr().out == ""

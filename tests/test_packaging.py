@@ -1,6 +1,7 @@
 """The built wheel carries the compiled core, the SQL files (sql/ and sql/internal/) and the
 sample, and finds them when installed."""
 
+import ast
 import subprocess
 import sys
 import zipfile
@@ -56,3 +57,13 @@ def test_installed_wheel_loads_its_own_sql_files(wheel, tmp_path):
     assert Path(sample) == site / "warehouse" / "data" / "sample_session.parquet"
     assert int(count) == len(list((ROOT / "sql").glob("*.sql")))
     assert int(statements) == len(list((ROOT / "sql").rglob("*.sql")))
+
+
+def test_no_module_of_the_package_imports_pandas():
+    """pandas is a test dependency: a DataFrame a user passes goes through pyarrow (#10)."""
+    for source in sorted((ROOT / "warehouse").glob("*.py")):
+        tree = ast.parse(source.read_text(), str(source))
+        for node in ast.walk(tree):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            assert not any(n.split(".")[0] == "pandas" for n in names), source.name

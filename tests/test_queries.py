@@ -136,6 +136,21 @@ def test_parameters_without_header_line_are_the_statements_placeholders(tmp_path
     assert load_queries(tmp_path).parameters("mine") == ("symbol", "since")
 
 
+def test_every_named_query_types_each_of_its_parameters() -> None:
+    """The CLI shows the form of a parameter from its header's type (#10)."""
+    queries = load_queries()
+    for name in queries:
+        types = queries.parameter_types(name)
+        assert list(types) == list(queries.parameters(name))
+        assert all(types.values()), f"{name}: {types}"
+    assert queries.parameter_types("last_bars_of_symbol") == {"symbol": "VARCHAR", "n": "BIGINT"}
+
+
+def test_parameter_types_of_a_header_without_them_are_none(tmp_path: Path) -> None:
+    (tmp_path / "mine.sql").write_text("-- Bars of a symbol.\nSELECT * FROM bars WHERE symbol = $s")
+    assert load_queries(tmp_path).parameter_types("mine") == {"s": None}
+
+
 def used_names(pattern: str) -> set[str]:
     return {
         name

@@ -16,10 +16,13 @@ from warehouse.schema import (
     MAX_SYMBOL_LENGTH,
     MAX_TS,
     MIN_TS,
+    REJECTS_SCHEMA,
     check_symbol,
     conform,
     diagnose,
     make_bar,
+    partition,
+    plain_unit,
     to_micros,
 )
 
@@ -236,10 +239,10 @@ def test_conform_with_out_of_range_ts_column_raises(ts: int, reason: str) -> Non
         conform(table)
 
 
-def test_conform_with_nanoseconds_in_int_ts_column_raises_invalid_bar() -> None:
-    """Epoch nanoseconds passed as microseconds land in year ~57,000: a bar error, not a crash."""
+def test_conform_with_nanoseconds_in_int_ts_column_raises_naming_the_unit() -> None:
+    """Epoch nanoseconds passed as microseconds would land in year ~57,000: refused, named."""
     table = one_row_table(fields()).set_column(1, "ts", pa.array([TS * 1000], pa.int64()))
-    with pytest.raises(InvalidBarError, match=rf"^bar 'ES' {TS * 1000}us: ts is outside"):
+    with pytest.raises(SchemaMismatchError, match="look like epoch nanoseconds"):
         conform(table)
 
 
@@ -290,9 +293,9 @@ def test_conform_with_duplicate_column_raises_schema_mismatch() -> None:
         ("volume", pa.array([True]), "bool"),
         ("symbol", pa.array([5]), "int64"),
         ("symbol", pa.array([b"ES"]), "binary"),
-        ("ts", pa.array(["2025-11-21T14:31:00Z"]), "string"),
+        ("ts", pa.array([b"2025-11-21T14:31:00Z"]), "binary"),
         ("ts", pa.array([1.5]), "double"),
-        ("trade_count", pa.array([1.5]), "double"),
+        ("trade_count", pa.array(["3"]), "string"),
     ],
 )
 def test_conform_with_mistyped_column_raises_naming_column(
@@ -411,3 +414,131 @@ def test_conform_reports_first_bad_row_of_many() -> None:
     rows[80] = fields(ts=TS + 80, high=NAN)
     with pytest.raises(InvalidBarError, match=r"14:31:00\.000037Z: volume is negative"):
         conform(pa.Table.from_pylist(rows, schema=BAR_SCHEMA))
+
+
+# -- #10: lenient batches, timestamp strings, integer units, pandas ------------------------------
+
+
+def test_partition_keeps_valid_rows_and_explains_each_rejected_one() -> None:
+    rows = [fields(ts=TS + i) for i in range(10)]
+    rows[2] = fields(ts=TS + 2, high=98.0, open=98.5, close=98.5)
+    rows[7] = fields(ts=TS + 7, volume=-5.0)
+    valid, rejected = partition(pa.Table.from_pylist(rows, schema=BAR_SCHEMA))
+    assert valid.schema == BAR_SCHEMA
+    assert valid.column("ts").cast(pa.int64()).to_pylist() == [
+        TS + i for i in range(10) if i not in (2, 7)]
+    assert rejected.schema == REJECTS_SCHEMA
+    assert rejected.column("row").to_pylist() == [2, 7]
+    assert rejected.column("field").to_pylist() == ["high", "volume"]
+    assert rejected.column("reason").to_pylist() == [
+        "98.0 < low 99.0; check the feed's field order", "is negative"]
+    assert rejected.column("value").to_pylist() == ["98.0", "-5.0"]
+    assert rejected.column("volume").to_pylist() == [10.0, -5.0]
+
+
+def test_partition_of_a_valid_batch_rejects_nothing() -> None:
+    valid, rejected = partition([tuple(VALID.values())])
+    assert valid.num_rows == 1
+    assert rejected.num_rows == 0
+
+
+def test_partition_of_python_rows_keeps_each_bad_rows_place() -> None:
+    rows = [tuple(fields(ts=TS + i).values()) for i in range(4)]
+    rows[1] = tuple(fields(ts=TS + 1, open="cheap").values())
+    valid, rejected = partition(rows)
+    assert valid.num_rows == 3
+    assert rejected.column("row").to_pylist() == [1]
+    assert rejected.column("reason").to_pylist() == ["is 'cheap', not a number"]
+
+
+def test_partition_still_raises_for_a_missing_column() -> None:
+    with pytest.raises(SchemaMismatchError, match="lacks columns"):
+        partition(pa.table({"symbol": ["ES"]}))
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["2025-11-21T14:31:00Z", "2025-11-21 09:31:00-05:00", "2025-11-21T14:31:00.000000+00:00",
+     "2025-11-21T15:31:00+0100"],
+)
+def test_conform_parses_iso_strings_with_an_offset(text: str) -> None:
+    table = one_row_table(fields()).set_column(1, "ts", pa.array([text]))
+    assert conform(table).column("ts").cast(pa.int64()).to_pylist() == [TS]
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [("2025-11-21 14:31:00", "is naive"), ("yesterday", "is not an ISO 8601 timestamp")],
+)
+def test_conform_with_a_ts_string_it_cannot_place_raises_naming_the_bar(
+    text: str, reason: str
+) -> None:
+    strings = pa.array([TS_TEXT, text])
+    table = pa.concat_tables([one_row_table(fields())] * 2).set_column(1, "ts", strings)
+    with pytest.raises(InvalidBarError, match=rf"^bar 'ES' '{text}': ts {reason}") as info:
+        conform(table)
+    assert info.value.field == "ts"
+    valid, rejected = partition(table)
+    assert (valid.num_rows, rejected.column("row").to_pylist()) == (1, [1])
+
+
+@pytest.mark.parametrize(
+    ("low", "high", "unit"),
+    [
+        (1_732_199_400, 1_732_223_000, "s"),
+        (1_732_199_400_000, 1_732_223_000_000, "ms"),
+        (TS, TS + 60_000_000, "us"),
+        (TS * 1000, TS * 1000, "ns"),
+        (0, 60_000_000, None),  # the test suites' small microseconds: no unit's band
+        (1_732_199_400, 1_732_199_400_000, None),  # mixed: no single unit
+        (10**8 - 1, 10**8, None),  # before 1973-03-03 in seconds
+    ],
+)
+def test_plain_unit_tells_units_apart_by_band(low: int, high: int, unit: str | None) -> None:
+    assert plain_unit(low, high) == unit
+
+
+@pytest.mark.parametrize(("scale", "unit"), [(1, "seconds"), (1000, "milliseconds")])
+def test_conform_with_epoch_seconds_or_millis_refuses_instead_of_1970(
+    scale: int, unit: str
+) -> None:
+    """Integer epochs that plainly are not microseconds never become instants of 1970 (#10)."""
+    table = one_row_table(fields()).set_column(
+        1, "ts", pa.array([TS // 1_000_000 * scale], pa.int64()))
+    with pytest.raises(SchemaMismatchError, match=rf"look like epoch {unit} .*2025-11-21 "
+                       r"14:31:00Z in " + unit):
+        conform(table)
+
+
+def test_conform_of_a_pandas_frame_goes_through_arrow() -> None:
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame({
+        "symbol": ["ES", "ES", "NQ"],
+        "ts": pd.to_datetime([TS_TEXT, "2025-11-21T14:32:00Z", TS_TEXT]),
+        "open": [100.0, 100.5, 20.0], "high": [101.0, 101.0, 21.0], "low": [99.0, 100.0, 19.0],
+        "close": [100.5, 100.7, 20.5], "volume": [10, 20, 30],
+        "trade_count": pd.array([3, None, 5], dtype="Int64"),
+    })
+    filtered = frame[frame["volume"] > 10]  # a positional index left by filtering: dropped
+    table = conform(filtered)
+    assert table.schema == BAR_SCHEMA
+    assert table.column("ts").cast(pa.int64()).to_pylist() == [TS + 60_000_000, TS]
+    assert table.column("trade_count").to_pylist() == [None, 5]
+    assert conform(frame.set_index("ts")).num_rows == 3  # a named index is a column
+
+
+def test_conform_of_a_naive_pandas_column_says_how_to_localize() -> None:
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame({**{k: [v] for k, v in VALID.items() if k != "ts"},
+                          "ts": pd.to_datetime(["2025-11-21 14:31:00"])})
+    with pytest.raises(SchemaMismatchError, match=r"naive.*tz_localize\('UTC'\)"):
+        conform(frame)
+
+
+def test_conform_takes_whole_float_trade_counts_and_refuses_fractions() -> None:
+    """pandas keeps an integer column with gaps as floats: whole ones are counts (#10)."""
+    table = one_row_table(fields(trade_count=3))
+    whole = table.set_column(8, "trade_count", pa.array([3.0]))
+    assert conform(whole).column("trade_count").to_pylist() == [3]
+    with pytest.raises(SchemaMismatchError, match=r"column 'trade_count' cannot be cast"):
+        conform(table.set_column(8, "trade_count", pa.array([3.5])))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import random
 import signal
 import subprocess
@@ -594,7 +595,8 @@ def test_failed_flush_keeps_bars_visible_and_retries(
 @pytest.mark.parametrize("error", [StoreError("transient"), RuntimeError("transient")],
                          ids=["store-error", "unexpected-error"])
 def test_background_flush_error_is_reported_then_cleared(
-    file_wh: Any, bar: MakeBar, monkeypatch: pytest.MonkeyPatch, error: Exception
+    file_wh: Any, bar: MakeBar, monkeypatch: pytest.MonkeyPatch, error: Exception,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     wh = file_wh(flush_interval=0.01)
     real_write = wh._store.write
@@ -607,13 +609,23 @@ def test_background_flush_error_is_reported_then_cleared(
         real_write(bars, replaced)
 
     monkeypatch.setattr(wh._store, "write", flaky)
-    wh.append(*bar("ES", 0))
-    assert wait_for(lambda: wh.stats()["flush_error"] is not None)
-    assert "transient" in wh.stats()["flush_error"]
-    assert sql_count(wh) == 1
-    failing.clear()
-    assert wait_for(lambda: wh.stats()["flush_error"] is None and wh.stats()["unflushed"] == 0)
+    with caplog.at_level(logging.INFO, logger="warehouse"):
+        wh.append(*bar("ES", 0))
+        assert wait_for(lambda: wh.stats()["flush_error"] is not None)
+        assert "transient" in wh.stats()["flush_error"]
+        assert sql_count(wh) == 1
+        time.sleep(0.1)  # several retries fail meanwhile
+        failing.clear()
+        assert wait_for(lambda: wh.stats()["flush_error"] is None
+                        and wh.stats()["unflushed"] == 0)
     assert wh._store.stored_count() == 1
+    # Reported through logging, as libraries do (#10): the failure once, then the recovery.
+    records = [r for r in caplog.records if r.name == "warehouse"]
+    warnings = [r for r in records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "background flush" in warnings[0].getMessage()
+    assert "transient" in warnings[0].getMessage()
+    assert any("succeeded again" in r.getMessage() for r in records if r.levelno == logging.INFO)
 
 
 # -- threads ---------------------------------------------------------------------------------
@@ -804,3 +816,76 @@ def test_clear_forgets_every_bar_and_the_file_takes_new_ones(file_wh: Any, bar: 
     again = file_wh(window=4)
     assert again.count("AAPL") == 1
     assert again.sql("SELECT count(*) AS n FROM bars")["n"][0].as_py() == 1
+
+
+# -- lenient batches: extend(batch, on_invalid=...) (#10) ----------------------------------------
+
+
+def crossed_batch() -> pa.Table:
+    """Six bars of two symbols; rows 1 (high < low) and 4 (close above high) are invalid."""
+    bars = [Bar(s, T0 + m * MINUTE, 10.0, 11.0, 9.0, 10.5, 100.0 + m, None, None)
+            for m in range(3) for s in ("AAPL", "MSFT")]
+    bars[1] = bars[1]._replace(high=8.0)
+    bars[4] = bars[4]._replace(close=12.0)
+    return pa.Table.from_pylist([b._asdict() for b in bars], schema=BAR_SCHEMA)
+
+
+def test_extend_skip_stores_the_valid_rows_and_returns_their_count(
+    wh: Warehouse, read_sql: ReadSql
+) -> None:
+    batch = crossed_batch()
+    assert wh.extend(batch, on_invalid="skip") == 4
+    assert_everywhere(wh, read_sql, bars_from_table(batch.take([0, 2, 3, 5])))
+
+
+def test_extend_report_returns_every_rejected_row_with_field_and_reason(wh: Warehouse) -> None:
+    result = wh.extend(crossed_batch(), on_invalid="report")
+    assert result.added == 4
+    rejected = result.rejected
+    assert rejected.column("row").to_pylist() == [1, 4]
+    assert rejected.column("symbol").to_pylist() == ["MSFT", "AAPL"]
+    assert rejected.column("field").to_pylist() == ["high", "close"]
+    assert rejected.column("reason").to_pylist() == [
+        "8.0 < low 9.0; check the feed's field order", "12.0 is outside [low 9.0, high 11.0]"]
+    assert sql_count(wh) == 4
+
+
+def test_extend_raise_stays_all_or_nothing_by_default(wh: Warehouse) -> None:
+    with pytest.raises(InvalidBarError, match=r"'MSFT' .*: high 8\.0 < low 9\.0"):
+        wh.extend(crossed_batch())
+    with pytest.raises(InvalidBarError):
+        wh.extend(crossed_batch(), on_invalid="raise")
+    assert sql_count(wh) == 0
+    assert wh.symbols() == []
+
+
+def test_extend_report_of_a_wholly_invalid_batch_adds_nothing(wh: Warehouse) -> None:
+    batch = crossed_batch().take([1, 4])
+    result = wh.extend(batch, on_invalid="report")
+    assert (result.added, result.rejected.num_rows) == (0, 2)
+    assert wh.symbols() == []
+
+
+def test_extend_report_refuses_the_bars_outside_the_open_session(wh: Warehouse) -> None:
+    wh.start_session(datetime(2025, 11, 21, tzinfo=UTC).date())  # opens 14:30Z
+    early = Bar("AAPL", T0 - 30 * MINUTE, 10.0, 11.0, 9.0, 10.5, 1.0, None, None)
+    batch = pa.concat_tables([crossed_batch(), pa.Table.from_pylist([early._asdict()],
+                                                                     schema=BAR_SCHEMA)])
+    result = wh.extend(batch, on_invalid="report")
+    assert result.added == 4
+    assert result.rejected.column("row").to_pylist() == [1, 4, 6]
+    assert "is outside session 2025-11-21" in result.rejected.column("reason")[2].as_py()
+    assert wh.extend(batch, on_invalid="skip") == 4
+
+
+def test_extend_with_an_unknown_on_invalid_raises(wh: Warehouse) -> None:
+    with pytest.raises(ValueError, match="on_invalid must be"):
+        wh.extend(crossed_batch(), on_invalid="ignore")  # type: ignore[call-overload]
+
+
+def test_extend_of_a_pandas_frame_reads_back_exactly(wh: Warehouse, read_sql: ReadSql) -> None:
+    pd = pytest.importorskip("pandas")
+    session = generate_session(3, 20)
+    wh.extend(session.to_pandas())
+    assert read_sql(wh) == sorted(bars_from_table(session), key=lambda b: (b.symbol, b.ts))
+    assert wh.extend(pd.DataFrame(crossed_batch().to_pandas()), on_invalid="skip") == 4

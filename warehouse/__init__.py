@@ -1,5 +1,7 @@
 """A DuckDB-backed warehouse for a trading session's market bars."""
 
+import importlib.metadata as _metadata
+
 from warehouse.aio import (
     SessionData,
     configure_session_data,
@@ -13,6 +15,7 @@ from warehouse.errors import (
     CalendarError,
     ClosedError,
     ExportError,
+    IngestError,
     InvalidBarError,
     MissingExtraError,
     QueryNotFoundError,
@@ -29,6 +32,12 @@ from warehouse.session import Session
 from warehouse.store import BarStore
 from warehouse.warehouse import Warehouse
 
+try:
+    # The one source of the version: pyproject.toml, through the installed package's metadata.
+    __version__ = _metadata.version("warehouse")
+except _metadata.PackageNotFoundError:  # imported from a checkout that was never installed
+    __version__ = "0+unknown"
+
 __all__ = [
     "BAR_SCHEMA",
     "AppendBuffer",
@@ -38,6 +47,7 @@ __all__ = [
     "CalendarError",
     "ClosedError",
     "ExportError",
+    "IngestError",
     "InvalidBarError",
     "MissingExtraError",
     "QueryNotFoundError",

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal, overload
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -23,12 +25,47 @@ from warehouse.hot import DeepReader, HotState
 from warehouse.journal import Journal
 from warehouse.log import AppendLog, as_batches, to_tables
 from warehouse.metrics import SessionMetrics
-from warehouse.schema import Bar, conform, diagnose, to_micros
+from warehouse.schema import (
+    Bar,
+    conform,
+    diagnose,
+    partition,
+    rejects_table,
+    to_micros,
+)
 
-__all__ = ["AppendBuffer", "DeepReader", "FreshMetrics", "Outside", "TotalsReader"]
+__all__ = [
+    "AppendBuffer",
+    "DeepReader",
+    "ExtendResult",
+    "FreshMetrics",
+    "OnInvalid",
+    "Outside",
+    "TotalsReader",
+]
 
 #: Explains why a valid bar (symbol, ts micros) is refused for its time (see `set_window`).
 Outside = Callable[[str, int], InvalidBarError]
+#: What `extend` does with invalid rows: refuse the batch, drop them, or drop and return them.
+OnInvalid = Literal["raise", "skip", "report"]
+
+
+@dataclass(frozen=True)
+class ExtendResult:
+    """What ``extend(batch, on_invalid="report")`` did.
+
+    Attributes
+    ----------
+    added
+        The rows of the batch taken (as ``extend`` counts them otherwise).
+    rejected
+        Every row refused, one row each (`warehouse.schema.REJECTS_SCHEMA`): its index in the
+        batch (``row``), the ``field`` at fault, its ``value`` as text, the ``reason``, then
+        the row's bar columns as far as they could be read.
+    """
+
+    added: int
+    rejected: pa.Table
 
 #: Recomputes a symbol's stale session metrics and returns them (the warehouse takes the
 #: store's lock, then the buffer's, and calls `AppendBuffer.refresh_metrics_locked`).
@@ -144,38 +181,82 @@ class AppendBuffer:
 
     # -- commands ---------------------------------------------------------------------------
 
-    def extend(self, batch: object) -> int:
-        """Validate a batch and add all of it, or none of it.
+    @overload
+    def extend(self, batch: object, *, on_invalid: Literal["raise", "skip"] = ...) -> int: ...
+    @overload
+    def extend(self, batch: object, *, on_invalid: Literal["report"]) -> ExtendResult: ...
+    @overload
+    def extend(self, batch: object, *, on_invalid: OnInvalid) -> int | ExtendResult: ...
+
+    def extend(self, batch: object, *, on_invalid: OnInvalid = "raise") -> int | ExtendResult:
+        """Validate a batch and add all of it, or none of it (or, leniently, its valid rows).
 
         Parameters
         ----------
         batch
-            A pyarrow Table or RecordBatch, a polars DataFrame, or an iterable of bars (`Bar`,
-            tuples in `Bar` field order, or dicts).
+            A pyarrow Table or RecordBatch, a polars or pandas DataFrame, or an iterable of
+            bars (`Bar`, tuples in `Bar` field order, or dicts).
+        on_invalid
+            ``"raise"`` (the default): one invalid row refuses the whole batch. ``"skip"``:
+            the valid rows are added and the invalid ones dropped. ``"report"``: as skip, and
+            the dropped rows are returned with the field and reason of each. A row outside the
+            open session's window counts as invalid. Column problems (a missing or mistyped
+            column) refuse the batch whatever the choice.
 
         Returns
         -------
-        int
-            The number of bars added.
+        int or ExtendResult
+            The number of bars added; with ``"report"``, an `ExtendResult` (added, rejected).
 
         Raises
         ------
         SchemaMismatchError
             Missing, unknown or mistyped columns.
         InvalidBarError
-            The first invalid row; nothing of the batch is stored.
+            With ``"raise"``: the first invalid row; nothing of the batch is stored.
         ClosedError
             The warehouse is closed (or closing); nothing of the batch is stored.
         """
-        runs = Runs(conform(batch))
-        table = runs.table
+        if on_invalid not in ("raise", "skip", "report"):
+            raise ValueError(f"on_invalid must be 'raise', 'skip' or 'report', got {on_invalid!r}")
+        if on_invalid == "raise":
+            table, invalid = conform(batch), None
+        else:
+            table, invalid = partition(batch)
+            kept = np.ones(table.num_rows + invalid.num_rows, dtype=bool)
+            kept[invalid.column("row").to_numpy()] = False
+            positions = np.flatnonzero(kept)  # each valid row's index in the batch
+        while True:
+            window = self._window()
+            taken, rejected = table, invalid
+            if invalid is not None and window[2] is not None:
+                taken, outside = self._split_window(table, positions, window)
+                if outside.num_rows:
+                    rejected = pa.concat_tables([invalid, outside]).sort_by("row")
+            added = self._extend_valid(taken, window)
+            if added is not None:
+                break
+            # The window changed while the batch was planned (a session started or ended):
+            # split it again against the new one.
+        if rejected is None or on_invalid == "skip":
+            return added
+        return ExtendResult(added, rejected)
+
+    def _extend_valid(
+        self, table: pa.Table, window: tuple[int, int, Outside | None]
+    ) -> int | None:
+        """Add a conformed batch; None if the window is no longer ``window`` (nothing added)."""
         if table.num_rows == 0:
             return 0
+        runs = Runs(table)
+        table = runs.table  # of a key given twice, the last arrival
         plan = self.hot.plan(runs)
         with self.lock:
             if self._closed:
                 raise ClosedError(f"the warehouse is closed; the batch of {table.num_rows} bars "
                                   "was not stored")
+            if self._window() != window:
+                return None
             self.hot.check_new_symbols(runs.names)
             self._check_window(table)
             if self.journal is not None:
@@ -262,6 +343,30 @@ class AppendBuffer:
         if problem is None:  # pragma: no cover - the fast and slow checks must agree
             problem = InvalidBarError(fields[0], fields[1], "bar", fields, "is invalid")
         return problem
+
+    def _window(self) -> tuple[int, int, Outside | None]:
+        return self._appender.window_open, self._appender.window_close, self._outside
+
+    def _split_window(
+        self, table: pa.Table, positions: np.ndarray, window: tuple[int, int, Outside | None]
+    ) -> tuple[pa.Table, pa.Table]:
+        """The rows of ``table`` inside ``window``, and the others as rejects.
+
+        ``positions`` gives each row's index in the batch as it was passed (before `partition`
+        took its invalid rows out).
+        """
+        start, end, outside = window
+        assert outside is not None
+        ts = table.column("ts").cast(pa.int64())
+        inside = pc.and_(pc.greater_equal(ts, start), pc.less(ts, end))
+        if pc.all(inside).as_py():
+            return table, rejects_table([], [], table.slice(0, 0))
+        rows = np.flatnonzero(~inside.to_numpy(zero_copy_only=False))
+        out = table.take(pa.array(rows))
+        errors = [outside(s, t) for s, t in zip(out.column("symbol").to_pylist(),
+                                                  out.column("ts").cast(pa.int64()).to_pylist(),
+                                                  strict=True)]
+        return table.filter(inside), rejects_table(positions[rows], errors, out)
 
     def _check_window(self, table: pa.Table) -> None:
         """Raise the `set_window` refusal of a batch's first bar outside the window."""

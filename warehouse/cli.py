@@ -1,4 +1,4 @@
-"""The ``warehouse`` command: replay the sample session, run SQL, export, generate.
+"""The ``warehouse`` command: ingest files, replay the sample session, run SQL, export, generate.
 
 The benchmark is no subcommand: it is a tool of the clone, ``python -m tests.bench``.
 
@@ -24,13 +24,14 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import sys
 import time
 import traceback
 from collections.abc import Sequence
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, get_args
 
 import duckdb
 import polars as pl
@@ -38,15 +39,18 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
+from warehouse import __version__
+from warehouse._output import FORMATS, TABLE_ROWS, OutputFormat, format_of, write_frame
 from warehouse.archive import read_manifest, verify_archive
 from warehouse.calendar import Calendar
-from warehouse.errors import WarehouseError
+from warehouse.errors import StoreError, WarehouseError
+from warehouse.ingest import IngestResult, scan
 from warehouse.journal import has_segments
 from warehouse.quality import session_calendar
-from warehouse.queries import load_queries
+from warehouse.queries import Queries, load_queries
 from warehouse.replay import read_bars, replay
 from warehouse.sample import generate_session, generate_sessions
-from warehouse.schema import conform
+from warehouse.schema import COLUMNS, TsUnit, conform
 from warehouse.warehouse import Warehouse
 
 _PACKAGE = Path(__file__).resolve().parent
@@ -177,7 +181,46 @@ def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="warehouse", description="A DuckDB-backed warehouse for a trading session's bars."
     )
+    parser.add_argument("--version", action="version", version=f"warehouse {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    ingest = commands.add_parser(
+        "ingest", help="load bars from CSV, Parquet or NDJSON files into a warehouse file",
+        description="Load bars from vendor files (CSV, Parquet, NDJSON; folders and glob "
+        "patterns of them) into a warehouse file, in batches. Columns are matched without "
+        "regard to case, vendors' names included (datetime, date, ticker, o/h/l/c/v, ...). "
+        "Every input is read and checked before anything is stored: with --on-invalid raise "
+        "(the default) one bad row stores nothing. --db is created if missing.",
+    )
+    ingest.add_argument("files", nargs="+", metavar="FILE",
+                        help="file, folder or glob pattern (.csv, .parquet, .ndjson, .jsonl; "
+                        "optionally .gz)")
+    ingest.add_argument("--db", type=Path, required=True, help="warehouse file (created if "
+                        "missing)")
+    ingest.add_argument("--symbol", help="the symbol of every row (a single-symbol file)")
+    ingest.add_argument("--symbol-col", metavar="NAME", help="the column holding the symbol")
+    ingest.add_argument("--ts-col", metavar="NAME", help="the column holding the timestamp")
+    ingest.add_argument("--rename", action="append", default=[], metavar="COLUMN=FIELD",
+                        help="take COLUMN as the bar field FIELD (open, high, low, close, "
+                        "volume, vwap, trade_count, ...); repeatable")
+    ingest.add_argument("--tz", help="zone of timestamps without an offset, dates and naive "
+                        "times (America/New_York, UTC); required for them")
+    ingest.add_argument("--ts-unit", choices=get_args(TsUnit),
+                        help="unit of integer epoch timestamps; required unless they plainly "
+                        "are microseconds")
+    ingest.add_argument("--ts-format", metavar="FORMAT",
+                        help="strptime codes for timestamps that are not ISO 8601, e.g. "
+                        "'%%m/%%d/%%Y %%H:%%M'")
+    ingest.add_argument("--on-invalid", choices=["raise", "skip", "report"], default="raise",
+                        help="a bad row: stop, storing nothing (raise, the default); store "
+                        "the other rows (skip); or also list the rejected rows (report)")
+    ingest.add_argument("--rejects", type=Path, metavar="FILE",
+                        help="with --on-invalid report: write the rejected rows here (.csv, "
+                        ".json, .ndjson, .parquet) instead of stdout (CSV)")
+    ingest.add_argument("--batch-rows", type=_positive_int, default=200_000,
+                        help="rows per batch read and stored (default: 200000)")
+    _quiet_option(ingest)
+    ingest.set_defaults(run=_ingest)
 
     demo = commands.add_parser(
         "demo", help="replay a session bar by bar as a live feed, query it, export it",
@@ -221,6 +264,7 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--out", type=Path, required=True, help="archive directory")
     export.add_argument("--compression", choices=["zstd", "snappy", "uncompressed"],
                         default="zstd", help="Parquet codec (default: zstd)")
+    _quiet_option(export)
     export.set_defaults(run=_export)
 
     archive = commands.add_parser(
@@ -255,6 +299,7 @@ def _parser() -> argparse.ArgumentParser:
                          help="first generated session (default: 2025-11-24)")
     replay_.add_argument("--symbols", type=_positive_int, default=400,
                          help="symbols per generated session (default: 400)")
+    _quiet_option(replay_)
     replay_.set_defaults(run=_replay)
 
     quality_ = commands.add_parser(
@@ -280,6 +325,7 @@ def _parser() -> argparse.ArgumentParser:
     generate.add_argument("--minutes", type=_positive_int, default=390, help="bars per symbol")
     generate.add_argument("--seed", type=int, default=7, help="random seed")
     generate.add_argument("--out", type=Path, required=True, help="Parquet file to write")
+    _quiet_option(generate)
     generate.set_defaults(run=_generate)
     return parser
 
@@ -289,34 +335,132 @@ def _db_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                         help="bind $NAME; VALUE is JSON (numbers, lists, \"strings\"), an ISO "
                         "timestamp with offset, or else a plain string; repeatable")
-    parser.add_argument("--rows", type=int, default=20, help="rows to print (default: 20)")
     parser.add_argument("--archive", type=Path, default=None,
                         help="Parquet archive to query as the view `history`")
+    formats = parser.add_mutually_exclusive_group()
+    formats.add_argument("--format", choices=FORMATS, default=None,
+                         help="output format (default: table, or what --output's suffix says)")
+    for flag, fmt in (("--csv", "csv"), ("--json", "json"), ("--nl", "ndjson")):
+        formats.add_argument(flag, dest="format", action="store_const", const=fmt,
+                             help=f"the same as --format {fmt}")
+    parser.add_argument("--rows", type=_row_limit, default=None, metavar="N|all",
+                        help=f"rows to write (default: {TABLE_ROWS} for the table, all for the "
+                        "other formats)")
+    parser.add_argument("--output", "-o", type=Path, default=None, metavar="FILE",
+                        help="write to FILE instead of stdout")
 
 
-def _parse_params(items: list[str]) -> dict[str, Any]:
+def _quiet_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quiet", "-q", action="store_true",
+                        help="no progress bar and no summary (errors are still reported)")
+
+
+def _row_limit(text: str) -> int | str:
+    if text == "all":
+        return text
+    try:
+        return _positive_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer or 'all'") from None
+
+
+def _parse_params(
+    items: list[str], expected: dict[str, str | None] | None = None, query: str = ""
+) -> dict[str, Any]:
+    """``--param`` values, checked against a named query's parameters when ``expected``."""
     params: dict[str, Any] = {}
+    raws: dict[str, str] = {}
     for item in items:
         name, sep, raw = item.partition("=")
+        name = name.strip().removeprefix("$")
         if not sep or not name:
-            raise WarehouseError(f"--param {item!r}: expected NAME=VALUE")
+            raise WarehouseError(f"--param {item!r}: expected NAME=VALUE, e.g. --param "
+                                 "symbol=AAPL")
         value: Any
         try:
             value = json.loads(raw)
         except json.JSONDecodeError:
             try:
                 value = datetime.fromisoformat(raw)
-                if value.tzinfo is None:
-                    raise WarehouseError(f"--param {item!r}: timestamps need an offset (Z)")
             except ValueError:
                 value = raw
+            else:
+                if value.tzinfo is None:
+                    fixed = f"{raw}Z" if ("T" in raw or " " in raw) else f"{raw}T00:00:00Z"
+                    raise WarehouseError(
+                        f"--param {item!r}: ${name} is a timestamp without an offset; add one, "
+                        f"e.g. --param {name}={fixed}"
+                    ) from None
         params[name] = value
+        raws[name] = raw
+    if expected is None:
+        return params
+    listed = ", ".join(f"${p}" for p in expected) or "none"
+    for name in params:
+        if name not in expected:
+            raise WarehouseError(f"--param {name}: query {query} has no parameter ${name}; its "
+                                 f"parameters: {listed}")
+    for name, kind in expected.items():
+        if name not in params:
+            raise WarehouseError(f"query {query} needs ${name}: pass "
+                                 f"{_param_form(name, kind)}")
+        params[name] = _check_param(name, kind, params[name], raws[name])
     return params
 
 
-def _print_frame(frame: pl.DataFrame, rows: int) -> None:
-    with pl.Config(tbl_rows=rows, tbl_cols=-1, tbl_width_chars=160, fmt_str_lengths=40):
-        print(frame)
+def _param_form(name: str, kind: str | None) -> str:
+    """How to pass a parameter of a type, as an example."""
+    upper = (kind or "").upper()
+    if upper.startswith("LIST"):
+        return f"a JSON list, e.g. --param '{name}=[\"AAPL\",\"MSFT\"]'"
+    if "TIMESTAMP" in upper:
+        return f"an ISO timestamp with an offset, e.g. --param {name}=2025-11-21T14:30:00Z"
+    if "INT" in upper:
+        return f"an integer, e.g. --param {name}=20"
+    if upper in ("DOUBLE", "FLOAT", "REAL") or upper.startswith("DECIMAL"):
+        return f"a number, e.g. --param {name}=1.5"
+    return f"--param {name}=VALUE"
+
+
+def _check_param(name: str, kind: str | None, value: Any, raw: str) -> Any:
+    """``value`` if it has the form ``kind`` needs (a string parameter takes the raw text)."""
+    upper = (kind or "").upper()
+    if upper == "VARCHAR":
+        return value if isinstance(value, str) else raw
+    if upper.startswith("LIST"):
+        ok = isinstance(value, list)
+    elif "TIMESTAMP" in upper:
+        ok = isinstance(value, datetime)
+    elif "INT" in upper:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif upper in ("DOUBLE", "FLOAT", "REAL") or upper.startswith("DECIMAL"):
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+    else:
+        return value
+    if not ok:
+        article = "" if upper.startswith("LIST") else "a "
+        raise WarehouseError(f"--param {name}={raw}: ${name} takes {article}{kind}; pass "
+                             f"{_param_form(name, kind)}")
+    return value
+
+
+def _sql_param_error(exc: WarehouseError) -> WarehouseError:
+    """DuckDB's word on a missing or excess parameter of ad-hoc SQL, in the CLI's terms."""
+    text = str(exc)
+    missing = re.search(r"not provided for the following (?:prepared statement )?parameters: "
+                        r"(.+?)$", text, re.M)
+    if missing:
+        names = [n.strip() for n in missing.group(1).split(",")]
+        return WarehouseError(
+            f"the SQL uses {', '.join('$' + n for n in names)}: pass --param "
+            f"{names[0]}=VALUE for each (JSON, an ISO timestamp with an offset, or text)")
+    excess = re.search(r"excess parameters: (.+?)$", text, re.M)
+    if excess:
+        names = [n.strip() for n in excess.group(1).split(",")]
+        return WarehouseError(f"--param {names[0]}: the SQL has no ${names[0]}")
+    if re.search(r"count mismatch .*Expected 0, got", text, re.S):
+        return WarehouseError("--param given, but the SQL has no $parameters to bind")
+    return exc
 
 
 def _require_file(db: Path) -> None:
@@ -332,21 +476,45 @@ def _open_read_only(args: argparse.Namespace) -> Warehouse:
     return Warehouse(args.db, read_only=True, archive=args.archive)
 
 
-def _progress_bar(**options: Any) -> Any:
+def _progress_bar(quiet: bool = False, **options: Any) -> Any:
     """A tqdm bar on stderr that draws only on a terminal (logs get no carriage returns)."""
-    return tqdm(file=sys.stderr, disable=not sys.stderr.isatty(), **options)
+    return tqdm(file=sys.stderr, disable=quiet or not sys.stderr.isatty(), **options)
+
+
+def _say(args: argparse.Namespace, text: str, *, file: Any = None) -> None:
+    """Print a summary line, unless --quiet."""
+    if not getattr(args, "quiet", False):
+        print(text, file=file)
+
+
+def _write_result(args: argparse.Namespace, frame: pl.DataFrame) -> None:
+    """A query's result in the format and place the options say."""
+    fmt: OutputFormat = args.format or (args.output and format_of(args.output)) or "table"
+    if args.rows is None:
+        rows: int | None = TABLE_ROWS if fmt == "table" else None
+    else:
+        rows = None if args.rows == "all" else int(args.rows)
+    write_frame(frame, fmt, rows=rows, output=args.output)
 
 
 def _sql(args: argparse.Namespace) -> int:
+    params = _parse_params(args.param) or None
     with _open_read_only(args) as wh:
-        _print_frame(wh.sql_polars(args.query, _parse_params(args.param) or None), args.rows)
+        try:
+            frame = wh.sql_polars(args.query, params)
+        except StoreError as exc:
+            raise _sql_param_error(exc) from exc
+    _write_result(args, frame)
     return 0
 
 
 def _query(args: argparse.Namespace) -> int:
+    queries: Queries = load_queries()
+    text = queries[args.name]  # an unknown name fails before the file is opened
+    params = _parse_params(args.param, queries.parameter_types(args.name), args.name)
     with _open_read_only(args) as wh:
-        text = wh.queries[args.name]
-        _print_frame(wh.sql_polars(text, _parse_params(args.param) or None), args.rows)
+        frame = wh.sql_polars(text, params or None)
+    _write_result(args, frame)
     return 0
 
 
@@ -370,7 +538,7 @@ def _quality(args: argparse.Namespace) -> int:
         pl.col("ranges").list.first().struct.field("start").dt.strftime("%H:%M").alias(
             "first gap (UTC)"),
     )
-    _print_frame(table, args.rows)
+    write_frame(table, "table", rows=args.rows)
     if args.png is not None:
         from warehouse.plot import write_coverage_png
 
@@ -379,6 +547,64 @@ def _quality(args: argparse.Namespace) -> int:
                            f"bar quality {overall}")
         print(f"picture: {args.png}")
     return 0
+
+
+def _ingest(args: argparse.Namespace) -> int:
+    if args.rejects is not None and args.on_invalid != "report":
+        raise WarehouseError("--rejects FILE lists the rows --on-invalid report rejects; pass "
+                             "--on-invalid report too")
+    if args.symbol is not None and args.symbol_col is not None:
+        raise WarehouseError("pass --symbol (one symbol for every row) or --symbol-col, not "
+                             "both")
+    rename = {}
+    for item in args.rename:
+        column, sep, field = item.rpartition("=")
+        if not sep or not column or field not in COLUMNS:
+            raise WarehouseError(f"--rename {item!r}: expected COLUMN=FIELD, FIELD one of "
+                                 f"{', '.join(COLUMNS)}")
+        rename[column] = field
+    staging = args.db.parent if args.db.parent.is_dir() else None
+    started = time.perf_counter()
+    # Every input is read and checked before the warehouse is opened: bad input leaves --db
+    # as it was (or not there at all).
+    with _progress_bar(args.quiet, desc="read", unit="row", unit_scale=True) as bar:
+        staged = scan(args.files, symbol=args.symbol, symbol_col=args.symbol_col,
+                      ts_col=args.ts_col, rename=rename, tz=args.tz, ts_unit=args.ts_unit,
+                      ts_format=args.ts_format, on_invalid=args.on_invalid,
+                      batch_rows=args.batch_rows, staging_dir=staging,
+                      progress=lambda _, done: bar.update(done - bar.n))
+    with staged:
+        _make_directory(args.db.parent)
+        journal = has_segments(f"{args.db}.journal")  # a crashed writer's bars: replay them
+        with Warehouse(args.db, flush_interval=None, journal=journal) as wh, \
+                _progress_bar(args.quiet, desc="store", total=staged.staged, unit="bar",
+                              unit_scale=True) as bar:
+            result = staged.store(wh, started=started,
+                                  progress=lambda _, done: bar.update(done - bar.n))
+    rejects_to_stdout = args.on_invalid == "report" and args.rejects is None
+    if args.on_invalid == "report":
+        fmt = (format_of(args.rejects) if args.rejects else None) or "csv"
+        write_frame(pl.DataFrame(result.rejects), fmt, output=args.rejects)
+    for line in _ingest_summary(args, result):
+        _say(args, line, file=sys.stderr if rejects_to_stdout else None)
+    return 0
+
+
+def _ingest_summary(args: argparse.Namespace, result: IngestResult) -> list[str]:
+    files = len(result.files)
+    lines = [f"ingested {result.added:,} bars from {files} file{'s' if files != 1 else ''} "
+             f"into {args.db} in {result.seconds:.2f} s ({result.rate:,.0f} bars/s)"]
+    if result.rejected:
+        where = {"skip": "skipped",
+                 "report": f"listed in {args.rejects}" if args.rejects else "written to stdout"}
+        lines.append(f"{result.rejected:,} row{'s' if result.rejected != 1 else ''} rejected "
+                     f"({where[args.on_invalid]})")
+    if result.replaced:
+        lines.append(f"{result.replaced:,} bars replaced bars of the same symbol and ts")
+    ignored = sorted({c for columns in result.ignored.values() for c in columns})
+    if ignored:
+        lines.append(f"ignored columns: {', '.join(ignored)}")
+    return lines
 
 
 def _queries(args: argparse.Namespace) -> int:
@@ -402,13 +628,14 @@ def _export(args: argparse.Namespace) -> int:
         with Warehouse(args.db, read_only=True) as probe:
             read_only = not probe.stats()["uncompacted"]
     with Warehouse(args.db, flush_interval=None, read_only=read_only, journal=journal) as wh, \
-            _progress_bar(desc="export", unit="day") as bar:
+            _progress_bar(args.quiet, desc="export", unit="day") as bar:
         def progress(done: int, total: int) -> None:
             bar.total = total
             bar.update(done - bar.n)
 
         result = wh.export_parquet(args.out, compression=args.compression, progress=progress)
-    print(f"exported {result.rows:,} bars to {len(result.files)} file(s) under {result.directory}")
+    _say(args, f"exported {result.rows:,} bars to {len(result.files)} file(s) under "
+         f"{result.directory}")
     return 0
 
 
@@ -445,7 +672,7 @@ def _replay(args: argparse.Namespace) -> int:
                                                   args.symbols))
     _make_directory(args.archive)
     with Warehouse(args.db, journal=True, archive=args.archive, calendar=args.calendar) as wh, \
-            _progress_bar(total=bars.num_rows, desc="replay", unit="bar",
+            _progress_bar(args.quiet, total=bars.num_rows, desc="replay", unit="bar",
                           unit_scale=True) as bar:
         done: dict[date, int] = {}
 
@@ -457,9 +684,9 @@ def _replay(args: argparse.Namespace) -> int:
                         progress=progress)
     rate = result.bars / result.seconds if result.seconds else 0.0
     for day in result.sessions:
-        print(f"sealed {day} into {args.archive}")
-    print(f"replayed {result.bars:,} bars of {len(result.sessions)} session(s) in "
-          f"{result.seconds:.2f} s ({rate:,.0f} bars/s)")
+        _say(args, f"sealed {day} into {args.archive}")
+    _say(args, f"replayed {result.bars:,} bars of {len(result.sessions)} session(s) in "
+         f"{result.seconds:.2f} s ({rate:,.0f} bars/s)")
     return 0
 
 
@@ -470,8 +697,8 @@ def _generate(args: argparse.Namespace) -> int:
         pq.write_table(table, args.out, compression="zstd")
     except (pa.ArrowException, OSError) as exc:
         raise WarehouseError(f"cannot write {args.out}: {exc}") from exc
-    print(f"wrote {table.num_rows:,} bars ({args.symbols} symbols x {args.minutes} minutes) "
-          f"to {args.out}")
+    _say(args, f"wrote {table.num_rows:,} bars ({args.symbols} symbols x {args.minutes} "
+         f"minutes) to {args.out}")
     return 0
 
 
@@ -570,7 +797,7 @@ def _demo(args: argparse.Namespace) -> int:
             "round(volume * vwap / 1e6, 1) AS value_musd "
             f"FROM ({wh.queries['session_ohlcv']}) ORDER BY value_musd DESC LIMIT 5"
         )
-        _print_frame(leaders, 5)
+        write_frame(leaders, "table", rows=5)
         result = wh.export_parquet(args.out)
     print(f"\nwarehouse file: {args.db}")
     print(f"parquet: {result.rows:,} bars in {', '.join(str(f) for f in result.files)}")

@@ -12,8 +12,9 @@ Every error the package raises on purpose derives from `WarehouseError`::
     ├── CalendarError          unknown exchange code, not a session, out of range, naive time
     ├── SessionError           a session step out of order (start while open, end with none)
     ├── MissingExtraError      an optional dependency is not installed (names the pip extra)
-    └── SessionDataError       the process's `SessionData` is not configured, or over another
-                               warehouse (`warehouse.aio`)
+    ├── SessionDataError       the process's `SessionData` is not configured, or over another
+    │                          warehouse (`warehouse.aio`)
+    └── IngestError            an input file cannot be ingested (names file, row and column)
 """
 
 from __future__ import annotations
@@ -123,3 +124,22 @@ class SessionDataError(WarehouseError):
                 f"warehouse.reset_session_data() first to configure it over {requested!r}"
             )
         super().__init__(message)
+
+
+class IngestError(WarehouseError, ValueError):
+    """An input cannot be ingested; nothing of a failed ``on_invalid="raise"`` ingest is stored."""
+
+    def __init__(
+        self, file: str | None, reason: str, *, row: int | None = None, column: str | None = None
+    ) -> None:
+        self.file = file
+        self.row = row
+        self.column = column
+        self.reason = reason
+        # "bars.csv: row 57, column 'High': ...", each part only when known.
+        place = ", ".join(part for part in (
+            None if row is None else f"row {row}",
+            None if column is None else f"column {column!r}",
+        ) if part)
+        where = ": ".join(part for part in (file, place) if part)
+        super().__init__(f"{where}: {reason}" if where else reason)

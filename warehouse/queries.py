@@ -33,6 +33,7 @@ INTERNAL_SQL_DIR = SQL_DIR / "internal"
 
 _PARAMETERS_LINE = "Parameters:"
 _PARAMETER = re.compile(r"\$([A-Za-z_]\w*)")
+_PARAMETER_OR_TYPE = re.compile(r"\$([A-Za-z_]\w*)|\(([^)]*)\)")
 
 
 class Queries(Mapping[str, str]):
@@ -89,6 +90,36 @@ class Queries(Mapping[str, str]):
             if comment.startswith(_PARAMETERS_LINE):
                 return _unique(_PARAMETER.findall(comment))
         return _unique(_PARAMETER.findall(_statement(text)))
+
+    def parameter_types(self, name: str) -> dict[str, str | None]:
+        """Each ``$named`` parameter's type as the header gives it (None where it gives none).
+
+        A type in parentheses belongs to every parameter listed since the previous type:
+        ``$start, $end (TIMESTAMPTZ)`` types both.
+
+        Examples
+        --------
+        >>> load_queries().parameter_types("bars_between")
+        {'symbols': 'list of VARCHAR', 'start': 'TIMESTAMPTZ', 'end': 'TIMESTAMPTZ'}
+        """
+        types: dict[str, str | None] = dict.fromkeys(self.parameters(name))
+        for line in self[name].splitlines():
+            comment = line.strip()
+            if not comment.startswith("--"):
+                break
+            comment = comment.removeprefix("--").strip()
+            if not comment.startswith(_PARAMETERS_LINE):
+                continue
+            pending: list[str] = []
+            for match in _PARAMETER_OR_TYPE.finditer(comment):
+                if match.group(1):
+                    pending.append(match.group(1))
+                else:
+                    for parameter in pending:
+                        if parameter in types:
+                            types[parameter] = match.group(2).strip()
+                    pending = []
+        return types
 
 
 def load_queries(directory: str | Path | None = None) -> Queries:

@@ -11,7 +11,7 @@ import math
 import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -53,6 +53,24 @@ MAX_SYMBOL_LENGTH = 64
 #: The largest trade_count the store holds (BIGINT).
 MAX_COUNT = 2**63 - 1
 _INF = math.inf
+
+#: The units of an integer epoch, and how many of each make a second.
+TsUnit = Literal["s", "ms", "us", "ns"]
+PER_SECOND: dict[TsUnit, int] = {"s": 1, "ms": 10**3, "us": 10**6, "ns": 10**9}
+_UNIT_NAMES: dict[TsUnit, str] = {"s": "seconds", "ms": "milliseconds", "us": "microseconds",
+                                  "ns": "nanoseconds"}
+#: Integers that plainly are an epoch in one unit: in that unit, 1973-03-03T09:46:40Z (10**8
+#: seconds) to 2200-01-01. Each unit's band is a thousand times the one before, with a gap
+#: between them, so one band at most holds a column's smallest and largest value.
+_PLAIN_FROM = 10**8
+_PLAIN_UNTIL = MAX_TS // 10**6
+
+#: What `partition` reports of each rejected row: its index in the batch, the field at fault,
+#: the value (as text) and the reason, then the row's bar columns as far as they could be read.
+REJECTS_SCHEMA = pa.schema(
+    [pa.field("row", pa.int64()), pa.field("field", pa.string()),
+     pa.field("value", pa.string()), pa.field("reason", pa.string()), *_NULLABLE_SCHEMA]
+)
 
 
 def from_micros(micros: int) -> datetime:
@@ -102,6 +120,9 @@ def to_micros(value: object, symbol: object = None) -> int:
         except ValueError:
             reason = "is not an ISO 8601 timestamp"
             raise InvalidBarError(symbol, value, "ts", value, reason) from None
+        if parsed.tzinfo is None or parsed.utcoffset() is None:
+            raise InvalidBarError(symbol, value, "ts", value,
+                                  "is naive (no UTC offset); add one, such as Z or -05:00")
         return to_micros(parsed, symbol)
     elif isinstance(value, np.datetime64):
         raise InvalidBarError(
@@ -114,6 +135,42 @@ def to_micros(value: object, symbol: object = None) -> int:
     if not MIN_TS <= micros < MAX_TS:
         raise InvalidBarError(symbol, micros, "ts", value, "is outside 1900-01-01..2200-01-01")
     return micros
+
+
+def plain_unit(low: int, high: int) -> TsUnit | None:
+    """The epoch unit that integers from ``low`` to ``high`` plainly are, or None.
+
+    Plainly: in that unit, both fall between 1973-03-03 and 2200-01-01. Seconds, milliseconds,
+    microseconds and nanoseconds of those years do not overlap, so integers of one market
+    data feed are told apart without doubt; small or mixed values are in no unit's band.
+
+    Examples
+    --------
+    >>> plain_unit(1_732_199_400, 1_732_223_000)
+    's'
+    >>> plain_unit(1_732_199_400_000_000, 1_732_223_000_000_000)
+    'us'
+    >>> plain_unit(0, 1_732_199_400) is None
+    True
+    """
+    for unit, per_second in PER_SECOND.items():
+        if _PLAIN_FROM * per_second <= low and high < _PLAIN_UNTIL * per_second:
+            return unit
+    return None
+
+
+def describe_epoch(value: int, unit: TsUnit) -> str:
+    """``value`` read as an epoch in ``unit``, for messages: ``"2024-11-21 14:30:00Z"``.
+
+    Examples
+    --------
+    >>> describe_epoch(1_732_199_400, "s"), describe_epoch(1_732_199_400, "us")
+    ('2024-11-21 14:30:00Z', '1970-01-01 00:28:52Z')
+    """
+    micros = value * PER_SECOND["us"] // PER_SECOND[unit]
+    if not MIN_TS <= micros < MAX_TS:
+        return "outside 1900..2200"
+    return f"{EPOCH + timedelta(microseconds=micros):%Y-%m-%d %H:%M:%S}Z"
 
 
 def check_symbol(symbol: object, ts: object = None) -> str:
@@ -236,6 +293,10 @@ def make_bar(
 
 # -- batches -------------------------------------------------------------------------------------
 
+#: Rows refused while a batch is read, by index: a ts string that does not parse, or (in
+#: `partition`) a bar given as a Python row that `make_bar` refuses.
+_Problems = dict[int, InvalidBarError]
+
 
 def rows_to_batch(rows: list[Bar]) -> pa.RecordBatch:
     """Convert validated bars to one record batch of `BAR_SCHEMA` (one C loop over the bars)."""
@@ -273,25 +334,67 @@ def empty_table() -> pa.Table:
     return BAR_SCHEMA.empty_table()
 
 
-def _to_arrow(batch: object) -> pa.Table:
-    if isinstance(batch, pa.Table):
-        return batch
-    if isinstance(batch, pa.RecordBatch):
-        return pa.Table.from_batches([batch])
-    to_arrow = getattr(batch, "to_arrow", None)
-    if to_arrow is not None and type(batch).__module__.startswith("polars"):
-        return to_arrow()
-    if isinstance(batch, Iterable) and not isinstance(batch, str | bytes | Mapping):
-        return _rows_to_table(batch)
+def frame_to_arrow(frame: object) -> pa.Table:
+    """A pyarrow Table or RecordBatch, or a polars or pandas DataFrame, as a pyarrow Table.
+
+    Raises
+    ------
+    SchemaMismatchError
+        ``frame`` is none of those, or pandas cannot convert it.
+    """
+    if isinstance(frame, pa.Table):
+        return frame
+    if isinstance(frame, pa.RecordBatch):
+        return pa.Table.from_batches([frame])
+    kind = _frame_kind(frame)
+    if kind == "polars":
+        table: pa.Table = frame.to_arrow()  # type: ignore[attr-defined]
+        return table
+    if kind == "pandas":
+        return _pandas_to_arrow(frame)
     raise SchemaMismatchError(
-        f"cannot read bars from a {type(batch).__name__}; pass a pyarrow Table or RecordBatch, "
-        "a polars DataFrame, or an iterable of Bar tuples or dicts"
+        f"cannot read bars from a {type(frame).__name__}; pass a pyarrow Table or RecordBatch, "
+        "a polars or pandas DataFrame, or an iterable of Bar tuples or dicts"
     )
 
 
-def _rows_to_table(rows: Iterable[Any]) -> pa.Table:
-    bars = []
-    for row in rows:
+def _frame_kind(frame: object) -> str | None:
+    """"polars" or "pandas" for their DataFrames, told apart without importing either."""
+    module = type(frame).__module__
+    if module.startswith("polars") and hasattr(frame, "to_arrow") and hasattr(frame, "columns"):
+        return "polars"
+    if module.startswith("pandas") and hasattr(frame, "columns"):
+        return "pandas"
+    return None
+
+
+def _to_arrow(batch: object, problems: _Problems | None = None) -> pa.Table:
+    if isinstance(batch, pa.Table | pa.RecordBatch) or _frame_kind(batch) is not None:
+        return frame_to_arrow(batch)
+    if isinstance(batch, Iterable) and not isinstance(batch, str | bytes | Mapping):
+        return _rows_to_table(batch, problems)
+    return frame_to_arrow(batch)  # raises, naming what it takes
+
+
+def _pandas_to_arrow(frame: Any) -> pa.Table:
+    """A pandas DataFrame through Arrow (pandas itself is never imported here).
+
+    A named index (``ts`` set as the index, say) is a column like the others; a positional one
+    (the default range, or what filtering left of it) is not data and is dropped.
+    """
+    try:
+        table = pa.Table.from_pandas(frame, preserve_index=None)
+    except (pa.ArrowException, TypeError, ValueError) as exc:
+        raise SchemaMismatchError(f"the pandas DataFrame cannot be read as Arrow: {exc}") from exc
+    unnamed = [name for name in table.column_names if re.fullmatch(r"__index_level_\d+__", name)]
+    return table.drop_columns(unnamed).replace_schema_metadata(None)
+
+
+def _rows_to_table(rows: Iterable[Any], problems: _Problems | None = None) -> pa.Table:
+    """Bars from Python rows; with ``problems``, a bad row is a row of nulls and its problem."""
+    bars: list[Bar] = []
+    places: list[int | None] = []  # each row's index in bars (None: refused)
+    for i, row in enumerate(rows):
         if isinstance(row, Mapping):
             extra = set(row) - set(COLUMNS)
             if extra:
@@ -300,19 +403,36 @@ def _rows_to_table(rows: Iterable[Any]) -> pa.Table:
             missing = [c for c in REQUIRED if c not in row]
             if missing:
                 raise SchemaMismatchError(f"bar {row.get('symbol')!r} lacks fields {missing}")
-            bars.append(make_bar(*(row.get(c) for c in COLUMNS)))
+            fields = tuple(row.get(c) for c in COLUMNS)
         elif isinstance(row, Bar) or (isinstance(row, tuple) and 7 <= len(row) <= 9):
-            bars.append(make_bar(*row))
+            fields = tuple(row)
         else:
             raise SchemaMismatchError(
                 f"cannot read a bar from {row!r}; use a Bar, a 7-9 tuple or a dict"
             )
-    if not bars:
-        return empty_table()
-    return pa.Table.from_batches([rows_to_batch(bars)])
+        try:
+            bar = make_bar(*fields)
+        except InvalidBarError as exc:
+            if problems is None:
+                raise
+            problems[i] = exc
+            places.append(None)
+            continue
+        places.append(len(bars))
+        bars.append(bar)
+    table = pa.Table.from_batches([rows_to_batch(bars)]) if bars else empty_table()
+    if problems:
+        # A null index takes a row of nulls: the refused rows keep their places.
+        table = table.cast(_NULLABLE_SCHEMA).take(pa.array(places, pa.int64()))
+    return table
 
 
-def _cast_column(table: pa.Table, name: str) -> pa.ChunkedArray:
+def _is_text(source: pa.DataType) -> bool:
+    return bool(pa.types.is_string(source) or pa.types.is_large_string(source)
+                or pa.types.is_string_view(source))
+
+
+def _cast_column(table: pa.Table, name: str, problems: _Problems) -> pa.ChunkedArray:
     column = table.column(name)
     target = BAR_SCHEMA.field(name).type
     source = column.type
@@ -320,18 +440,14 @@ def _cast_column(table: pa.Table, name: str) -> pa.ChunkedArray:
         column = column.cast(source.value_type)
         source = source.value_type
     if name == "symbol":
-        ok = pa.types.is_string(source) or pa.types.is_large_string(source)
+        ok = _is_text(source)
     elif name == "ts":
-        if pa.types.is_timestamp(source) and source.tz is None:
-            raise SchemaMismatchError(
-                "column 'ts' is a naive timestamp; localize it to UTC first "
-                "(polars: .dt.replace_time_zone('UTC'))"
-            )
-        ok = pa.types.is_timestamp(source) or pa.types.is_integer(source)
-        if pa.types.is_integer(source):
-            column = column.cast(pa.int64()).cast(TS_TYPE)
+        return _cast_ts(table, column, problems)
     elif name == "trade_count":
-        ok = pa.types.is_integer(source) or pa.types.is_null(source)
+        # Floats too, when whole (pandas keeps an integer column with gaps as floats); the
+        # cast below refuses a fraction.
+        ok = pa.types.is_integer(source) or pa.types.is_floating(source) \
+            or pa.types.is_null(source)
     else:
         ok = pa.types.is_integer(source) or pa.types.is_floating(source) \
             or pa.types.is_decimal(source) or pa.types.is_null(source)
@@ -343,21 +459,80 @@ def _cast_column(table: pa.Table, name: str) -> pa.ChunkedArray:
         raise SchemaMismatchError(f"column {name!r} cannot be cast to {target}: {exc}") from exc
 
 
-def conform(batch: object) -> pa.Table:
-    """Return a batch as a validated `BAR_SCHEMA` table, or raise.
+def _cast_ts(table: pa.Table, column: pa.ChunkedArray, problems: _Problems) -> pa.ChunkedArray:
+    """The ts column as `TS_TYPE`: aware timestamps, ISO strings with an offset, or integers.
 
-    Accepts a pyarrow Table or RecordBatch, a polars DataFrame, or an iterable of bars
-    (`Bar`, 7 to 9 tuples, or dicts). Validation is vectorised; the first bad row is explained by
-    `diagnose`, so a batch gets the same message as a single `append` would.
-
-    Raises
-    ------
-    SchemaMismatchError
-        Missing, unknown or mistyped columns.
-    InvalidBarError
-        The first row that fails validation.
+    Integers are microseconds; a column of them that plainly is another unit (`plain_unit`) is
+    refused, never stored as instants of January 1970. A string that does not parse (or has
+    no offset) becomes null, its row's problem recorded in ``problems``.
     """
-    table = _to_arrow(batch)
+    source = column.type
+    if pa.types.is_timestamp(source):
+        if source.tz is None:
+            raise SchemaMismatchError(
+                "column 'ts' is a naive timestamp; localize it first (polars: "
+                ".dt.replace_time_zone('UTC'), pandas: .dt.tz_localize('UTC')), or ingest it "
+                "with its zone: warehouse.ingest.ingest(wh, batch, tz='America/New_York')"
+            )
+    elif pa.types.is_integer(source):
+        _check_integer_unit(column)
+        column = column.cast(pa.int64()).cast(TS_TYPE)
+    elif _is_text(source):
+        return _parse_ts(table, column, problems)
+    else:
+        raise SchemaMismatchError(f"column 'ts' has type {source}, expected {TS_TYPE}")
+    try:
+        return column.cast(TS_TYPE)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise SchemaMismatchError(f"column 'ts' cannot be cast to {TS_TYPE}: {exc}") from exc
+
+
+def _check_integer_unit(column: pa.ChunkedArray) -> None:
+    """Refuse integers that plainly are seconds, milliseconds or nanoseconds (#10)."""
+    bounds = pc.min_max(column)
+    low, high = bounds["min"].as_py(), bounds["max"].as_py()
+    if low is None:
+        return
+    unit = plain_unit(low, high)
+    if unit is None or unit == "us":
+        return
+    raise SchemaMismatchError(
+        f"column 'ts' holds integers that look like epoch {_UNIT_NAMES[unit]} ({low} is "
+        f"{describe_epoch(low, unit)} in {_UNIT_NAMES[unit]}, {describe_epoch(low, 'us')} in "
+        f"microseconds, the unit of an integer ts); convert the column to timestamps, or ingest "
+        f"it with its unit: warehouse.ingest.ingest(wh, batch, ts_unit={unit!r})"
+    )
+
+
+def _parse_ts(table: pa.Table, column: pa.ChunkedArray, problems: _Problems) -> pa.ChunkedArray:
+    """ISO 8601 strings with an offset; one that fails becomes null and a problem of its row."""
+    try:
+        return column.cast(TS_TYPE)  # vectorised: every string has an offset and parses
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
+    # Some string does not parse: each one alone, to name the rows (the slow path of bad input).
+    symbols = table.column("symbol").to_pylist() if "symbol" in table.column_names else None
+    micros: list[int | None] = []
+    for row, text in enumerate(column.to_pylist()):
+        if text is None:
+            micros.append(None)
+            continue
+        try:
+            micros.append(to_micros(text, None if symbols is None else symbols[row]))
+        except InvalidBarError as exc:
+            problems[row] = exc
+            micros.append(None)
+    return pa.chunked_array([pa.array(micros, pa.int64())]).cast(TS_TYPE)
+
+
+def _conformed(batch: object, *, lenient: bool = False) -> tuple[pa.Table, _Problems]:
+    """A batch in the bar columns (nullable, not validated) and its rows' problems so far.
+
+    Bars given as Python rows are checked one by one as they are read: without ``lenient``
+    the first bad one raises, with it each becomes a row of nulls and a problem.
+    """
+    problems: _Problems = {}
+    table = _to_arrow(batch, problems if lenient else None)
     names = table.column_names
     if len(set(names)) != len(names):
         raise SchemaMismatchError(f"batch has duplicate column names: {names}")
@@ -370,16 +545,94 @@ def conform(batch: object) -> pa.Table:
             f"batch has unknown columns {extra}; bar columns are {list(COLUMNS)}"
         )
     arrays = [
-        _cast_column(table, c) if c in names else pa.nulls(table.num_rows, BAR_SCHEMA.field(c).type)
+        _cast_column(table, c, problems) if c in names
+        else pa.nulls(table.num_rows, BAR_SCHEMA.field(c).type)
         for c in COLUMNS
     ]
-    table = pa.Table.from_arrays(arrays, schema=_NULLABLE_SCHEMA)
+    return pa.Table.from_arrays(arrays, schema=_NULLABLE_SCHEMA), problems
+
+
+def conform(batch: object) -> pa.Table:
+    """Return a batch as a validated `BAR_SCHEMA` table, or raise.
+
+    Accepts a pyarrow Table or RecordBatch, a polars or pandas DataFrame, or an iterable of bars
+    (`Bar`, 7 to 9 tuples, or dicts). ``ts`` may be an aware timestamp column, ISO 8601 strings
+    with an offset, or integer microseconds (integers that plainly are seconds, milliseconds or
+    nanoseconds are refused). Validation is vectorised; the first bad row is explained by
+    `diagnose`, so a batch gets the same message as a single `append` would.
+
+    Raises
+    ------
+    SchemaMismatchError
+        Missing, unknown or mistyped columns.
+    InvalidBarError
+        The first row that fails validation.
+    """
+    table, problems = _conformed(batch)
     if table.num_rows:
-        _validate(table)
+        ok = _valid_mask(table)
+        if not pc.all(ok).as_py():
+            raise _explain(table, [int(pc.index(ok, False).as_py())], problems)[0]
     return table.cast(BAR_SCHEMA)
 
 
-def _validate(table: pa.Table) -> None:
+def partition(batch: object) -> tuple[pa.Table, pa.Table]:
+    """Split a batch into its valid bars and its rejected rows, each rejection explained.
+
+    Parameters
+    ----------
+    batch
+        What `conform` takes.
+
+    Returns
+    -------
+    (valid, rejected)
+        ``valid``: the valid rows as a `BAR_SCHEMA` table, in batch order. ``rejected``: one
+        row of `REJECTS_SCHEMA` per invalid row: its index in the batch (``row``), the
+        ``field`` at fault, its ``value`` and the ``reason`` (what `conform` would raise for
+        it), then its bar columns.
+
+    Raises
+    ------
+    SchemaMismatchError
+        Missing, unknown or mistyped columns: a batch-wide problem, no row of it is taken.
+
+    Examples
+    --------
+    >>> valid, rejected = partition([("ES", 0, 10.0, 11.0, 9.0, 10.5, 5.0),
+    ...                              ("ES", 60_000_000, 10.0, 9.0, 11.0, 10.5, 5.0)])
+    >>> valid.num_rows, rejected.column("reason")[0].as_py()
+    (1, "9.0 < low 11.0; check the feed's field order")
+    """
+    table, problems = _conformed(batch, lenient=True)
+    rejected = REJECTS_SCHEMA.empty_table()
+    if not table.num_rows:
+        return table.cast(BAR_SCHEMA), rejected
+    ok = _valid_mask(table)
+    if pc.all(ok).as_py():
+        return table.cast(BAR_SCHEMA), rejected
+    rows = np.flatnonzero(~ok.to_numpy()).tolist()
+    rejected = rejects_table(rows, _explain(table, rows, problems),
+                             table.take(pa.array(rows, pa.int64())))
+    return table.filter(ok).cast(BAR_SCHEMA), rejected
+
+
+def rejects_table(
+    rows: Iterable[int], errors: list[InvalidBarError], bars: pa.Table
+) -> pa.Table:
+    """A `REJECTS_SCHEMA` table: each row's index, the ``errors`` that refused them, ``bars``."""
+    return pa.Table.from_arrays(
+        [pa.array(list(rows), pa.int64()),
+         pa.array([e.field for e in errors], pa.string()),
+         pa.array([None if e.value is None else str(e.value) for e in errors], pa.string()),
+         pa.array([e.reason for e in errors], pa.string()),
+         *bars.cast(_NULLABLE_SCHEMA).columns],
+        schema=REJECTS_SCHEMA,
+    )
+
+
+def _valid_mask(table: pa.Table) -> pa.ChunkedArray:
+    """True for each valid row of a table of the bar columns (no nulls: a null is invalid)."""
     symbol, ts = table.column("symbol"), table.column("ts")
     o, h, lo, c, v = (table.column(n) for n in ("open", "high", "low", "close", "volume"))
     vwap, count = table.column("vwap"), table.column("trade_count")
@@ -398,17 +651,31 @@ def _validate(table: pa.Table) -> None:
     ok = pc.and_(ok, pc.or_kleene(pc.is_null(vwap), pc.and_(pc.is_finite(vwap),
                                                              pc.greater_equal(vwap, 0.0))))
     ok = pc.and_(ok, pc.or_kleene(pc.is_null(count), pc.greater_equal(count, 0)))
-    ok = pc.fill_null(ok, False)  # a null in a required column is bad
-    if pc.all(ok).as_py():
-        return
-    row = int(pc.index(ok, False).as_py())
+    mask: pa.ChunkedArray = pc.fill_null(ok, False)  # a null in a required column is bad
+    return mask
+
+
+def _explain(table: pa.Table, rows: list[int], problems: _Problems) -> list[InvalidBarError]:
+    """The error of each of ``rows`` (invalid rows of ``table``), as `diagnose` words it."""
+    picked = table.take(pa.array(rows, pa.int64()))
     # ts as an int: as a datetime, a value past year 9999 (ns passed as us) would overflow.
-    values = {name: table.column(name)[row].as_py() for name in COLUMNS if name != "ts"}
-    values["ts"] = ts_int[row].as_py()
-    for name in REQUIRED:
-        if values[name] is None:
-            raise InvalidBarError(values["symbol"], values["ts"], name, None, "is null")
-    problem = diagnose(*(values[name] for name in COLUMNS))
-    if problem is None:  # pragma: no cover - the vectorised and scalar checks must agree
-        problem = InvalidBarError(values["symbol"], values["ts"], "bar", values, "is invalid")
-    raise problem
+    columns = {
+        name: (picked.column(name).cast(pa.int64()) if name == "ts"
+               else picked.column(name)).to_pylist()
+        for name in COLUMNS
+    }
+    errors = []
+    for i, row in enumerate(rows):
+        if row in problems:
+            errors.append(problems[row])
+            continue
+        values = {name: columns[name][i] for name in COLUMNS}
+        null = next((name for name in REQUIRED if values[name] is None), None)
+        if null is not None:
+            errors.append(InvalidBarError(values["symbol"], values["ts"], null, None, "is null"))
+            continue
+        problem = diagnose(*(values[name] for name in COLUMNS))
+        if problem is None:  # pragma: no cover - the vectorised and scalar checks must agree
+            problem = InvalidBarError(values["symbol"], values["ts"], "bar", values, "is invalid")
+        errors.append(problem)
+    return errors

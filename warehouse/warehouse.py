@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -12,14 +13,14 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import date, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal, overload
 
 import polars as pl
 import pyarrow as pa
 
 from warehouse import quality as _quality
 from warehouse.archive import Compression, ExportResult, Progress, export_parquet
-from warehouse.buffer import AppendBuffer
+from warehouse.buffer import AppendBuffer, ExtendResult, OnInvalid
 from warehouse.calendar import Calendar
 from warehouse.errors import ClosedError, SessionError, StoreError, WarehouseError
 from warehouse.history import Trailing, history_files, publish_history, trailing_stats
@@ -30,6 +31,8 @@ from warehouse.queries import load_queries
 from warehouse.schema import MAX_TS, MIN_TS, Bar, bars_from_table, from_micros, to_micros
 from warehouse.session import META_KEYS, Session
 from warehouse.store import BarStore, Params
+
+log = logging.getLogger("warehouse")
 
 #: A prepared session: its window and its symbols' trailing statistics.
 _Prepared = tuple[Session, dict[str, Trailing]]
@@ -216,11 +219,23 @@ class Warehouse:
 
     # -- commands ---------------------------------------------------------------------------
 
-    def extend(self, batch: object) -> int:
-        """Add a batch of bars, all or nothing (see `AppendBuffer.extend`); returns its size."""
+    @overload
+    def extend(self, batch: object, *, on_invalid: Literal["raise", "skip"] = ...) -> int: ...
+    @overload
+    def extend(self, batch: object, *, on_invalid: Literal["report"]) -> ExtendResult: ...
+    @overload
+    def extend(self, batch: object, *, on_invalid: OnInvalid) -> int | ExtendResult: ...
+
+    def extend(self, batch: object, *, on_invalid: OnInvalid = "raise") -> int | ExtendResult:
+        """Add a batch of bars (see `AppendBuffer.extend`); returns how many were added.
+
+        By default all or nothing: an invalid row raises `InvalidBarError` and nothing of the
+        batch is stored. ``on_invalid="skip"`` adds the valid rows and drops the others;
+        ``"report"`` also returns them, each with its field and reason (`ExtendResult`).
+        """
         if self.read_only:
             self._refuse_writes()
-        return self._buffer.extend(batch)
+        return self._buffer.extend(batch, on_invalid=on_invalid)
 
     def flush(self) -> int:
         """Write every waiting bar to DuckDB in one transaction; returns how many.
@@ -714,13 +729,19 @@ class Warehouse:
                     self._checkpoint()
                 elif self._store.compact_due:
                     self._store.compact()
+                if self.flush_error is not None:
+                    log.info("background flush of %s succeeded again", self._store.path)
                 self.flush_error = None
             except Exception as exc:  # any error: the thread must live to retry
                 # Bars stay on the log; the next interval retries. Readers see them meanwhile.
-                self.flush_error = (
+                error = (
                     exc if isinstance(exc, WarehouseError)
                     else StoreError(f"background flush failed: {exc!r}")
                 )
+                if str(error) != str(self.flush_error):  # once per failure, not per retry
+                    log.warning("background flush of %s failed; its bars stay in memory and "
+                                "the flush is retried: %s", self._store.path, error)
+                self.flush_error = error
                 time.sleep(self._flush_interval or 1.0)
 
     def _deep_read(self, symbol: str, n: int | None, since: int | None) -> list[Bar]:

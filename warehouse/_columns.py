@@ -1,0 +1,423 @@
+"""How an input's columns become the bar's: names matched, values converted, in one SELECT.
+
+`match_columns` finds each bar field's column in a file (its own name, or a vendor's, without
+regard to case, or the one an option names); `plan_select` writes the DuckDB SELECT that reads
+the file as bars, timestamps as integer UTC microseconds, and says for each row which value
+did not parse and why. The rules are `warehouse.ingest`'s (its module notes).
+"""
+
+from __future__ import annotations
+
+import zoneinfo
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from warehouse.errors import IngestError
+from warehouse.schema import COLUMNS, MAX_TS, MIN_TS, PER_SECOND, REQUIRED, TsUnit
+
+
+@dataclass(frozen=True)
+class ColumnOptions:
+    """What the caller said of an input's columns (checked by `of`)."""
+
+    symbol: str | None
+    mapping: dict[str, str]  # bar field -> source column named by the caller
+    tz: str | None
+    ts_unit: TsUnit | None
+    ts_format: str | None
+
+    @classmethod
+    def of(
+        cls,
+        *,
+        symbol: str | None = None,
+        symbol_col: str | None = None,
+        ts_col: str | None = None,
+        rename: Mapping[str, str] | None = None,
+        tz: str | None = None,
+        ts_unit: TsUnit | None = None,
+        ts_format: str | None = None,
+    ) -> ColumnOptions:
+        """Check the options and gather the columns named into one mapping.
+
+        Raises
+        ------
+        IngestError
+            An unknown zone or unit, a rename to no bar field, two columns for one field.
+        """
+        if ts_unit is not None and ts_unit not in PER_SECOND:
+            raise IngestError(None, f"unknown ts unit {ts_unit!r}; use one of s, ms, us, ns")
+        if tz is not None:
+            try:
+                zoneinfo.ZoneInfo(tz)
+            except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+                raise IngestError(
+                    None,
+                    f"unknown time zone {tz!r}; use an IANA name such as "
+                    "America/New_York, Europe/London or UTC",
+                ) from None
+        if symbol is not None and symbol_col is not None:
+            raise IngestError(
+                None, "give the symbol (symbol=) or its column (symbol_col=), not both"
+            )
+        mapping: dict[str, str] = {}
+        for source, target in (rename or {}).items():
+            if target not in COLUMNS:
+                raise IngestError(
+                    None,
+                    f"cannot rename {source!r} to {target!r}: not a bar "
+                    f"field (the fields are {', '.join(COLUMNS)})",
+                )
+            if target in mapping:
+                raise IngestError(
+                    None, f"two columns renamed to {target!r}: {mapping[target]!r} and {source!r}"
+                )
+            mapping[target] = source
+        for target, named in (("symbol", symbol_col), ("ts", ts_col)):
+            if named is not None:
+                if mapping.get(target, named) != named:
+                    raise IngestError(
+                        None, f"two columns named for {target!r}: {mapping[target]!r} and {named!r}"
+                    )
+                mapping[target] = named
+        return cls(symbol, mapping, tz, ts_unit, ts_format)
+
+
+#: The names vendors give each bar field, after the field's own, compared lower-cased.
+_ALIASES: dict[str, tuple[str, ...]] = {
+    "symbol": ("symbol", "ticker", "sym", "s"),
+    "ts": ("ts", "timestamp", "datetime", "date", "time", "t", "window_start"),
+    "open": ("open", "o"),
+    "high": ("high", "h"),
+    "low": ("low", "l"),
+    "close": ("close", "c"),
+    "volume": ("volume", "vol", "v"),
+    "vwap": ("vwap", "vw"),
+    "trade_count": ("trade_count", "trades", "transactions", "n"),
+}
+_INTEGER = {
+    "TINYINT",
+    "SMALLINT",
+    "INTEGER",
+    "BIGINT",
+    "HUGEINT",
+    "UTINYINT",
+    "USMALLINT",
+    "UINTEGER",
+    "UBIGINT",
+    "UHUGEINT",
+}
+_FLOAT = {"FLOAT", "REAL", "DOUBLE"}
+_AWARE = {"TIMESTAMP WITH TIME ZONE", "TIMESTAMPTZ"}
+_NAIVE = {"TIMESTAMP", "TIMESTAMP_S", "TIMESTAMP_MS", "TIMESTAMP_NS", "DATE", "DATETIME"}
+#: A timestamp string that ends in a UTC offset: a time, then Z or +hh[:mm].
+_OFFSET = r"\d{2}:?\d{2}(:?\d{2}(\.\d+)?)?\s*([zZ]|[+-]\d{2}(:?\d{2})?)$"
+#: The reason of a timestamp string without an offset when no tz was given: never a row's
+#: problem alone, it is the whole file's (see `warehouse.ingest`).
+NO_OFFSET = "has no UTC offset"
+NAIVE_HINT = (
+    "say the zone the times are in (--tz America/New_York, or --tz UTC), or "
+    "write them with an offset"
+)
+
+
+@dataclass
+class Plan:
+    """How one input's columns become the bar's: the SELECT, and what to check per batch."""
+
+    sql: str
+    columns: dict[str, str | None]  # bar field -> source column (None: constant or absent)
+    ignored: tuple[str, ...]
+    epoch: bool  # ts is an integer or float epoch (checked per batch against its unit)
+    unit: TsUnit | None  # the unit said, or None (then the values must plainly be us)
+
+
+def plan_select(
+    file: str,
+    relation: str,
+    types: dict[str, str],
+    columns: dict[str, str | None],
+    options: ColumnOptions,
+    *,
+    text: bool,
+) -> Plan:
+    """The SELECT that reads ``relation`` as bars, with a diagnosis of each row's parse.
+
+    Parameters
+    ----------
+    file
+        The input's name, for messages.
+    relation
+        The table function (or frame) to read.
+    types
+        Each source column's DuckDB type (for a text file, what DuckDB sniffed from a sample).
+    columns
+        Each bar field's source column (`match_columns`).
+    text
+        The values come as text (CSV, NDJSON) whatever ``types`` says: each is converted here,
+        so that one that does not parse is its row's problem, not an error stopping the file.
+
+    Returns
+    -------
+    Plan
+        Its SELECT gives the bar columns (ts as integer microseconds), ``ts_number`` when ts is
+        an epoch, and for each row the first field whose value did not parse: ``_bad_field``,
+        ``_bad_value`` (the text) and ``_bad_reason``.
+    """
+    raw: list[str] = []
+    parsed: list[str] = []
+    reasons: list[tuple[str, str]] = []  # (field, SQL reason of a value that did not parse)
+    epoch = False
+    for name in COLUMNS:
+        source = columns[name]
+        if source is None:
+            if name == "symbol":
+                parsed.append(f"{literal(options.symbol or '')} AS symbol")
+            else:
+                kind = "BIGINT" if name in ("ts", "trade_count") else "DOUBLE"
+                parsed.append(f"NULL::{kind} AS {name}")
+            continue
+        raw.append(f"{identifier(source)} AS {name}_raw")
+        kind = _kind(types[source])
+        value = f"trim({name}_raw)" if text or kind == "text" else f"{name}_raw"
+        if name == "ts":
+            expr, reason, number = _ts_expression(file, source, value, kind, text, options)
+            if number is not None:
+                epoch = True
+                parsed.append(f"{number} AS ts_number")
+        elif name == "symbol":
+            if not (text or kind in ("text", "integer")):
+                raise IngestError(file, f"has type {types[source]}, not text", column=source)
+            expr, reason = f"CAST({value} AS VARCHAR)", "'is not text'"
+        elif name == "trade_count":
+            expr, reason = _count_expression(file, source, value, kind, types[source], text)
+        else:
+            expr, reason = _number_expression(file, source, value, kind, types[source], text)
+        parsed.append(f"{expr} AS {name}")
+        reasons.append((name, reason))
+    # A field whose column has a value that did not convert; ts always comes from a column,
+    # so there is at least one.
+    when = [(n, r, f"WHEN {n}_raw IS NOT NULL AND {n} IS NULL THEN") for n, r in reasons]
+    checks = (
+        f"CASE {' '.join(f'{w} {literal(n)}' for n, _, w in when)} END AS _bad_field, "
+        f"CASE {' '.join(f'{w} CAST({n}_raw AS VARCHAR)' for n, _, w in when)} END AS _bad_value, "
+        f"CASE {' '.join(f'{w} {r}' for _, r, w in when)} END AS _bad_reason"
+    )
+    ts_number = ", ts_number" if epoch else ""
+    sql = (
+        f"SELECT {', '.join(COLUMNS)}{ts_number}, {checks} FROM ("
+        f"SELECT *, {', '.join(parsed)} FROM (SELECT {', '.join(raw)} FROM {relation}))"
+    )
+    used = {c for c in columns.values() if c is not None}
+    ignored = tuple(c for c in types if c not in used)
+    return Plan(sql, columns, ignored, epoch, options.ts_unit)
+
+
+def match_columns(file: str, names: list[str], options: ColumnOptions) -> dict[str, str | None]:
+    """Each bar field's source column (None: absent, or the constant symbol)."""
+    by_lower: dict[str, list[str]] = {}
+    for name in names:
+        by_lower.setdefault(name.lower(), []).append(name)
+
+    def find(wanted: str) -> str | None:
+        if wanted in names:
+            return wanted
+        found = by_lower.get(wanted.lower(), [])
+        if len(found) > 1:
+            raise IngestError(
+                file,
+                f"columns {' and '.join(map(repr, found))} differ only in "
+                f"case; name the one to take exactly",
+            )
+        return found[0] if found else None
+
+    columns: dict[str, str | None] = {}
+    for target, source in options.mapping.items():
+        found = find(source)
+        if found is None:
+            raise IngestError(
+                file,
+                f"has no column {source!r} (named for {target}); its "
+                f"columns are {', '.join(map(repr, names))}",
+            )
+        columns[target] = found
+    taken = set(columns.values())
+    for target in COLUMNS:
+        if target in columns or (target == "symbol" and options.symbol is not None):
+            continue
+        matches = [m for alias in _ALIASES[target] if (m := find(alias)) and m not in taken]
+        matches = list(dict.fromkeys(matches))
+        own = find(target)
+        if own is not None and own not in taken:
+            matches = [own]
+        if len(matches) > 1:
+            option = {"symbol": "--symbol-col", "ts": "--ts-col"}.get(
+                target, f"--rename COLUMN={target}"
+            )
+            raise IngestError(
+                file,
+                f"columns {' and '.join(map(repr, matches))} could each be "
+                f"{target}; name the one to take ({option})",
+            )
+        columns[target] = matches[0] if matches else None
+        if matches:
+            taken.add(matches[0])
+    if options.symbol is not None:
+        columns["symbol"] = None
+    missing = [
+        t
+        for t in REQUIRED
+        if columns.get(t) is None and not (t == "symbol" and options.symbol is not None)
+    ]
+    if missing:
+        hints = {
+            "symbol": "--symbol SYMBOL for a single-symbol file, or --symbol-col NAME",
+            "ts": "--ts-col NAME",
+        }
+        how = "; ".join(hints.get(m, f"--rename NAME={m}") for m in missing)
+        raise IngestError(
+            file,
+            f"has no column for {', '.join(missing)} (its columns are "
+            f"{', '.join(map(repr, names))}); pass {how}",
+        )
+    return columns
+
+
+def _kind(duck_type: str) -> str:
+    base = duck_type.upper().split("(")[0].strip()
+    if base in _INTEGER:
+        return "integer"
+    if base in _FLOAT or base == "DECIMAL":
+        return "float"
+    if base in _AWARE:
+        return "aware"
+    if base in _NAIVE:
+        return "naive"
+    if base == "VARCHAR":
+        return "text"
+    return "other"
+
+
+def _ts_expression(
+    file: str, source: str, value: str, kind: str, text: bool, options: ColumnOptions
+) -> tuple[str, str, str | None]:
+    """SQL for ts: (integer microseconds, the reason of a value that fails, the epoch as DOUBLE).
+
+    ``kind`` is the column's type (for text files, the one DuckDB sniffed from a sample);
+    ``text``: the values are read as text whatever it is. The third part is None unless the
+    column holds epochs, whose unit each batch checks (`_check_unit`).
+    """
+    unit, tz = options.ts_unit, options.tz
+    if options.ts_format is not None:
+        aware = "%z" in options.ts_format or "%Z" in options.ts_format
+        if not aware and tz is None:
+            raise IngestError(
+                file,
+                f"--ts-format {options.ts_format!r} reads times without a zone; {NAIVE_HINT}",
+                column=source,
+            )
+        stamp = f"try_strptime(CAST({value} AS VARCHAR), {literal(options.ts_format)})"
+        expr = (
+            f"epoch_us({stamp})"
+            if aware
+            else f"epoch_us(timezone({literal(tz or 'UTC')}, {stamp}))"
+        )
+        return expr, f"'does not match --ts-format {sql_text(options.ts_format)}'", None
+    if unit is not None or kind in ("integer", "float"):
+        if kind in ("aware", "naive"):
+            raise IngestError(
+                file, f"holds timestamps, not integer epochs; drop --ts-unit {unit}", column=source
+            )
+        return _epoch_expression(value, kind, unit or "us")
+    if kind == "aware" and not text:
+        return f"epoch_us({value})", "'is not a timestamp'", None
+    if kind == "naive" and not text:
+        if tz is None:
+            raise IngestError(
+                file, f"holds times without a zone (naive); {NAIVE_HINT}", column=source
+            )
+        return (
+            f"epoch_us(timezone({literal(tz)}, CAST({value} AS TIMESTAMP)))",
+            "'is not a timestamp'",
+            None,
+        )
+    if not (text or kind == "text"):
+        raise IngestError(file, f"has type {kind}, not a timestamp", column=source)
+    string = f"CAST({value} AS VARCHAR)"
+    offset = f"regexp_matches({string}, {literal(_OFFSET)})"
+    local = f"epoch_us(timezone({literal(tz)}, TRY_CAST({string} AS TIMESTAMP)))" if tz else "NULL"
+    expr = f"CASE WHEN {offset} THEN epoch_us(TRY_CAST({string} AS TIMESTAMPTZ)) ELSE {local} END"
+    # Without tz, a time that parses but has no offset is the file's problem (`_check_batch`).
+    naive = (
+        "'is not a timestamp'"
+        if tz
+        else (
+            f"CASE WHEN TRY_CAST({string} AS TIMESTAMP) IS NULL THEN 'is not a timestamp' "
+            f"ELSE '{NO_OFFSET}' END"
+        )
+    )
+    reason = f"CASE WHEN {offset} THEN 'is not a timestamp' ELSE {naive} END"
+    return expr, reason, None
+
+
+def _epoch_expression(value: str, kind: str, unit: TsUnit) -> tuple[str, str, str]:
+    """SQL for an epoch in ``unit``: microseconds (null outside 1900..2200), reason, DOUBLE.
+
+    The DOUBLE is the value as given, for `_check_unit`.
+    """
+    per = PER_SECOND[unit]
+    low = -(-MIN_TS * per // PER_SECOND["us"])  # the smallest value inside, in the unit
+    high = (MAX_TS - 1) * per // PER_SECOND["us"]
+    number = f"TRY_CAST({value} AS {'DOUBLE' if kind == 'float' else 'HUGEINT'})"
+    if unit == "ns":
+        micros = f"CAST(floor({number} / 1000) AS BIGINT)"
+    elif kind == "float":
+        micros = f"CAST(round({number} * {PER_SECOND['us'] // per}) AS BIGINT)"
+    else:
+        micros = f"CAST({number} * {PER_SECOND['us'] // per} AS BIGINT)"
+    expr = f"CASE WHEN {number} BETWEEN {low} AND {high} THEN {micros} END"
+    reason = (
+        f"CASE WHEN {number} IS NULL THEN 'is not a number (an epoch in {unit})' "
+        f"ELSE 'as epoch {unit} is outside 1900..2200' END"
+    )
+    return expr, reason, f"TRY_CAST({value} AS DOUBLE)"
+
+
+def _number_expression(
+    file: str, source: str, value: str, kind: str, duck_type: str, text: bool
+) -> tuple[str, str]:
+    if text or kind == "text":
+        return f"TRY_CAST({value} AS DOUBLE)", "'is not a number'"
+    if kind not in ("integer", "float"):
+        raise IngestError(file, f"has type {duck_type}, not a number", column=source)
+    return f"CAST({value} AS DOUBLE)", "'is not a number'"
+
+
+def _count_expression(
+    file: str, source: str, value: str, kind: str, duck_type: str, text: bool
+) -> tuple[str, str]:
+    if text or kind == "text":
+        number = f"TRY_CAST({value} AS DOUBLE)"
+    elif kind in ("integer", "float"):
+        number = f"CAST({value} AS DOUBLE)" if kind == "float" else value
+    else:
+        raise IngestError(file, f"has type {duck_type}, not an integer", column=source)
+    if kind == "integer" and not text:
+        return f"TRY_CAST({value} AS BIGINT)", "'is not an integer the store holds'"
+    # 3.0 is 3; 3.5 is no count of trades.
+    return (
+        f"CASE WHEN {number} = trunc({number}) THEN TRY_CAST({number} AS BIGINT) END",
+        "'is not an integer'",
+    )
+
+
+def identifier(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def literal(text: str) -> str:
+    return "'" + sql_text(text) + "'"
+
+
+def sql_text(text: str) -> str:
+    return text.replace("'", "''")
