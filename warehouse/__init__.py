@@ -9,6 +9,7 @@ from warehouse.aio import (
 from warehouse.archive import export_parquet
 from warehouse.buffer import AppendBuffer
 from warehouse.calendar import Calendar, SessionWindow
+from warehouse.derive import DerivedBar
 from warehouse.errors import (
     CalendarError,
     ClosedError,
@@ -37,6 +38,7 @@ __all__ = [
     "Calendar",
     "CalendarError",
     "ClosedError",
+    "DerivedBar",
     "ExportError",
     "InvalidBarError",
     "MissingExtraError",

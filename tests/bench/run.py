@@ -18,6 +18,7 @@ import duckdb
 import polars as pl
 import pyarrow as pa
 
+from .derived import measure_derived
 from .measure import Session
 from .memory import measure_memory
 from .quality import measure_quality
@@ -40,6 +41,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "export": ("append", "extend"),
     "sessions": (),
     "quality": (),
+    "derived": (),
     "memory": (),
 }
 
@@ -123,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
             "export": session.measure_export,
             "sessions": lambda: measure_session_start(report, session.session, Path(tmp), repeat),
             "quality": lambda: measure_quality(report, session.session, repeat),
+            "derived": lambda: measure_derived(report, session.session),
         }
         try:
             for name in groups:
