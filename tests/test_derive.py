@@ -267,11 +267,12 @@ def test_unknown_symbol_has_no_derived_bars(session_wh: Warehouse) -> None:
     ),
     st.sampled_from([5, 15, 60]),
     st.integers(0, 120),
+    st.sampled_from([4, 64]),  # the window: short of a bucket (read from the store), or not
 )
 def test_stream_with_late_bars_and_corrections_matches_sql_and_oracle(
-    stream: list[tuple[str, int, float, float, bool]], minutes: int, flush_at: int
+    stream: list[tuple[str, int, float, float, bool]], minutes: int, flush_at: int, window: int
 ) -> None:
-    with Warehouse(":memory:", flush_interval=None, window=4) as wh:
+    with Warehouse(":memory:", flush_interval=None, window=window) as wh:
         session = wh.start_session(FULL_DAY_EST)
         rows: dict[tuple[str, int], dict[str, object]] = {}
         for i, (symbol, minute, price, volume, with_vwap) in enumerate(stream):

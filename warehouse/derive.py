@@ -9,7 +9,8 @@ sessions. These are the buckets of the named query ``resample_bars`` given the s
 
 Derived bars are computed when read, from the symbol's window of recent one-minute bars
 (`HotState`): the latest N-minute bar needs at most its bars since the bucket start, which a
-window of at least N bars holds (a read past the window goes to the store, as `since` does).
+window of at least N bars holds (a read past the window goes to the store, as `since` does);
+the compiled `_derive.newest` aggregates them.
 So the append pays nothing for them, any interval can be read without being declared first,
 and late, corrected and batch bars show in the derived bar they fall in as soon as they are
 in the window: there is no derived state to keep in step.
@@ -21,11 +22,10 @@ an ``interval=`` keyword of `Warehouse.latest`: that one stays the bound ``get``
 from __future__ import annotations
 
 import re
-from bisect import bisect_left
 from datetime import UTC, datetime
-from operator import attrgetter
 from typing import Any, NamedTuple
 
+from warehouse._derive import newest as _newest
 from warehouse.errors import SessionError
 from warehouse.hot import HotState
 from warehouse.schema import Bar
@@ -37,7 +37,6 @@ MINUTE = 60_000_000
 #: An interval: minutes as an int, or text such as ``"5m"``, ``"15min"`` or ``"1h"``.
 Interval = int | str
 
-_ts_of = attrgetter("ts")
 _TEXT = re.compile(r"\s*(\d+)\s*(m|min|h)\s*", re.IGNORECASE)
 #: Intervals already parsed: text -> microseconds (a dict lookup on the read path).
 _STEPS: dict[Interval, int] = {}
@@ -209,18 +208,12 @@ class Deriver:
         series = self._series.get(symbol)
         if series is None:
             return None
-        # One slice copies the window's tail at one instant (a command may be changing the
-        # list): the bucket is worked out from that copy's newest bar, so they agree.
-        tail = series.window[-(step // MINUTE + 1) :]
-        if tail and series.lazy is None:
-            start = anchor + (tail[-1].ts - anchor) // step * step
-            if tail[0].ts <= start:
-                bars = tail[bisect_left(tail, start, key=_ts_of) :]
-            else:  # a bucket of more bars than minutes (sub-minute stamps), or a short window
-                bars = self._hot.since(symbol, start)
-        else:
-            start = anchor + (series.last_ts - anchor) // step * step
-            bars = self._hot.since(symbol, start)
+        found = _newest(series.window, anchor, step, self._close, symbol, DerivedBar)
+        if found is not None:
+            return found  # type: ignore[no-any-return]
+        # The window does not reach back to the bucket's start (or is empty): read its bars.
+        start = anchor + (series.last_ts - anchor) // step * step
+        bars = self._hot.since(symbol, start)
         end = min(start + step, self._close)
         if not bars:  # the symbol was cleared meanwhile
             return None
