@@ -4,6 +4,8 @@ SQL (`resample_bars`), equal to each other and to Polars' `group_by_dynamic` off
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 
@@ -309,3 +311,40 @@ def test_stream_with_late_bars_and_corrections_matches_sql_and_oracle(
             assert latest is not None
             assert not got.filter(symbol=symbol).is_empty()
             assert latest == wh.last_n_derived(symbol, 1, minutes)[0]
+
+
+def test_derived_reads_from_another_thread_see_whole_buckets(session_wh: Warehouse) -> None:
+    session = session_wh.start_session(FULL_DAY_EST)
+    t0, step = session.open, 5 * MINUTE
+    seen: list[DerivedBar] = []
+    done = threading.Event()
+
+    def read() -> None:
+        while not done.is_set():
+            found = session_wh.latest_derived("ES", "5m")
+            if found is not None:
+                seen.append(found)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        for minute in range(390):
+            session_wh.append("ES", t0 + minute * MINUTE, 10, 11, 9, 10, 1)
+            if minute % 7 == 6:  # a correction of the bar before
+                session_wh.append("ES", t0 + (minute - 1) * MINUTE, 10, 11, 9, 10, 1)
+            if minute % 3 == 0:
+                time.sleep(0)  # let the reader in between appends
+    finally:
+        done.set()
+        reader.join()
+    assert seen
+    for bar in seen:
+        assert (bar.ts - t0) % step == 0
+        assert bar.end == bar.ts + step
+        # Every bar of its bucket held at the read, each of volume 1: whole, never torn.
+        assert bar.volume == bar.bar_count
+        assert 1 <= bar.bar_count <= 5
+        assert bar.partial == (bar.bar_count < 5)
+    last = session_wh.latest_derived("ES", "5m")
+    assert last is not None
+    assert (last.ts, last.bar_count, last.partial) == (t0 + 385 * MINUTE, 5, False)
