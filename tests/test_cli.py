@@ -124,7 +124,7 @@ def test_queries_lists_each_named_query_with_summary_and_parameters(capsys):
     assert queries.summary("bars_between") in head
     assert params.split() == ["parameters:", "$symbols,", "$start,", "$end"]
     assert by_name["session_ohlcv"][1].split() == ["parameters:", "none"]
-    assert by_name["resample_bars"][1].split() == ["parameters:", "$minutes"]
+    assert by_name["resample_bars"][1].split() == ["parameters:", "$minutes,", "$open"]
 
 
 @pytest.mark.parametrize("name", ["create_bars_table", "insert_bars", "stored_keys", "get_meta"])
@@ -192,6 +192,9 @@ BENCH_ROWS = {
     "quality scan, session": 1,
     "ingest CSV file": 1,
     "ingest Parquet file": 1,
+    'latest_derived(symbol, "5m")': 1,
+    'latest_derived(symbol, "15m")': 1,
+    'last_n_derived(symbol, 4, "15m")': 1,
     "resident memory per bar": 1,
     "peak RSS, worst of sessions 2-10": 1,
 }

@@ -124,7 +124,7 @@ def test_parameters_are_read_from_the_header_in_its_order() -> None:
     queries = load_queries()
     assert queries.parameters("bars_between") == ("symbols", "start", "end")
     assert queries.parameters("last_bars_of_symbol") == ("symbol", "n")
-    assert queries.parameters("resample_bars") == ("minutes",)
+    assert queries.parameters("resample_bars") == ("minutes", "open")
     assert queries.parameters("session_ohlcv") == ()
 
 
@@ -370,17 +370,28 @@ def test_resample_bars_five_minutes_matches_polars(loaded: tuple[Warehouse, pl.D
         )
         .sort("symbol", "ts")
     )
-    got = pl.from_arrow(wh.query("resample_bars", {"minutes": 5}))
+    # No session: each UTC day is anchored to its first bar, the sample's 14:30Z open.
+    got = pl.from_arrow(wh.query("resample_bars", {"minutes": 5, "open": None}))
     assert got.height == frame.height // 5
     plt.assert_frame_equal(got, expected, rel_tol=1e-9)
 
 
-def test_resample_buckets_align_to_the_clock(wh: Warehouse) -> None:
+def test_resample_buckets_align_to_the_open(wh: Warehouse) -> None:
     for minute in (31, 34, 35, 36):
         wh.append("ES", datetime(2025, 11, 21, 14, minute, tzinfo=UTC), 1, 2, 0.5, 1, 10)
-    got = wh.query("resample_bars", {"minutes": 5}).to_pylist()
+    open_ = datetime(2025, 11, 21, 14, 30, tzinfo=UTC)
+    got = wh.query("resample_bars", {"minutes": 5, "open": open_}).to_pylist()
     assert [row["ts"].minute for row in got] == [30, 35]
     assert [row["volume"] for row in got] == [20.0, 20.0]
+    hourly = wh.query("resample_bars", {"minutes": 60, "open": open_}).to_pylist()
+    assert [row["ts"] for row in hourly] == [open_]
+
+
+def test_resample_without_open_anchors_each_utc_day_to_its_first_bar(wh: Warehouse) -> None:
+    for day, minute in ((21, 31), (21, 40), (22, 33), (22, 47)):
+        wh.append("ES", datetime(2025, 11, day, 14, minute, tzinfo=UTC), 1, 2, 0.5, 1, 10)
+    got = wh.query("resample_bars", {"minutes": 10, "open": None}).to_pylist()
+    assert [(row["ts"].day, row["ts"].minute) for row in got] == [(21, 31), (22, 33), (22, 43)]
 
 
 def test_latest_bar_per_symbol_matches_polars(loaded: tuple[Warehouse, pl.DataFrame]) -> None:

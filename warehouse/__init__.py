@@ -11,6 +11,7 @@ from warehouse.aio import (
 from warehouse.archive import export_parquet
 from warehouse.buffer import AppendBuffer
 from warehouse.calendar import Calendar, SessionWindow
+from warehouse.derive import DerivedBar
 from warehouse.errors import (
     CalendarError,
     ClosedError,
@@ -46,6 +47,7 @@ __all__ = [
     "Calendar",
     "CalendarError",
     "ClosedError",
+    "DerivedBar",
     "ExportError",
     "IngestError",
     "InvalidBarError",

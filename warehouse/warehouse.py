@@ -22,6 +22,7 @@ from warehouse import quality as _quality
 from warehouse.archive import Compression, ExportResult, Progress, export_parquet
 from warehouse.buffer import AppendBuffer, ExtendResult, OnInvalid
 from warehouse.calendar import Calendar
+from warehouse.derive import DerivedBar, Deriver, Interval, resample_params
 from warehouse.errors import ClosedError, SessionError, StoreError, WarehouseError
 from warehouse.history import Trailing, history_files, publish_history, trailing_stats
 from warehouse.journal import Journal, Recovery, has_segments
@@ -98,6 +99,11 @@ class Warehouse:
     metrics(symbol) -> SessionMetrics | None
         The symbol's session open, high, low, close, volume, VWAP, bar count and first and
         last ts, kept as bars arrive (None for a symbol without bars).
+    latest_derived(symbol, interval) -> DerivedBar | None
+        The newest N-minute bar (``interval``: ``5``, ``"5m"``, ``"1h"``...) anchored to the
+        open session's open, flagged ``partial`` while it forms (`warehouse.derive`).
+    last_n_derived(symbol, n, interval) -> list[DerivedBar]
+        The last n N-minute bars, oldest first.
 
     Examples
     --------
@@ -114,6 +120,8 @@ class Warehouse:
     count: Callable[[str], int]
     latest_many: Callable[[Iterable[str]], dict[str, Bar | None]]
     metrics: Callable[[str], SessionMetrics | None]
+    latest_derived: Callable[[str, Interval], DerivedBar | None]
+    last_n_derived: Callable[[str, int, Interval], list[DerivedBar]]
 
     def __init__(
         self,
@@ -175,6 +183,7 @@ class Warehouse:
             with self._store.lock:
                 buffer.restore(self._store.stored_keys(), self._store.recent_bars(window),
                                self._store.symbol_totals(None) if metrics else None)
+            self._deriver = Deriver(buffer.hot)
             self._calendar = calendar
             #: The session the warehouse holds (None: no session was ever started; bars of any
             #: time are taken). See `start_session`.
@@ -204,6 +213,9 @@ class Warehouse:
         self.count = buffer.count
         self.latest_many = buffer.latest_many
         self.metrics = buffer.metrics
+        # Separate methods, so that latest() stays a dict's bound get (see warehouse.derive).
+        self.latest_derived = self._deriver.latest
+        self.last_n_derived = self._deriver.last_n
         self._flush_interval = flush_interval
         self._checkpoint_rows = checkpoint_rows
         self.flush_error: WarehouseError | None = None
@@ -626,6 +638,14 @@ class Warehouse:
         """The parameters of the named query ``gaps`` for the question `quality` answers."""
         return _quality.gaps_params(self._expected("gaps_params()", now), symbols)
 
+    def resample_params(self, minutes: Interval) -> dict[str, Any]:
+        """The parameters of the named query ``resample_bars`` anchored to the open session.
+
+        Its bars are then those of `latest_derived` and `last_n_derived`. Without an open
+        session ``open`` is None: each UTC day is anchored to its first bar.
+        """
+        return resample_params(self.session, minutes)
+
     def _expected(self, what: str, now: datetime | int | str | None) -> _quality.Expected:
         session = _quality.open_session(self.session, what)
         calendar = _quality.session_calendar(self._calendar, session)
@@ -691,6 +711,7 @@ class Warehouse:
     def _set_session(self, session: Session | None) -> None:
         """Hold ``session`` and take only the bars it takes (caller holds the buffer's lock)."""
         self.session = session
+        self._deriver.set_session(session)
         if session is None:
             self._buffer.set_window(MIN_TS, MAX_TS, None)
         elif session.status == "open":

@@ -18,6 +18,7 @@ import duckdb
 import polars as pl
 import pyarrow as pa
 
+from .derived import measure_derived
 from .ingest import measure_ingest
 from .measure import Session
 from .memory import measure_memory
@@ -42,6 +43,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "sessions": (),
     "quality": (),
     "ingest": (),
+    "derived": (),
     "memory": (),
 }
 
@@ -126,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
             "sessions": lambda: measure_session_start(report, session.session, Path(tmp), repeat),
             "quality": lambda: measure_quality(report, session.session, repeat),
             "ingest": lambda: measure_ingest(report, session.session, repeat, Path(tmp)),
+            "derived": lambda: measure_derived(report, session.session),
         }
         try:
             for name in groups:

@@ -40,5 +40,8 @@ BYTES_PER_BAR = 60.0
 SESSION_START_SECONDS = 50e-3
 #: A quality scan of a full session (8,000 symbols): <= 50 ms (issue 9).
 QUALITY_SCAN_SECONDS = 50e-3
+#: `latest(symbol, interval="5m")` (here `latest_derived`): within 1.5x of `latest(symbol)`
+#: (issue 9).
+DERIVED_LATEST_VS_LATEST = 1.5
 #: Not in DESIGN.md's table: over many sessions in one process, memory stays bounded.
 PEAK_RSS_GROWTH = 1.10
