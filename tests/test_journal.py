@@ -154,6 +154,36 @@ def test_unfinished_record_ends_the_segment(tmp_path: Path) -> None:
     assert not report.set_aside  # an unacknowledged record is not damage
 
 
+def test_segment_made_ahead_and_interrupted_leaves_no_headerless_segment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The flusher makes the next segment ahead (`prepare`) while the appending thread may make
+    and fill a later one. Interrupted while it is made, it must leave no segment without its
+    header: replay would take that for damage and drop the later segment's bars."""
+    journal = Journal(tmp_path / "j", 0)
+    bars = bars_from_table(SESSION.slice(0, 4))
+    journal.write_bar(bars[0])
+    journal.seal()  # as a drain does
+    real = __import__("os").posix_fallocate
+
+    def interrupted(fd: int, offset: int, size: int) -> None:
+        real(fd, offset, size)
+        raise KeyboardInterrupt  # stands for the kill, mid-way through making the segment
+
+    monkeypatch.setattr("os.posix_fallocate", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        journal.prepare()
+    monkeypatch.undo()
+    assert [p.name for p in (tmp_path / "j").iterdir()] == ["000000000001.journal"]
+    for bar in bars[1:]:
+        journal.write_bar(bar)  # the appending thread's own next segment
+    (tmp_path / "j" / ".9.journal.unfinished").write_bytes(b"\0" * 4096)  # what a kill leaves
+    table, report = Journal(tmp_path / "j", 0).recover()
+    assert bars_from_table(table) == bars
+    assert report.torn is None
+    assert not list((tmp_path / "j").glob(".*"))
+
+
 def test_segment_rotates_when_full(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("warehouse.journal.SEGMENT_BYTES", 4096)
     journal = Journal(tmp_path / "j", 0)

@@ -97,6 +97,8 @@ class Journal:
         except OSError as exc:
             raise StoreError(f"cannot create journal folder {self.directory}: {exc}") from exc
         self.epoch = epoch
+        for unfinished in self.directory.glob(f".*{_UNFINISHED}"):  # a kill left it: no bars
+            unfinished.unlink(missing_ok=True)
         #: Segments left by an earlier process, to `recover`; `release` deletes them.
         self.leftover = _segments(self.directory)
         #: The number of the last segment made (open, sealed or spare).
@@ -394,29 +396,44 @@ class Journal:
 
 
 def _create(path: Path, epoch: int, size: int) -> mmap.mmap:
-    """A new segment file, allocated on disk (not sparse), mapped, with its header written."""
+    """A new segment file, allocated on disk (not sparse), mapped, with its header written.
+
+    It is made under a temporary name and linked to ``path`` only once its header is written:
+    a kill while it is made (the flusher makes the next segment ahead, while the appending
+    thread may make and fill a later one) leaves no headerless segment, which replay would
+    take for damage and stop at, dropping the later segment's acknowledged bars.
+    """
+    temporary = path.with_name(f".{path.name}{_UNFINISHED}")
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+        fd = os.open(temporary, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
     except OSError as exc:
         raise StoreError(f"cannot create journal segment {path}: {exc}") from exc
+    mm: mmap.mmap | None = None
     try:
         os.posix_fallocate(fd, 0, size)
         mm = mmap.mmap(fd, size)
+        _HEADER.pack_into(mm, 0, MAGIC, epoch)
+        os.link(temporary, path)  # fails if the segment exists: never over another one
     except OSError as exc:
-        path.unlink(missing_ok=True)
+        if mm is not None:
+            mm.close()
         raise StoreError(
             f"cannot allocate journal segment {path} ({size >> 20} MiB): {exc}; the bar was "
             "not accepted (free disk space, or flush more often)"
         ) from exc
     finally:
         os.close(fd)
-    _HEADER.pack_into(mm, 0, MAGIC, epoch)
+        temporary.unlink(missing_ok=True)
     return mm
 
 
 def has_segments(directory: str | Path) -> bool:
     """Whether a journal folder holds segments waiting to be replayed (a crash left them)."""
     return bool(_segments(Path(directory)))
+
+
+#: The suffix of a segment being made (`_create`); one a kill left is deleted on open.
+_UNFINISHED = ".unfinished"
 
 
 def _segments(directory: Path) -> list[Path]:
