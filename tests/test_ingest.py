@@ -437,8 +437,25 @@ def test_ts_format_reads_other_layouts(tmp_path: Path, wh: Warehouse) -> None:
             {"tz": "Mars/Base"},
             r"unknown time zone 'Mars/Base'",
         ),
+        ("empty.csv", "", {}, r"empty\.csv: is empty$"),
+        (
+            "ragged.csv",
+            "ts,symbol,open,high,low,close,volume\n2024-11-21T14:30:00Z,A,1,2,0.5,1.5,10\n"
+            "2024-11-21T14:31:00Z,A,1,2,0.5,1.5,10,99\n",
+            {},
+            r"ragged\.csv: cannot be split into columns",
+        ),
     ],
-    ids=["missing", "not-parquet", "unknown-suffix", "unparsable-ts", "wrong-unit", "bad-zone"],
+    ids=[
+        "missing",
+        "not-parquet",
+        "unknown-suffix",
+        "unparsable-ts",
+        "wrong-unit",
+        "bad-zone",
+        "empty",
+        "ragged",
+    ],
 )
 def test_bad_input_raises_one_error_naming_where_and_stores_nothing(
     tmp_path: Path,

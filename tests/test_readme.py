@@ -1,12 +1,14 @@
 """The README's Python example runs as written."""
 
 import re
+import shlex
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from warehouse import reset_session_data
+from warehouse.cli import main
 from warehouse.sample import generate_session
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -55,3 +57,29 @@ def test_readme_quality_example_runs_and_prints_what_it_shows(
             assert line in printed
     assert names["gaps"].num_rows == 3  # type: ignore[attr-defined]
     assert (README.parent / "data" / "quality_coverage.png").stat().st_size < 100_000
+
+
+def test_readme_quick_tour_ingests_a_csv_and_queries_it_as_csv(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The "Your own files" commands run as written and print what the README shows (#10)."""
+    section = README.read_text().split("### Your own files\n", 1)[1]
+    block = re.search(r"```bash\n(.*?)```", section, re.S)
+    assert block is not None
+    lines = block.group(1).replace("\\\n", "").splitlines()
+    commands = [i for i, line in enumerate(lines) if line.startswith("python -m warehouse ")]
+    assert len(commands) == 2
+    # The file the comment shows, then each command and the output shown under it.
+    csv = [line.removeprefix("#   ") for line in lines[: commands[0]] if line.startswith("#   ")]
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "aapl.csv").write_text("\n".join(csv) + "\n")
+    for at, end in zip(commands, [*commands[1:], len(lines)], strict=True):
+        argv = shlex.split(lines[at])[3:]
+        assert main(argv) == 0
+        shown = [line.removeprefix("#   ") for line in lines[at + 1 : end]]
+        printed = capsys.readouterr().out.splitlines()
+        if argv[0] == "ingest":  # the time and rate differ run to run
+            timing = r"in [\d.]+ s \([\d,]+ bars/s\)"
+            printed, shown = ([re.sub(timing, "in T s (R bars/s)", x) for x in lines_]
+                              for lines_ in (printed, shown))
+        assert printed == shown

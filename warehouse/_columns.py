@@ -274,11 +274,18 @@ def match_columns(file: str, names: list[str], options: ColumnOptions) -> dict[s
             "symbol": "--symbol SYMBOL for a single-symbol file, or --symbol-col NAME",
             "ts": "--ts-col NAME",
         }
-        how = "; ".join(hints.get(m, f"--rename NAME={m}") for m in missing)
+        how = [hints[m] for m in missing if m in hints]
+        fields = [m for m in missing if m not in hints]
+        if fields:
+            how.append(
+                f"--rename NAME={fields[0]}"
+                if len(fields) == 1
+                else f"--rename NAME=FIELD for {', '.join(fields)}"
+            )
         raise IngestError(
             file,
             f"has no column for {', '.join(missing)} (its columns are "
-            f"{', '.join(map(repr, names))}); pass {how}",
+            f"{', '.join(map(repr, names))}); pass {'; '.join(how)}",
         )
     return columns
 

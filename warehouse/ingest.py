@@ -632,11 +632,22 @@ def _read_input(
     progress: Progress | None,
 ) -> None:
     staged.files.append(item.name)
+    if item.path is not None and item.path.stat().st_size == 0:
+        raise IngestError(item.name, "is empty")
     try:
         described = con.sql(f"DESCRIBE SELECT * FROM {_relation(con, item)}").fetchall()
     except duckdb.Error as exc:
         raise IngestError(item.name, f"cannot be read as {item.format}: {_one_line(exc)}") from exc
     types = {row[0]: str(row[1]) for row in described}
+    if item.format == "csv" and len(types) == 1:
+        (only,) = types
+        if any(mark in only for mark in ",;\t|"):
+            raise IngestError(
+                item.name,
+                f"cannot be split into columns: its header is "
+                f"{only!r}, but no delimiter splits every row alike (a row with "
+                "more or fewer fields?)",
+            )
     columns = match_columns(item.name, list(types), options.columns)
     text = item.format in ("csv", "json")
     # A text file is read as text: its values are converted by the SELECT (see plan_select).
@@ -683,7 +694,10 @@ def _relation(
             listed = ", ".join(f"{literal(c)}: 'VARCHAR'" for c in as_text)
             columns = f", columns = {{{listed}}}"
         return f"read_json({path}, format = 'auto'{columns})"
-    return f"read_csv({path}, header = true{'' if as_text is None else ', all_varchar = true'})"
+    # The header is the first line (skip = 0): DuckDB's sniffer may otherwise skip lines to
+    # find a steadier layout, and take a row of data for the header.
+    text = "" if as_text is None else ", all_varchar = true"
+    return f"read_csv({path}, header = true, skip = 0{text})"
 
 
 # -- checking one batch ---------------------------------------------------------------------------
