@@ -318,7 +318,7 @@ class Warehouse:
         """
         self._check_writable()
         prepared = self._prepared
-        if prepared is not None and (day is None or (day, extended_hours) == prepared[:2]):
+        if prepared is not None and prepared[1] == extended_hours and day in (None, prepared[0]):
             self._prepared = None
             session, trailing = prepared[2].result()  # waits if the prefetch still runs
         else:
