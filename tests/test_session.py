@@ -432,3 +432,35 @@ def test_end_session_onto_a_full_archive_disk_keeps_the_session_open_and_whole(
         wh.end_session()
     assert keys_of(pq.ParquetFile(partition(archive, session.date)).read()) == sorted(keys)
     assert verify_archive(archive) == []
+
+
+def test_end_session_racing_appends_archives_every_acknowledged_bar_once(tmp_path: Path) -> None:
+    """A thread appends while the main thread seals the session: each append is either
+    acknowledged (and then in the sealed partition, once) or refused; none is lost."""
+    import threading
+
+    stamps = XNYS.minutes(date(2025, 11, 26)).tolist()
+    acknowledged: list[tuple[str, int]] = []
+    started = threading.Event()
+
+    def writer(wh: Warehouse) -> None:
+        for i in range(20_000):
+            key = (f"S{i % 50:02d}", stamps[(i // 50) % len(stamps)])
+            try:
+                wh.append(*key, 10.0, 11.0, 9.0, 10.5, 1.0)
+            except InvalidBarError:
+                continue  # refused: the session was ending or sealed
+            acknowledged.append(key)
+            started.set()
+
+    with open_wh(tmp_path) as wh:
+        wh.start_session(date(2025, 11, 26))
+        thread = threading.Thread(target=writer, args=(wh,))
+        thread.start()
+        started.wait(30)
+        wh.end_session()
+        thread.join(60)
+        assert wh.symbols() == []
+    archived = keys_of(pq.ParquetFile(partition(tmp_path / "archive", date(2025, 11, 26))).read())
+    assert archived == sorted(set(acknowledged))
+    assert len(archived) == len(set(archived))
