@@ -114,7 +114,8 @@ def sample_bars() -> pa.Table:
 
 def sql_bars(warehouse: Warehouse, where: str = "true", params: Any = None) -> list[Bar]:
     """Every bar of ``bars`` matching ``where``, in (symbol, ts) order, as Bar tuples."""
-    table = warehouse.sql(f"SELECT * FROM bars WHERE {where} ORDER BY symbol, ts", params)
+    table = warehouse.sql(
+        f"SELECT * EXCLUDE (origin) FROM bars WHERE {where} ORDER BY symbol, ts", params)
     table = table.set_column(1, "ts", table.column("ts").cast(pa.int64()))
     return [Bar(**row) for row in table.to_pylist()]
 

@@ -29,7 +29,7 @@ import warehouse.history as history_module
 from warehouse import Bar, BarStore, ExportError, StoreError, Warehouse, export_parquet
 from warehouse.archive import ExportResult
 from warehouse.sample import generate_session
-from warehouse.schema import BAR_SCHEMA
+from warehouse.schema import BAR_SCHEMA, STORED_SCHEMA
 
 #: 2025-11-21 14:30:00 UTC in microseconds.
 T0 = 1_763_735_400_000_000
@@ -51,7 +51,7 @@ def file_bars(path: Path) -> list[Bar]:
     """The bars of one Parquet file, read by pyarrow (not DuckDB), in file order."""
     table = pq.read_table(path)
     table = table.set_column(1, "ts", table.column("ts").cast(pa.int64()))
-    return [Bar(**row) for row in table.to_pylist()]
+    return [Bar(**row) for row in table.drop_columns(["origin"]).to_pylist()]
 
 
 def bars_of(symbol: str, start: int, count: int, price: float = 100.0) -> list[Bar]:
@@ -108,7 +108,8 @@ def exported(
     result = wh.export_parquet(root)
     assert result.rows == sample_bars.num_rows
     assert result.files == (root / "date=2025-11-21" / "bars.parquet",)
-    return wh, result.files[0], pl.from_arrow(sample_bars).sort("symbol", "ts")
+    expected = pl.from_arrow(sample_bars).with_columns(origin=pl.lit("live"))
+    return wh, result.files[0], expected.sort("symbol", "ts")
 
 
 def test_export_writes_hive_layout_one_file_per_day(exported: Any) -> None:
@@ -142,7 +143,7 @@ def test_export_reads_back_equal_in_polars_pyarrow_and_duckdb(exported: Any) -> 
     plt.assert_frame_equal(wh.frame(), expected)
     table = pq.read_table(path)
     assert table.schema.field("ts").type == pa.timestamp("us", tz="UTC")
-    assert table.cast(BAR_SCHEMA).equals(expected.to_arrow().cast(BAR_SCHEMA))
+    assert table.cast(STORED_SCHEMA).equals(expected.to_arrow().cast(STORED_SCHEMA))
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
     # DuckDB reads the hive key out of the path unless told not to.
@@ -693,7 +694,7 @@ def test_every_day_file_has_the_bar_schema_whatever_the_session_held(tmp_path: P
     files = sorted(archive.rglob("bars.parquet"))
     assert len(files) == 2
     for path in files:
-        assert pq.read_schema(path).remove_metadata() == BAR_SCHEMA  # nullability included
+        assert pq.read_schema(path).remove_metadata() == STORED_SCHEMA  # nullability too
     table = pq.read_table([str(f) for f in files])
     assert table.num_rows == 10
     assert table.column("vwap").null_count == 5

@@ -86,7 +86,7 @@ def test_query_runs_named_query_with_params(db, capsys):
                  "--param", "start=2025-11-21T14:30:00Z", "--param", "end=2025-11-21T14:35:00Z"])
     assert code == 0
     out = capsys.readouterr().out
-    assert "shape: (5, 9)" in out
+    assert "shape: (5, 10)" in out
 
 
 def test_query_unknown_name_exits_1_listing_known_names(db, capsys):
@@ -366,7 +366,7 @@ READERS = {
 @pytest.mark.parametrize("fmt", list(READERS))
 def test_output_formats_round_trip_through_polars_and_duckdb(db, tmp_path, capsys, fmt):
     out = tmp_path / f"bars.{fmt}"
-    query = "SELECT * FROM bars ORDER BY symbol, ts"
+    query = "SELECT * EXCLUDE (origin) FROM bars ORDER BY symbol, ts"
     assert main(["sql", query, "--db", str(db), "--format", fmt, "--output", str(out)]) == 0
     assert capsys.readouterr().out == ""
     with Warehouse(db, read_only=True) as wh:
@@ -449,7 +449,7 @@ def test_param_errors_name_the_parameter_and_its_form(db, capsys, params, messag
 def test_query_takes_a_string_parameter_that_looks_like_a_number(db, capsys):
     assert main(["query", "last_bars_of_symbol", "--db", str(db), "--param", "symbol=7203",
                  "--param", "n=3"]) == 0
-    assert "shape: (0, 9)" in capsys.readouterr().out
+    assert "shape: (0, 10)" in capsys.readouterr().out
 
 
 def test_sql_with_a_missing_or_excess_parameter_names_it(db, capsys):

@@ -99,13 +99,13 @@ def _encodable(s: str) -> bool:
 
 def symbol_bars(wh: Warehouse, symbol: str) -> list[Bar]:
     """The bars of one symbol from SQL, the symbol bound as a parameter."""
-    table = wh.sql("SELECT * FROM bars WHERE symbol = $s ORDER BY ts", {"s": symbol})
+    table = wh.sql("SELECT * EXCLUDE (origin) FROM bars WHERE symbol = $s ORDER BY ts", {"s": symbol})
     table = table.set_column(1, "ts", table.column("ts").cast(pa.int64()))
     return [Bar(**row) for row in table.to_pylist()]
 
 
 def frame_bars(frame: pl.DataFrame) -> list[Bar]:
-    frame = frame.with_columns(pl.col("ts").dt.epoch("us"))
+    frame = frame.drop("origin", strict=False).with_columns(pl.col("ts").dt.epoch("us"))
     return [Bar(*row) for row in frame.rows()]
 
 
@@ -372,8 +372,8 @@ def test_reads_with_any_symbol_alter_nothing_and_see_only_that_symbol(
     before = fingerprint(hwh)
     reads: list[Any] = [
         lambda: hwh.frame([symbol, "SEED"]),
-        lambda: hwh.sql("SELECT * FROM bars WHERE symbol = $s", {"s": symbol}),
-        lambda: hwh.sql("SELECT * FROM bars WHERE symbol = ?", [symbol]),
+        lambda: hwh.sql("SELECT * EXCLUDE (origin) FROM bars WHERE symbol = $s", {"s": symbol}),
+        lambda: hwh.sql("SELECT * EXCLUDE (origin) FROM bars WHERE symbol = ?", [symbol]),
         lambda: hwh.query("bars_between", {"symbols": [symbol], "start": datetime(1900, 1, 1,
                           tzinfo=UTC), "end": datetime(2200, 1, 1, tzinfo=UTC)}),
         lambda: hwh.query("last_bars_of_symbol", {"symbol": symbol, "n": 5}),

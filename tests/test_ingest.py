@@ -28,7 +28,7 @@ def micros(text: str) -> int:
 
 
 def stored(wh: Warehouse) -> list[Bar]:
-    return bars_from_table(wh.sql("SELECT * FROM bars ORDER BY symbol, ts"))
+    return bars_from_table(wh.sql("SELECT * EXCLUDE (origin) FROM bars ORDER BY symbol, ts"))
 
 
 def count(wh: Warehouse) -> int:

@@ -20,7 +20,7 @@ import pytest
 import warehouse.queries as queries_module
 from warehouse import BarStore, QueryNotFoundError, Warehouse, WarehouseError, load_queries
 from warehouse.queries import INTERNAL_SQL_DIR, SQL_DIR, load_statements
-from warehouse.schema import BAR_SCHEMA, empty_table
+from warehouse.schema import BAR_SCHEMA, STORED_SCHEMA, empty_table
 
 #: The named queries, what users run by name; every other file is the warehouse's own.
 NAMED = {
@@ -33,7 +33,7 @@ ALL_FILES = SQL_FILES + INTERNAL_FILES
 PACKAGE = Path(__file__).resolve().parent.parent / "warehouse"
 # DuckDB cannot PREPARE a CREATE or DROP statement; those files are run for real inside a
 # transaction that is rolled back, which binds them just as strictly.
-NOT_PREPARABLE = re.compile(r"^\s*(CREATE|DROP)\b", re.IGNORECASE | re.MULTILINE)
+NOT_PREPARABLE = re.compile(r"^\s*(CREATE|DROP|ALTER)\b", re.IGNORECASE | re.MULTILINE)
 
 
 # A real Parquet file of bars, for the statements that read the archive.
@@ -43,8 +43,10 @@ ARCHIVE_FILE = Path(__file__).resolve().parent.parent / "data" / "sample_session
 def statement(path: Path, day_file: Path = ARCHIVE_FILE) -> str:
     """The file's statement, its archive.py/history.py placeholders filled as they would be."""
     text = path.read_text(encoding="utf-8")
-    if path.stem in ("create_history_view", "trailing_stats"):
+    if path.stem in ("create_history_view", "create_history_view_mixed", "trailing_stats"):
         text = text.format(files=str(day_file))
+    if path.stem == "add_origin_column":
+        text = text.format(table="pre_origin_bars")
     if path.stem == "create_bars_all_view":
         text = text.format(date="CAST(ts AS DATE)")
     return text
@@ -58,6 +60,9 @@ def empty_con() -> Iterator[duckdb.DuckDBPyConnection]:
         keys = pa.table({"symbol": pa.array([], pa.string()),
                          "ts": pa.array([], BAR_SCHEMA.field("ts").type)})
         con.register("_flush_batch", empty_table())
+        con.register("_fill_batch", empty_table())
+        # A table as written before bars recorded their origin, for add_origin_column.
+        con.execute("CREATE TEMP TABLE pre_origin_bars AS SELECT * FROM _flush_batch")
         con.register("_flush_replaced", keys)
         con.register("_journal", empty_table())
         con.execute(store.statements["create_history_view_empty"])
@@ -264,7 +269,7 @@ def test_own_sql_dir_cannot_replace_the_warehouses_ddl(tmp_path: Path) -> None:
         wh.append("ES", "2025-11-21T14:30:00Z", 1, 1, 1, 1, 1)
         wh.flush()
         columns = wh.sql("SELECT * FROM session_bars").column_names
-    assert columns == list(BAR_SCHEMA.names)
+    assert columns == list(STORED_SCHEMA.names)
 
 
 @pytest.fixture
@@ -325,7 +330,7 @@ def loaded(sample_bars: pa.Table) -> Iterator[tuple[Warehouse, pl.DataFrame]]:
         wh.flush()
         wh.extend(table.slice(half))
         assert wh.stats()["unflushed"] == table.num_rows - half
-        yield wh, pl.from_arrow(table)
+        yield wh, pl.from_arrow(table).with_columns(origin=pl.lit("live"))
 
 
 def typical_vwap(frame: pl.DataFrame) -> pl.Expr:

@@ -11,6 +11,7 @@ import pyarrow as pa
 import pytest
 
 from warehouse import BAR_SCHEMA, Bar, BarStore, StoreError
+from warehouse.schema import STORED_SCHEMA
 from warehouse.queries import load_statements
 from warehouse.store import STORED, TABLE, TAIL
 
@@ -42,9 +43,10 @@ def test_new_store_has_session_table_with_bar_schema(store: BarStore) -> None:
         "SELECT column_name, data_type, is_nullable FROM information_schema.columns "
         f"WHERE table_name = '{TABLE}' ORDER BY ordinal_position"
     ).to_pylist()
-    assert [c["column_name"] for c in columns] == BAR_SCHEMA.names
+    assert [c["column_name"] for c in columns] == STORED_SCHEMA.names
     assert columns[1]["data_type"] == "TIMESTAMP WITH TIME ZONE"
     assert [c["is_nullable"] for c in columns][:7] == ["NO"] * 7
+    assert columns[-1]["data_type"] == "ENUM('live', 'filled')"
     assert store.stored_count() == 0
 
 
@@ -56,7 +58,7 @@ def test_store_pins_time_zone_to_utc(store: BarStore) -> None:
 def test_write_then_arrow_returns_bars_with_utc_ts(store: BarStore, bar: MakeBar) -> None:
     bars = [bar("ES", 0, vwap=100.1, trade_count=5), bar("NQ", 1)]
     store.write(table_of(bars), keys_of())
-    result = store.arrow(f"SELECT * FROM {STORED} ORDER BY symbol")
+    result = store.arrow(f"SELECT * EXCLUDE (origin) FROM {STORED} ORDER BY symbol")
     assert result.schema.field("ts").type == TS_TYPE
     assert result.cast(BAR_SCHEMA).equals(table_of(bars))
     assert store.stored_count() == 2
@@ -104,7 +106,7 @@ def test_bars_view_hides_replaced_keys_and_adds_log(store: BarStore, bar: MakeBa
 
 def test_polars_returns_dataframe_with_utc_datetime(store: BarStore, bar: MakeBar) -> None:
     store.write(table_of([bar("ES", 0)]), keys_of())
-    frame = store.polars(f"SELECT * FROM {STORED}")
+    frame = store.polars(f"SELECT * EXCLUDE (origin) FROM {STORED}")
     assert isinstance(frame, pl.DataFrame)
     assert frame.schema["ts"] == pl.Datetime("us", "UTC")
 
@@ -194,14 +196,14 @@ def test_compaction_moves_the_tail_into_a_sorted_run_and_changes_no_answer(
         assert not store.compact_due
         store.write(table_of(arrival[9:]), keys_of())
         assert store.compact_due
-        before = store.arrow(f"SELECT * FROM {STORED} ORDER BY symbol, ts")
+        before = store.arrow(f"SELECT * EXCLUDE (origin) FROM {STORED} ORDER BY symbol, ts")
         store.compact()
         assert not store.compact_due
         assert table_counts(store) == (18, 0)
         # The run is in (symbol, ts) order as stored, not only when a query sorts it.
         run = store.arrow(f"SELECT symbol, epoch_us(ts) AS ts FROM {TABLE} ORDER BY rowid")
         assert run.to_pylist() == sorted(run.to_pylist(), key=lambda r: (r["symbol"], r["ts"]))
-        assert store.arrow(f"SELECT * FROM {STORED} ORDER BY symbol, ts").equals(before)
+        assert store.arrow(f"SELECT * EXCLUDE (origin) FROM {STORED} ORDER BY symbol, ts").equals(before)
         # A replacement reaches a bar in a run; a second run follows the first.
         replaced = keys_of(("ES", T0 + 2 * MINUTE))
         store.write(table_of([bar("ES", 2, volume=7.0), bar("ES", 6)]), replaced)
@@ -236,11 +238,43 @@ def test_read_only_open_of_a_file_without_a_tail_table_reads_its_bars(
 ) -> None:
     path = tmp_path / "old.duckdb"
     con = duckdb.connect(str(path))
-    con.execute(load_statements()["create_bars_table"])
     con.register("bars_in", table_of([bar("ES", 0)]))
-    con.execute(f"INSERT INTO {TABLE} SELECT * FROM bars_in")
+    con.execute(f"CREATE TABLE {TABLE} AS SELECT * FROM bars_in")  # no tail, no origin
     con.close()
     with BarStore(path, read_only=True) as reader:
         assert reader.stored_count() == 1
         reader.compact()  # nothing waits: nothing to do, nothing written
         assert reader.arrow("SELECT count(*) AS n FROM bars")["n"].to_pylist() == [1]
+        assert reader.arrow("SELECT origin FROM bars")["origin"].to_pylist() == ["live"]
+
+
+def old_file(path: Path, bars: list[Bar]) -> None:
+    """A warehouse file as written before bars recorded their origin: both tables, 9 columns."""
+    con = duckdb.connect(str(path))
+    con.register("bars_in", table_of(bars))
+    con.execute(f"CREATE TABLE {TABLE} AS SELECT * FROM bars_in")
+    con.execute(f"CREATE TABLE {TAIL} AS SELECT * FROM bars_in LIMIT 0")
+    con.close()
+
+
+def test_read_only_open_of_a_file_written_before_origins_shows_every_bar_live(
+    tmp_path: Path, bar: MakeBar
+) -> None:
+    old_file(tmp_path / "old.duckdb", [bar("ES", 0), bar("NQ", 1)])
+    with BarStore(tmp_path / "old.duckdb", read_only=True) as reader:
+        rows = reader.arrow("SELECT symbol, origin FROM bars ORDER BY symbol").to_pylist()
+    assert rows == [{"symbol": "ES", "origin": "live"}, {"symbol": "NQ", "origin": "live"}]
+
+
+def test_writable_open_of_a_file_written_before_origins_adds_the_column_bars_live(
+    tmp_path: Path, bar: MakeBar
+) -> None:
+    path = tmp_path / "old.duckdb"
+    old_file(path, [bar("ES", 0)])
+    with BarStore(path) as store:
+        store.write_filled(table_of([bar("ES", 1)]))
+        store.compact()
+        rows = store.arrow(f"SELECT epoch_us(ts) AS ts, origin FROM {STORED} ORDER BY ts")
+    assert [r["origin"] for r in rows.to_pylist()] == ["live", "filled"]
+    with BarStore(path, read_only=True) as reader:
+        assert reader.stored_count() == 2

@@ -46,7 +46,7 @@ def sql_count(wh: Warehouse, where: str = "true", params: Any = None) -> int:
 
 
 def frame_bars(frame: pl.DataFrame) -> list[Bar]:
-    frame = frame.with_columns(pl.col("ts").dt.epoch("us"))
+    frame = frame.drop("origin", strict=False).with_columns(pl.col("ts").dt.epoch("us"))
     return [Bar(*row) for row in frame.rows()]
 
 
@@ -484,7 +484,7 @@ def test_frame_filters_by_symbol_and_half_open_window(wh: Warehouse, bar: MakeBa
     assert wh.frame().schema == pl.Schema(
         {"symbol": pl.String, "ts": pl.Datetime("us", "UTC"), "open": pl.Float64,
          "high": pl.Float64, "low": pl.Float64, "close": pl.Float64, "volume": pl.Float64,
-         "vwap": pl.Float64, "trade_count": pl.Int64}
+         "vwap": pl.Float64, "trade_count": pl.Int64, "origin": pl.String}
     )
 
 

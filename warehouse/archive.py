@@ -38,7 +38,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from warehouse.errors import ExportError, StoreError
-from warehouse.schema import BAR_SCHEMA, MAX_TS, MIN_TS, from_micros
+from warehouse.schema import BAR_SCHEMA, MAX_TS, MIN_TS, STORED_SCHEMA, from_micros
 from warehouse.session import Session
 from warehouse.store import BarStore
 
@@ -194,7 +194,7 @@ def unreadable_reason(path: Path) -> str | None:
         names = pq.read_metadata(path).schema.to_arrow_schema().names
     except _UNREADABLE as exc:
         return f"{type(exc).__name__}: {exc}"
-    if names != BAR_SCHEMA.names:
+    if names not in (STORED_SCHEMA.names, BAR_SCHEMA.names):  # the latter: archived unmarked
         return f"not a file of bars: its columns are {names}"
     return None
 
@@ -241,10 +241,11 @@ def _export_day(
             if final.exists() or final.is_symlink():
                 # The day is archived already: keep its bars that the session does not replace.
                 params["archived"] = _archived_path(day, final)
-                query = "export_day_merged"
+                marked = pq.read_schema(final).names == STORED_SCHEMA.names
+                query = "export_day_merged" if marked else "export_day_merged_unmarked"
             else:
                 query = "export_day"
-            store.write_parquet(store.statements[query], params, temporary, BAR_SCHEMA,
+            store.write_parquet(store.statements[query], params, temporary, STORED_SCHEMA,
                                 compression=_CODECS[compression])
             _fsync(temporary)
             temporary.replace(final)
@@ -340,6 +341,7 @@ def record_session(root: Path, session: Session, path: Path) -> dict[str, Any]:
             manifest = read_manifest(root)
             sessions = [s for s in manifest["sessions"] if s["date"] != entry["date"]]
             manifest["sessions"] = sorted([*sessions, entry], key=lambda s: str(s["date"]))
+            manifest["bar_schema"] = _schema_description()  # the newest file's columns
             _write_json(root / MANIFEST_NAME, manifest)
     except (OSError, *_UNREADABLE) as exc:
         raise ExportError(f"recording session {session.date} in {root / MANIFEST_NAME} "
@@ -408,7 +410,7 @@ def _file_facts(path: Path) -> dict[str, Any]:
     """What the manifest records of a session file, recomputed from the file itself."""
     table = pq.read_table(path, columns=["symbol", "ts"])
     schema = pq.read_schema(path).remove_metadata()
-    if schema != BAR_SCHEMA:
+    if schema not in (STORED_SCHEMA, BAR_SCHEMA):  # the latter: archived before origins
         raise ValueError(f"its schema is not the bar schema: {schema}")
     ts = table.column("ts").cast(pa.int64())
     with path.open("rb") as handle:
@@ -423,7 +425,7 @@ def _file_facts(path: Path) -> dict[str, Any]:
 
 
 def _schema_description() -> list[dict[str, Any]]:
-    return [{"name": f.name, "type": str(f.type), "nullable": f.nullable} for f in BAR_SCHEMA]
+    return [{"name": f.name, "type": str(f.type), "nullable": f.nullable} for f in STORED_SCHEMA]
 
 
 def _write_json(path: Path, value: object) -> None:

@@ -217,6 +217,33 @@ class AppendBuffer:
         ClosedError
             The warehouse is closed (or closing); nothing of the batch is stored.
         """
+        return self._add(batch, on_invalid, None)
+
+    def fill(
+        self, batch: object, write: Callable[[pa.Table], None], *,
+        on_invalid: OnInvalid = "raise",
+    ) -> int | ExtendResult:
+        """Add bars fetched to fill gaps: only those whose minute no bar of the session holds.
+
+        Validated as `extend` validates (``on_invalid`` alike). Of the valid rows, a row whose
+        symbol already has a bar in its minute, and any later row in the same minute, is left
+        out (counted neither as added nor as rejected): gap filling never replaces a bar. The
+        rest are handed to ``write`` (the store, which marks them filled) and then added to
+        the hot state, all under the lock, so that no bar arrives meanwhile; they skip the
+        log and the journal, being stored once ``write`` returns. If ``write`` raises, nothing
+        changed.
+
+        Returns
+        -------
+        int or ExtendResult
+            How many bars were added (with ``"report"``, and the rejected rows).
+        """
+        return self._add(batch, on_invalid, write)
+
+    def _add(
+        self, batch: object, on_invalid: OnInvalid, write: Callable[[pa.Table], None] | None
+    ) -> int | ExtendResult:
+        """`extend`, or with ``write`` given, `fill`."""
         if on_invalid not in ("raise", "skip", "report"):
             raise ValueError(f"on_invalid must be 'raise', 'skip' or 'report', got {on_invalid!r}")
         if on_invalid == "raise":
@@ -233,7 +260,7 @@ class AppendBuffer:
                 taken, outside = self._split_window(table, positions, window)
                 if outside.num_rows:
                     rejected = pa.concat_tables([invalid, outside]).sort_by("row")
-            added = self._extend_valid(taken, window)
+            added = self._add_valid(taken, window, write)
             if added is not None:
                 break
             # The window changed while the batch was planned (a session started or ended):
@@ -242,15 +269,16 @@ class AppendBuffer:
             return added
         return ExtendResult(added, rejected)
 
-    def _extend_valid(
-        self, table: pa.Table, window: tuple[int, int, Outside | None]
+    def _add_valid(
+        self, table: pa.Table, window: tuple[int, int, Outside | None],
+        write: Callable[[pa.Table], None] | None,
     ) -> int | None:
         """Add a conformed batch; None if the window is no longer ``window`` (nothing added)."""
         if table.num_rows == 0:
             return 0
         runs = Runs(table)
         table = runs.table  # of a key given twice, the last arrival
-        plan = self.hot.plan(runs)
+        plan = None if write is not None else self.hot.plan(runs)
         with self.lock:
             if self._closed:
                 raise ClosedError(f"the warehouse is closed; the batch of {table.num_rows} bars "
@@ -259,12 +287,26 @@ class AppendBuffer:
                 return None
             self.hot.check_new_symbols(runs.names)
             self._check_window(table)
+            if write is not None:
+                return self._fill_locked(runs, write)
+            assert plan is not None
             if self.journal is not None:
                 self.journal.write_batch(table)  # before any change: a full disk changes nothing
             self.log.replaced.update(self.hot.apply(plan))
             waiting = self.log.add_batch(table)
         if waiting >= self._flush_rows and self._on_full:
             self._on_full()
+        return int(table.num_rows)
+
+    def _fill_locked(self, runs: Runs, write: Callable[[pa.Table], None]) -> int:
+        """Store and add the rows of ``runs`` in minutes no bar holds (lock held; see `fill`)."""
+        table = runs.table.filter(pa.array(self.hot.unheld_minutes(runs)))
+        if table.num_rows == 0:
+            return 0
+        runs = Runs(table)
+        plan = self.hot.plan(runs)
+        write(table)
+        self.hot.apply(plan)  # replaces nothing: every row's minute was free
         return int(table.num_rows)
 
     def drain(self) -> tuple[pa.Table, pa.Table]:

@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import NamedTuple
 
 import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from warehouse.archive import archive_files, duckdb_path, unreadable_reason
 from warehouse.errors import ExportError, StoreError
@@ -138,6 +140,14 @@ def _define_history(
     if not files:
         _publish(store, root, store.statements["create_history_view_empty"])
         return
+    columns = {f: _columns(f) for f in files if f not in problems}
+    readable = [f for f, names in columns.items() if names is not None]
+    if len({columns[f] for f in readable}) > 1:
+        # Days archived before bars recorded their origin, and after: DuckDB matches the
+        # columns by name, reading every file's footer, so a damaged file is left out.
+        listed = "', '".join(_sql_text(paths[f]) for f in readable)
+        _publish(store, root, store.statements["create_history_view_mixed"].format(files=listed))
+        return
     # DuckDB takes the view's columns from the first file it is given: a readable one must be
     # first, or every query (and the definition itself) would fail on that one file.
     for first in (f for f in files if f not in problems):
@@ -167,6 +177,14 @@ def _publish(store: BarStore, root: Path, sql: str) -> None:
         raise ExportError(f"cannot define the history of the archive {root}: {exc}") from exc
 
 
+
+
+def _columns(path: Path) -> tuple[str, ...] | None:
+    """The column names of a day file (None if its footer cannot be read after all)."""
+    try:
+        return tuple(pq.read_schema(path).names)
+    except (OSError, pa.ArrowException):
+        return None
 
 
 def _sql_text(text: str) -> str:

@@ -44,6 +44,7 @@ from warehouse.schema import MIN_TS, Bar, bars_from_table, check_symbol, to_micr
 DeepReader = Callable[[str, int | None, int | None], list[Bar]]
 
 _ts_of = attrgetter("ts")
+MINUTE = 60_000_000
 _NO_TS = MIN_TS - 1
 
 
@@ -303,6 +304,29 @@ class HotState:
         if window and (window[0].ts <= ts or len(window) == len(series.stamps)):
             return window[bisect_left(window, ts, key=_ts_of):]
         return self._deep(symbol, None, ts)
+
+    def unheld_minutes(self, runs: Runs) -> np.ndarray:
+        """Which rows of a batch fall in a minute that no bar of their symbol holds yet.
+
+        A mask over ``runs.table``: of several rows in one such minute, the earliest only. The
+        caller holds the lock (gap filling: `AppendBuffer.fill`), so no bar arrives meanwhile.
+        """
+        keep = np.zeros(runs.table.num_rows, dtype=bool)
+        for k, name in enumerate(runs.names):
+            start, end = int(runs.starts[k]), int(runs.ends[k])
+            minutes = runs.stamps[start:end] // MINUTE
+            fresh = np.ones(end - start, dtype=bool)
+            fresh[1:] = minutes[1:] != minutes[:-1]
+            series = self.series.get(name)
+            if series is not None and len(series.stamps):
+                held = np.frombuffer(series.stamps, dtype=np.int64)
+                # The first held bar at or after each minute's start: in that minute or not?
+                at = np.searchsorted(held, minutes * MINUTE)
+                inside = at < len(held)
+                inside[inside] = held[at[inside]] < (minutes[inside] + 1) * MINUTE
+                fresh &= ~inside
+            keep[runs.order[start:end][fresh]] = True
+        return keep
 
     def count(self, symbol: str) -> int:
         """The number of bars of ``symbol`` this session (a replaced bar counts once)."""

@@ -37,6 +37,12 @@ BAR_SCHEMA = pa.schema(
     ]
 )
 COLUMNS: tuple[str, ...] = tuple(BAR_SCHEMA.names)
+#: Where a stored bar came from: ``live`` (appended or extended) or ``filled`` (inserted by gap
+#: filling, `Warehouse.fill`). Stored as one byte, shown in SQL as text.
+ORIGINS: tuple[str, ...] = ("live", "filled")
+#: A stored or archived bar: `BAR_SCHEMA` and its origin (what SQL over ``bars`` and the
+#: archive's day files hold).
+STORED_SCHEMA = BAR_SCHEMA.append(pa.field("origin", pa.string(), nullable=False))
 REQUIRED: tuple[str, ...] = COLUMNS[:7]
 OPTIONAL: tuple[str, ...] = COLUMNS[7:]
 _NULLABLE_SCHEMA = pa.schema([pa.field(f.name, f.type) for f in BAR_SCHEMA])

@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 
 from warehouse.errors import StoreError
 from warehouse.queries import Queries, load_queries, load_statements
-from warehouse.schema import BAR_SCHEMA, empty_table
+from warehouse.schema import BAR_SCHEMA, STORED_SCHEMA, empty_table
 
 Params = Mapping[str, Any] | Sequence[Any] | None
 #: The log as `AppendBuffer.snapshot` returns it: (unflushed bars, keys they replace).
@@ -93,13 +93,19 @@ class BarStore:
             # checkpoints from its flusher thread and on close instead.
             self._con.execute("SET checkpoint_threshold = '1GB'")
             if not read_only:
+                self._con.execute(self.statements["create_origin_type"])
                 self._con.execute(self.statements["create_bars_table"])
                 self._con.execute(self.statements["create_tail_table"])
                 self._con.execute(self.statements["create_meta_table"])
-            self._check_table(TABLE)
-            self._tailed = self._check_table(TAIL)
+            marked = self._check_table(TABLE)
+            self._tailed = self._check_table(TAIL) is not None
+            if not read_only and not marked:
+                for table in (TABLE, TAIL):  # a file written before bars recorded their origin
+                    self._con.execute(self.statements["add_origin_column"].format(table=table))
+                marked = True
             self._con.execute(self.statements[
-                "create_stored_bars_view" if self._tailed else "create_stored_bars_view_untailed"])
+                "create_stored_bars_view_untailed" if not self._tailed
+                else "create_stored_bars_view" if marked else "create_stored_bars_view_unmarked"])
             self._tail_rows = self._count(TAIL) if self._tailed else 0
             self._view: str | None = None
             self._published: Snapshot | None = None
@@ -108,11 +114,13 @@ class BarStore:
             self._con.close()
             raise StoreError(f"{self.path} is not a usable warehouse file: {exc}") from exc
 
-    def _check_table(self, table: str) -> bool:
-        """Whether the tail table exists; raise if a table has other columns than bars.
+    def _check_table(self, table: str) -> bool | None:
+        """Whether a table records the bars' origin (None: the tail table does not exist).
 
-        A file written before the tail table existed, opened read-only, has none: then only
-        ``session_bars`` is read.
+        Raises if the table has other columns than bars. A file written before the tail table
+        existed, opened read-only, has none: then only ``session_bars`` is read. A file written
+        before bars recorded their origin lacks that column: opened for writing, it is added
+        (every bar so far was live); opened read-only, the views show every bar live.
         """
         columns = self._con.sql(
             "SELECT column_name, data_type FROM information_schema.columns "
@@ -121,12 +129,12 @@ class BarStore:
         ).fetchall()
         found = [name for name, _ in columns]
         if table == TAIL and not found:
-            return False
-        if found != list(BAR_SCHEMA.names):
+            return None
+        if found not in (BAR_SCHEMA.names, STORED_SCHEMA.names):
             raise StoreError(
-                f"{self.path}: table {table} has columns {found}, expected {BAR_SCHEMA.names}"
+                f"{self.path}: table {table} has columns {found}, expected {STORED_SCHEMA.names}"
             )
-        return True
+        return found == STORED_SCHEMA.names
 
     # -- commands ---------------------------------------------------------------------------
 
@@ -157,6 +165,28 @@ class BarStore:
                 for name in ("_flush_batch", "_flush_replaced"):
                     with contextlib.suppress(duckdb.Error):
                         self._con.unregister(name)
+
+    def write_filled(self, bars: pa.Table) -> None:
+        """Store bars that gap filling fetched, marked ``filled``, in one transaction.
+
+        The caller has checked that no bar of the session holds their minutes (see
+        `Warehouse.fill`); a live bar that arrives later replaces one as a correction does.
+
+        Raises
+        ------
+        StoreError
+            DuckDB refused; the transaction is rolled back and the tables are unchanged.
+        """
+        def steps(con: duckdb.DuckDBPyConnection) -> None:
+            con.register("_fill_batch", bars)
+            con.execute(self.statements["insert_filled_bars"])
+
+        try:
+            self._transaction(steps, f"storing {bars.num_rows} filled bars in {self.path} failed")
+            self._tail_rows += bars.num_rows
+        finally:
+            with self.lock, contextlib.suppress(duckdb.Error):
+                self._con.unregister("_fill_batch")
 
     def clear(self, epoch: int, meta: Mapping[str, str] | None = None) -> None:
         """Delete every stored bar and record the new session ``epoch``, in one transaction.

@@ -31,7 +31,9 @@ from warehouse.metrics import frame as metrics_frame
 from warehouse.queries import load_queries
 from warehouse.schema import MAX_TS, MIN_TS, Bar, bars_from_table, from_micros, to_micros
 from warehouse.session import META_KEYS, Session
+from warehouse.sources import BarSource, as_source
 from warehouse.store import BarStore, Params
+from warehouse.upkeep import Upkeep
 
 log = logging.getLogger("warehouse")
 
@@ -172,6 +174,8 @@ class Warehouse:
         self.history_sessions = history_sessions
         self._trailing: dict[str, Trailing] = {}
         self._prepared: tuple[date, bool, Future[_Prepared]] | None = None
+        #: The gap-filling thread of `start_upkeep` (None: never started).
+        self.upkeep: Upkeep | None = None
         try:
             if journal:
                 self._journal = Journal(f"{path}.journal", self._store.epoch())
@@ -248,6 +252,106 @@ class Warehouse:
         if self.read_only:
             self._refuse_writes()
         return self._buffer.extend(batch, on_invalid=on_invalid)
+
+    @overload
+    def fill(self, batch: object, *, on_invalid: Literal["raise", "skip"] = ...) -> int: ...
+    @overload
+    def fill(self, batch: object, *, on_invalid: Literal["report"]) -> ExtendResult: ...
+    @overload
+    def fill(self, batch: object, *, on_invalid: OnInvalid) -> int | ExtendResult: ...
+
+    def fill(self, batch: object, *, on_invalid: OnInvalid = "raise") -> int | ExtendResult:
+        """Add bars that fill gaps: stored at once, marked ``origin = 'filled'`` in SQL.
+
+        A bar is added only if its symbol has no bar yet in its minute, so filling never
+        replaces or duplicates a bar; a live bar that arrives later for the same (symbol, ts)
+        replaces the filled one (as any correction does) and shows ``'live'``. Filled bars are
+        late bars to the hot state: reads, metrics, quality and derived bars include them at
+        once. They are written to DuckDB in their own transaction (not the journal), so they
+        are durable when this returns. The upkeep thread (`start_upkeep`) calls this with
+        what its `BarSource` returns; call it yourself to fill from anywhere.
+
+        Parameters
+        ----------
+        batch
+            Bars in any form `extend` takes.
+        on_invalid
+            As for `extend`: an invalid row (or one outside the session's window) refuses the
+            batch, is dropped, or is dropped and reported.
+
+        Returns
+        -------
+        int or ExtendResult
+            How many bars were added (rows in minutes already held are left out, unreported).
+
+        Raises
+        ------
+        StoreError
+            DuckDB refused; nothing was added.
+        """
+        if self.read_only:
+            self._refuse_writes()
+        with self._store.lock:  # the order a flush takes the locks in: store, then buffer
+            self._check_open()
+            return self._buffer.fill(batch, self._store.write_filled, on_invalid=on_invalid)
+
+    def start_upkeep(
+        self,
+        source: BarSource | Callable[[str, datetime, datetime], object],
+        *,
+        interval: float = 60.0,
+        timeout: float = 30.0,
+        delay: float = 60.0,
+        retry_base: float = 5.0,
+        retry_max: float = 300.0,
+        symbols: Iterable[str] | None = None,
+        now: Callable[[], datetime] | None = None,
+    ) -> Upkeep:
+        """Fill the open session's gaps from ``source`` in a thread, every ``interval`` seconds.
+
+        See `warehouse.upkeep`: each round asks the source for each symbol's missing span
+        (minutes ended at least ``delay`` seconds ago), adds what it returns with `fill`, and
+        retries what is still missing with backoff (``retry_base`` doubling up to
+        ``retry_max`` seconds). Failures, timeouts and malformed answers are logged and
+        counted (`Upkeep.stats`), never raised here. `end_session`, `close` and `stop_upkeep`
+        stop it; a new session needs a new call.
+
+        Parameters
+        ----------
+        source
+            A `BarSource` (`ArchiveSource`, `DuckDBSource`, ...) or a function
+            ``(symbol, start, end) -> bars``.
+        symbols
+            Symbols to fill even without any bar this session.
+        now
+            The clock (aware datetimes); the wall clock by default.
+
+        Returns
+        -------
+        Upkeep
+            The running upkeep (its ``stats``).
+
+        Raises
+        ------
+        SessionError
+            An upkeep runs already (stop it first).
+        """
+        self._check_writable()
+        with self._closing:
+            if self.upkeep is not None and self.upkeep.running:
+                raise SessionError("an upkeep runs already; stop_upkeep() first")
+            self.upkeep = Upkeep(
+                self, as_source(source), interval=interval, timeout=timeout, delay=delay,
+                retry_base=retry_base, retry_max=retry_max, symbols=symbols, now=now,
+            )
+            self.upkeep.start()
+            return self.upkeep
+
+    def stop_upkeep(self) -> None:
+        """Stop the upkeep thread, if one runs, and wait for it (a question in flight is
+        given up; its bars are not added)."""
+        if self.upkeep is not None:
+            self.upkeep.stop()
 
     def flush(self) -> int:
         """Write every waiting bar to DuckDB in one transaction; returns how many.
@@ -391,6 +495,7 @@ class Warehouse:
         """
         self._check_writable()
         with self._closing:  # one lifecycle step at a time (close waits for it)
+            self.stop_upkeep()
             session = self.session
             if session is None or session.status != "open":
                 raise SessionError("no session is open; start_session() first")
@@ -472,6 +577,7 @@ class Warehouse:
         with self._closing:
             if self._closed:
                 return
+            self.stop_upkeep()
             self._buffer.close()
             self.append = self._refuse_writes
             self._stopping = True

@@ -1,6 +1,6 @@
 -- Creates the session table (if it does not exist): the flushed bars, compacted in runs sorted by (symbol, ts).
 -- Parameters: none.
--- Columns: symbol, ts (TIMESTAMPTZ, UTC microseconds), open, high, low, close, volume, vwap, trade_count.
+-- Columns: symbol, ts (TIMESTAMPTZ, UTC microseconds), open, high, low, close, volume, vwap, trade_count, origin ('live' or 'filled').
 -- Uniqueness of (symbol, ts) is kept by the writer: an index would cost memory and flush time.
 CREATE TABLE IF NOT EXISTS session_bars (
     symbol VARCHAR NOT NULL,
@@ -11,5 +11,6 @@ CREATE TABLE IF NOT EXISTS session_bars (
     close DOUBLE NOT NULL,
     volume DOUBLE NOT NULL,
     vwap DOUBLE,
-    trade_count BIGINT
+    trade_count BIGINT,
+    origin bar_origin NOT NULL DEFAULT 'live'
 )

@@ -6,4 +6,4 @@ CREATE OR REPLACE TEMP VIEW bars AS
 SELECT s.* FROM stored_bars AS s
 WHERE NOT EXISTS (SELECT 1 FROM _replaced AS r WHERE r.symbol = s.symbol AND r.ts = s.ts)
 UNION ALL
-SELECT * FROM _unflushed
+SELECT *, 'live' AS origin FROM _unflushed

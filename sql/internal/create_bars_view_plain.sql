@@ -4,4 +4,4 @@
 CREATE OR REPLACE TEMP VIEW bars AS
 SELECT * FROM stored_bars
 UNION ALL
-SELECT * FROM _unflushed
+SELECT *, 'live' AS origin FROM _unflushed

@@ -10,5 +10,6 @@ CREATE TABLE IF NOT EXISTS session_bars_tail (
     close DOUBLE NOT NULL,
     volume DOUBLE NOT NULL,
     vwap DOUBLE,
-    trade_count BIGINT
+    trade_count BIGINT,
+    origin bar_origin NOT NULL DEFAULT 'live'
 )

@@ -1,7 +1,7 @@
 -- The journaled bars (registered as _journal) that no stored bar holds exactly.
 -- Parameters: none.
 -- Columns: symbol, ts, open, high, low, close, volume, vwap, trade_count.
--- The journal's last record per (symbol, ts) wins; a bar stored with the same values is skipped.
+-- The journal's last record per (symbol, ts) wins; a live bar stored with the same values is skipped (a filled one is replaced).
 WITH latest AS (
     SELECT * EXCLUDE (arrival)
     FROM (SELECT *, row_number() OVER () AS arrival FROM _journal)
@@ -16,4 +16,5 @@ WHERE NOT EXISTS (
       AND s.volume = j.volume
       AND s.vwap IS NOT DISTINCT FROM j.vwap
       AND s.trade_count IS NOT DISTINCT FROM j.trade_count
+      AND s.origin = 'live'
 )

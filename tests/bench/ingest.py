@@ -1,7 +1,7 @@
 """Ingest from files: `warehouse.ingest` of the session as CSV and as Parquet, vs DuckDB.
 
 The baseline is DuckDB alone reading the same file into the same table (``INSERT INTO
-session_bars SELECT * FROM read_csv(...)``, or ``read_parquet``), on a `BarStore` file with the
+session_bars BY NAME SELECT * FROM read_csv(...)``, or ``read_parquet``), on a `BarStore` file with the
 warehouse's settings: no column mapping, no timestamp rules, no validation. Ours is what
 ``warehouse ingest FILE --db DB`` runs: read in batches, checked whole, then stored and flushed
 (the data is committed in both cases; neither run includes the final checkpoint).
@@ -54,7 +54,7 @@ def measure_ingest(report: Report, session: pa.Table, repeat: int, workdir: Path
             with BarStore(workdir / f"plain-ingest-{runs}.duckdb") as plain:
                 gc.collect()
                 started = time.perf_counter()
-                plain.execute(f"INSERT INTO {TABLE} SELECT * FROM {reader}('{path}')")
+                plain.execute(f"INSERT INTO {TABLE} BY NAME SELECT * FROM {reader}('{path}')")
                 base.append(time.perf_counter() - started)
                 report.check(
                     plain.stored_count() == session.num_rows, f"{label}: DuckDB read every bar"

@@ -573,7 +573,7 @@ class Session:
             plain.register("arrow_table", self.session)
             gc.collect()
             started = perf_counter()
-            plain.execute(f"INSERT INTO {TABLE} SELECT * FROM arrow_table")
+            plain.execute(f"INSERT INTO {TABLE} BY NAME SELECT * FROM arrow_table")
             base.append(perf_counter() - started)
             plain.unregister("arrow_table")
             self.plain = plain
