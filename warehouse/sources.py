@@ -94,10 +94,10 @@ class ArchiveSource:
         listed = [duckdb_path(f) for f in files]
         with duckdb.connect() as con:
             con.execute("SET TimeZone = 'UTC'")
-            return con.execute(
+            return con.sql(
                 f"SELECT {_SELECT} FROM read_parquet($files, union_by_name = true) "
                 "WHERE symbol = $symbol AND ts >= $start AND ts < $end ORDER BY ts",
-                {"files": listed, "symbol": symbol, "start": start, "end": end},
+                params={"files": listed, "symbol": symbol, "start": start, "end": end},
             ).to_arrow_table()
 
     def __repr__(self) -> str:
@@ -141,10 +141,10 @@ class DuckDBSource:
         try:
             with duckdb.connect(str(self.path), read_only=True) as con:
                 con.execute("SET TimeZone = 'UTC'")
-                return con.execute(
+                return con.sql(
                     f"SELECT {_SELECT} FROM {self.table} "
                     "WHERE symbol = $symbol AND ts >= $start AND ts < $end ORDER BY ts",
-                    {"symbol": symbol, "start": start, "end": end},
+                    params={"symbol": symbol, "start": start, "end": end},
                 ).to_arrow_table()
         except duckdb.Error as exc:
             raise StoreError(f"reading {self.table} of {self.path} failed: {exc}") from exc
