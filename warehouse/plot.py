@@ -42,8 +42,8 @@ __all__ = [
 
 #: Cell colours: a present minute, a missing one, one not yet due.
 COLORS = {"present": "#2e9e4f", "missing": "#d7301f", "not due": "#e6e6e6"}
-#: Candle colours: the body (and volume bar) of a rising bar, of a falling one, of a filled one
-#: (either way; its outline and wick keep the direction's colour), and the shading of a gap.
+#: Candle colours: a rising bar (body, wick and volume bar), a falling one, a filled one (either
+#: way: what marks it is that gap filling inserted it), and the shading of a gap.
 CANDLE_COLORS = {"up": "#2e9e4f", "down": "#d7301f", "filled": "#6a51a3", "gap": "#f7c6bd"}
 #: The columns `candle_figure` draws (``origin`` is optional).
 CANDLE_COLUMNS = ("ts", "open", "high", "low", "close", "volume")
@@ -194,8 +194,8 @@ def candle_figure(
     bars
         The bars: columns ``ts`` (the bar's start, UTC), ``open``, ``high``, ``low``,
         ``close``, ``volume``, and optionally ``origin``: a bar whose origin is ``'filled'``
-        gets the filled colour; without the column every bar is live. A bar outside the
-        session's minutes is not drawn.
+        is drawn in the filled colour whichever way it went; without the column every bar is
+        live. A bar outside the session's minutes is not drawn.
     minutes
         The session's minutes (`Calendar.minutes`), UTC microseconds: the time axis.
     interval
@@ -251,9 +251,8 @@ def candle_figure(
     if "origin" in bars.columns:
         filled = (bars["origin"].cast(pl.String) == "filled").fill_null(False).to_numpy()
     filled = filled[shown]
-    rising = closes >= opens
-    edges = np.where(rising, CANDLE_COLORS["up"], CANDLE_COLORS["down"])
-    faces = np.where(filled, CANDLE_COLORS["filled"], edges)
+    direction = np.where(closes >= opens, CANDLE_COLORS["up"], CANDLE_COLORS["down"])
+    colours = np.where(filled, CANDLE_COLORS["filled"], direction).tolist()
 
     figure = figure_class(figsize=(10, 6), dpi=100)
     price, volumes = figure.subplots(
@@ -265,19 +264,18 @@ def candle_figure(
             axes.axvspan(start, stop, color=CANDLE_COLORS["gap"], linewidth=0, zorder=0)
         if due is not None and due < n:
             axes.axvspan(due, n, color=COLORS["not due"], linewidth=0, zorder=0)
-    # Wicks under the bodies: the middle of a body shows its face colour.
-    price.vlines(centre, low, high, colors=edges.tolist(), linewidth=0.7, zorder=1)
+    price.vlines(centre, low, high, colors=colours, linewidth=0.7, zorder=1)
     price.bar(
         centre,
         np.abs(closes - opens),
         bottom=np.minimum(opens, closes),
         width=0.8 * width,
-        color=faces.tolist(),
-        edgecolor=edges.tolist(),
+        color=colours,
+        edgecolor=colours,  # a body as thin as its outline (open == close) still shows
         linewidth=0.4,
         zorder=2,
     )
-    volumes.bar(centre, volume, width=0.8 * width, color=faces.tolist(), linewidth=0, zorder=2)
+    volumes.bar(centre, volume, width=0.8 * width, color=colours, linewidth=0, zorder=2)
     price.set_xlim(0, n)
     if len(low):
         pad = (float(high.max()) - float(low.min())) * 0.05 or 1.0
