@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CANDLE_COLORS",
+    "CANDLE_COLUMNS",
     "COLORS",
     "candle_figure",
     "coverage_figure",
