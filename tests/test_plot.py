@@ -1,4 +1,4 @@
-"""The coverage picture (issue 9, item 4): `warehouse quality --png` and `warehouse.plot`."""
+"""The pictures (issue 9, item 4): `warehouse quality --png`, `warehouse plot`, `warehouse.plot`."""
 
 from __future__ import annotations
 
@@ -7,14 +7,22 @@ from datetime import date
 
 import matplotlib.image
 import numpy as np
+import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from warehouse import Calendar, MissingExtraError, Warehouse
+from warehouse import Calendar, MissingExtraError, SchemaMismatchError, Warehouse
 from warehouse.calendar import MINUTE
-from warehouse.cli import main
-from warehouse.plot import COLORS, coverage_cells, coverage_figure
+from warehouse.cli import _mark_filled, main
+from warehouse.plot import (
+    CANDLE_COLORS,
+    CANDLE_COLUMNS,
+    COLORS,
+    candle_figure,
+    coverage_cells,
+    coverage_figure,
+)
 from warehouse.sample import generate_sessions
 
 XNYS = Calendar("XNYS", start=date(2025, 11, 1), end=date(2025, 12, 31))
@@ -115,3 +123,211 @@ def test_picture_without_matplotlib_names_the_extra(db, tmp_path, monkeypatch, c
     assert main(["quality", "--db", str(db), "--png", str(tmp_path / "x.png")]) == 1
     assert 'pip install "warehouse[plot]"' in capsys.readouterr().err
     assert not (tmp_path / "x.png").exists()
+
+
+# -- warehouse plot SYMBOL: candlesticks, gaps and filled bars -----------------------------------
+
+GAP = 75.5  # the middle of AAPL's missing minutes 60-89, in minute-index coordinates
+
+
+def near(image: np.ndarray, axes, x: float, y: float, colour: np.ndarray, atol=0.02) -> bool:
+    """Whether the pixel at (x, y), or one beside it, has ``colour`` (a candle ~2 pixels wide)."""
+    px, py = axes.transData.transform((x, y))
+    row, column = image.shape[0] - round(py), round(px)
+    return any(np.allclose(p, colour, atol=atol) for p in image[row, column - 1 : column + 2, :3])
+
+
+def between_ticks(axes) -> float:
+    """A y coordinate halfway between two grid lines of ``axes``."""
+    low, high = axes.get_ylim()
+    ticks = [t for t in axes.get_yticks() if low < t < high]
+    return (ticks[0] + ticks[1]) / 2
+
+
+def aapl(wh: Warehouse, interval: int = 1) -> pl.DataFrame:
+    """AAPL's bars as `warehouse plot` draws them (one-minute, or resample_bars')."""
+    if interval == 1:
+        return wh.frame("AAPL").select(CANDLE_COLUMNS)
+    derived = pl.from_arrow(wh.query("resample_bars", wh.resample_params(interval)))
+    return derived.filter(symbol="AAPL").select(CANDLE_COLUMNS)
+
+
+def redraw(db, interval: int = 1):
+    """The picture `warehouse plot AAPL --now NOW` draws, again, for where its bars are."""
+    with Warehouse(db, read_only=True) as wh:
+        bars = aapl(wh, interval)
+        report = wh.quality(now=NOW, symbols=["AAPL"]).filter(symbol="AAPL")
+    gaps = report["ranges"].explode().struct.unnest()
+    figure, price, volume = candle_figure(
+        bars, XNYS.minutes(DAY), interval=interval, gaps=gaps, due=270, tz=XNYS.tz
+    )
+    return bars, figure, price, volume
+
+
+def direction(bar: dict) -> np.ndarray:
+    return rgb(CANDLE_COLORS["up" if bar["close"] >= bar["open"] else "down"])
+
+
+def test_plot_command_shades_the_gap_between_the_candles(db, tmp_path, capsys):
+    png = tmp_path / "aapl.png"
+    assert main(["plot", "AAPL", "--db", str(db), "--now", NOW, "--png", str(png)]) == 0
+    out = capsys.readouterr().out
+    assert out == (f"wrote {png}: 360 one-minute bars of AAPL, session 2025-11-21 XNYS; "
+                   "1 gap(s), 30 minute(s) without a bar; 0 filled\n")
+    image = matplotlib.image.imread(png)
+    bars, figure, price, volume = redraw(db)
+    assert image.shape[:2] == (int(figure.bbox.height), int(figure.bbox.width))
+    gap = rgb(CANDLE_COLORS["gap"])
+    for x in (60.5, GAP, 89.5):
+        assert np.allclose(pixel(image, price, x, between_ticks(price)), gap, atol=0.02)
+        assert np.allclose(pixel(image, volume, x, volume.get_ylim()[1] / 2), gap, atol=0.02)
+    # The candle with the widest body before the gap, and the volume bar of the busiest minute.
+    before = bars.head(60).with_row_index("k")
+    body = before.sort((pl.col("close") - pl.col("open")).abs()).row(-1, named=True)
+    assert near(image, price, body["k"] + 0.5, (body["open"] + body["close"]) / 2,
+                direction(body), atol=0.05)
+    busy = before.slice(1).sort("volume").row(-1, named=True)
+    assert near(image, volume, busy["k"] + 0.5, busy["volume"] / 2, direction(busy), atol=0.05)
+    assert not near(image, price, GAP, between_ticks(price), direction(body), atol=0.1)
+    # After --now: not due yet (grey), though the generated bars run to the close.
+    assert np.allclose(pixel(image, volume, 380.5, volume.get_ylim()[1] * 0.95),
+                       rgb(COLORS["not due"]), atol=0.02)
+
+
+def test_plot_command_with_an_interval_draws_the_five_minute_bars_and_the_gap(db, tmp_path,
+                                                                             capsys):
+    png = tmp_path / "aapl5.png"
+    argv = ["plot", "AAPL", "--db", str(db), "--now", NOW, "--interval", "5m", "--png", str(png)]
+    assert main(argv) == 0
+    assert "72 5-minute bars of AAPL" in capsys.readouterr().out
+    image = matplotlib.image.imread(png)
+    bars, _, price, volume = redraw(db, 5)
+    assert bars.height == 72
+    gap = rgb(CANDLE_COLORS["gap"])
+    for x in (60.5, GAP, 89.5):
+        assert np.allclose(pixel(image, price, x, between_ticks(price)), gap, atol=0.02)
+    # Every bucket before the gap: its candle body and volume bar, centred on its 5 minutes.
+    for k, bar in enumerate(bars.head(12).iter_rows(named=True)):
+        top, bottom = (price.transData.transform((0, v))[1] for v in (bar["open"],
+                                                                       bar["close"]))
+        if abs(top - bottom) >= 3:  # pixels: a body to look at
+            middle = (bar["open"] + bar["close"]) / 2
+            assert np.allclose(pixel(image, price, 5 * k + 2.5, middle), direction(bar),
+                               atol=0.02)
+        assert np.allclose(pixel(image, volume, 5 * k + 2.5, bar["volume"] / 2),
+                           direction(bar), atol=0.02)
+
+
+def test_candle_figure_draws_filled_bars_in_their_colour(db, tmp_path):
+    with Warehouse(db, read_only=True) as wh:
+        bars = aapl(wh)
+    # Minutes 100-139 filled: an origin column as the bars view has it with gap filling.
+    filled_rows = pl.int_range(pl.len()).is_between(100, 139)
+    bars = bars.with_columns(origin=pl.when(filled_rows).then(pl.lit("filled"))
+                             .otherwise(pl.lit("live")).cast(pl.Enum(["live", "filled"])))
+    figure, price, volume = candle_figure(bars, XNYS.minutes(DAY), tz=XNYS.tz)
+    png = tmp_path / "filled.png"
+    figure.savefig(png, dpi=figure.dpi)
+    image = matplotlib.image.imread(png)
+    filled = rgb(CANDLE_COLORS["filled"])
+    labels = [text.get_text() for text in figure.legends[0].get_texts()]
+    assert "filled bar (40)" in labels
+    # Bars 100-139 are minutes 130-169 (bars of 60-89 are missing): purple, wherever they go.
+    rows = bars.with_row_index("row").with_columns(k=pl.col("row") + 30).slice(100, 40)
+    body = rows.sort((pl.col("close") - pl.col("open")).abs()).row(-1, named=True)
+    assert near(image, price, body["k"] + 0.5, (body["open"] + body["close"]) / 2, filled)
+    busy = rows.sort("volume").row(-1, named=True)
+    assert near(image, volume, busy["k"] + 0.5, busy["volume"] / 2, filled)
+    live = bars.head(100).with_row_index("k").sort("volume").row(-2, named=True)
+    assert near(image, volume, live["k"] + 0.5, live["volume"] / 2, direction(live), atol=0.05)
+    assert not near(image, volume, live["k"] + 0.5, live["volume"] / 2, filled, atol=0.1)
+
+
+def test_candle_figure_marks_derived_bars_with_a_filled_minute(tmp_path):
+    minutes = XNYS.minutes(DAY)
+    open_ = int(minutes[0])
+    stamps = pl.Series([open_ + k * MINUTE for k in range(30)]).cast(pl.Datetime("us", "UTC"))
+    minute_bars = pl.DataFrame({"ts": stamps, "origin": ["filled" if k == 12 else "live"
+                                                         for k in range(30)]})
+    derived = pl.DataFrame({
+        "ts": stamps.gather_every(5), "open": [10.0, 11, 12, 13, 12, 11],
+        "high": [12.0, 13, 14, 15, 14, 13], "low": [9.0, 10, 11, 12, 11, 10],
+        "close": [11.0, 12, 13, 12, 11, 10], "volume": [100.0] * 6,
+    })
+    marked = _mark_filled(derived, minute_bars, open_, 5)
+    assert marked["origin"].to_list() == ["live", "live", "filled", "live", "live", "live"]
+    figure, price, volume = candle_figure(marked, minutes[:30], interval=5)
+    png = tmp_path / "derived.png"
+    figure.savefig(png, dpi=figure.dpi)
+    image = matplotlib.image.imread(png)
+    labels = [text.get_text() for text in figure.legends[0].get_texts()]
+    assert "bar holding a filled minute (1)" in labels
+    assert np.allclose(pixel(image, price, 12.5, 12.5), rgb(CANDLE_COLORS["filled"]), atol=0.02)
+    assert np.allclose(pixel(image, price, 7.5, 11.5), rgb(CANDLE_COLORS["up"]), atol=0.02)
+    assert np.allclose(pixel(image, price, 17.5, 12.5), rgb(CANDLE_COLORS["down"]), atol=0.02)
+    assert np.allclose(pixel(image, volume, 12.5, 50), rgb(CANDLE_COLORS["filled"]), atol=0.02)
+
+
+def test_candle_figure_without_a_price_column_names_it(db):
+    with Warehouse(db, read_only=True) as wh:
+        bars = aapl(wh).drop("low")
+    with pytest.raises(SchemaMismatchError, match="missing: low"):
+        candle_figure(bars, XNYS.minutes(DAY))
+
+
+def test_plot_command_writes_symbol_png_in_the_current_directory(db, tmp_path, monkeypatch,
+                                                                 capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["plot", "AAPL", "--db", str(db), "--now", NOW]) == 0
+    assert main(["plot", "AAPL", "--db", str(db), "--now", NOW, "--interval", "1h"]) == 0
+    assert (tmp_path / "AAPL.png").is_file()
+    assert (tmp_path / "AAPL_60m.png").is_file()
+    out = capsys.readouterr().out
+    assert "wrote AAPL.png:" in out
+    assert "wrote AAPL_60m.png: 7 60-minute bars" in out  # the last 15:30-16:00
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["plot", "IBM"], "IBM has no bars in session 2025-11-21 (XNYS); symbols with bars (6): "
+                          "AAPL, AMZN, GOOGL, META, MSFT, NVDA"),
+        (["plot", "AAPL", "--interval", "5x"], "--interval: interval '5x' is not a number of "
+                                                "minutes"),
+        (["plot", "AAPL", "--interval", "0m"], "must be at least one minute"),
+    ],
+)
+def test_plot_command_refuses_in_one_line(db, tmp_path, capsys, argv, message):
+    png = tmp_path / "x.png"
+    assert main([*argv, "--db", str(db), "--png", str(png)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("warehouse: error: ")
+    assert message in err
+    assert err.count("\n") == 1
+    assert not png.exists()
+
+
+def test_plot_command_without_a_session_fails_in_one_line(tmp_path, capsys):
+    path = tmp_path / "plain.duckdb"
+    with Warehouse(path, flush_interval=None) as wh:
+        wh.append("AAPL", "2025-11-21T14:30:00Z", 1.0, 2.0, 0.5, 1.5, 10.0)
+    assert main(["plot", "AAPL", "--db", str(path), "--png", str(tmp_path / "x.png")]) == 1
+    assert "warehouse plot needs an open session" in capsys.readouterr().err
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_plot_command_without_matplotlib_names_the_extra(db, tmp_path, monkeypatch, capsys):
+    real_import = builtins.__import__
+
+    def no_matplotlib(name, *args, **kwargs):
+        if name.startswith("matplotlib"):
+            raise ImportError(f"No module named {name!r}")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_matplotlib)
+    png = tmp_path / "x.png"
+    assert main(["plot", "AAPL", "--db", str(db), "--png", str(png)]) == 1
+    err = capsys.readouterr().err
+    assert 'drawing a picture needs matplotlib' in err
+    assert 'pip install "warehouse[plot]"' in err
+    assert not png.exists()

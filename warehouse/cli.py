@@ -42,15 +42,17 @@ from tqdm import tqdm
 from warehouse import __version__
 from warehouse._output import FORMATS, TABLE_ROWS, OutputFormat, format_of, write_frame
 from warehouse.archive import read_manifest, verify_archive
-from warehouse.calendar import Calendar
+from warehouse.calendar import MINUTE, Calendar
+from warehouse.derive import interval_minutes, resample_params
 from warehouse.errors import StoreError, WarehouseError
 from warehouse.ingest import IngestResult, scan
 from warehouse.journal import has_segments
-from warehouse.quality import session_calendar
+from warehouse.quality import open_session, session_calendar
 from warehouse.queries import Queries, load_queries
 from warehouse.replay import read_bars, replay
 from warehouse.sample import generate_session, generate_sessions
 from warehouse.schema import COLUMNS, TsUnit, conform
+from warehouse.session import Session
 from warehouse.warehouse import Warehouse
 
 _PACKAGE = Path(__file__).resolve().parent
@@ -319,6 +321,30 @@ def _parser() -> argparse.ArgumentParser:
     quality_.add_argument("--png", type=Path, default=None, help="write the picture here")
     quality_.set_defaults(run=_quality)
 
+    plot = commands.add_parser(
+        "plot", help="draw one symbol's session as candlesticks, its gaps and filled bars marked",
+        description="Draw SYMBOL's bars of the warehouse's open session as candlesticks over a "
+        "volume panel, on the session's time axis in the exchange's local time: the minutes "
+        "due by --now without a bar shaded (the gaps `quality` reports), bars that gap filling "
+        "inserted in a colour of their own, the minutes not yet due in grey. --interval draws "
+        "the session-anchored bars of the named query resample_bars instead; one holding a "
+        "filled minute is drawn as filled. Writes a PNG: --png, by default SYMBOL.png (or "
+        "SYMBOL_5m.png with --interval 5m) in the current directory. Needs pip install "
+        "\"warehouse[plot]\".",
+    )
+    plot.add_argument("symbol", metavar="SYMBOL", help="the symbol to draw")
+    plot.add_argument("--db", type=Path, required=True, help="warehouse file (read-only)")
+    plot.add_argument("--interval", default=None, metavar="N",
+                      help="draw N-minute bars anchored to the open: 5m, 15min, 1h (default: "
+                      "the one-minute bars)")
+    plot.add_argument("--now", type=_aware_datetime, default=None,
+                      help="ISO time with offset the due minutes run to (default: the wall "
+                      "clock)")
+    plot.add_argument("--png", type=Path, default=None, metavar="FILE",
+                      help="the picture to write (default: SYMBOL.png, SYMBOL_5m.png with "
+                      "--interval 5m)")
+    plot.set_defaults(run=_plot)
+
     generate = commands.add_parser("generate", help="write a synthetic session to Parquet")
     generate.add_argument("--symbols", type=_positive_int, default=8000,
                           help="number of symbols")
@@ -547,6 +573,82 @@ def _quality(args: argparse.Namespace) -> int:
                            f"bar quality {overall}")
         print(f"picture: {args.png}")
     return 0
+
+
+def _plot(args: argparse.Namespace) -> int:
+    symbol = args.symbol
+    try:
+        interval = 1 if args.interval is None else interval_minutes(args.interval)
+    except ValueError as exc:
+        raise WarehouseError(f"--interval: {exc}") from None
+    png = args.png or Path(re.sub(r"[^\w.-]", "_", symbol)
+                           + (f"_{interval}m" if args.interval is not None else "") + ".png")
+    _require_file(args.db)
+    with Warehouse(args.db, read_only=True) as wh:
+        session = open_session(wh.session, "warehouse plot")
+        report = wh.quality(now=args.now, symbols=[symbol]).filter(pl.col("symbol") == symbol)
+        if not report["has_bars"].item():
+            known = wh.symbols()
+            shown = ", ".join(known[:10]) + (", ..." if len(known) > 10 else "")
+            raise WarehouseError(f"{symbol} has no bars in session {session.date} "
+                                 f"({session.calendar}); symbols with bars ({len(known)}): "
+                                 f"{shown or 'none'}")
+        bars = _symbol_bars(wh, symbol, session, interval)
+        calendar = session_calendar(wh.calendar(), session)
+    gaps = report["ranges"].explode().drop_nulls().struct.unnest()
+    due, quality = int(report["expected"].item()), report["quality"].item()
+    filled = int((bars["origin"] == "filled").sum()) if "origin" in bars.columns else 0
+    size = "one-minute" if interval == 1 else f"{interval}-minute"
+    share = "-" if quality is None else f"{quality:.2f}%"
+    from warehouse.plot import write_candle_png
+
+    write_candle_png(bars, calendar.minutes(session.date), png, interval=interval, gaps=gaps,
+                     due=due, tz=calendar.tz,
+                     title=f"{symbol}: {size} bars of session {session.date} "
+                     f"({session.calendar}), bar quality {share} of {due} minutes due")
+    missing = int(gaps["minutes"].sum()) if gaps.height else 0
+    print(f"wrote {png}: {bars.height} {size} bars of {symbol}, session {session.date} "
+          f"{session.calendar}; {gaps.height} gap(s), {missing} minute(s) without a bar; "
+          f"{filled} filled")
+    return 0
+
+
+def _bars_have_origin(wh: Warehouse) -> bool:
+    """Whether the ``bars`` view has the column ``origin`` ('live' or 'filled')."""
+    # Files written before gap filling recorded `origin` have only live bars, and no column.
+    return "origin" in wh.sql_polars("DESCRIBE bars")["column_name"].to_list()
+
+
+def _symbol_bars(wh: Warehouse, symbol: str, session: Session, interval: int) -> pl.DataFrame:
+    """``symbol``'s bars of ``session`` (``interval`` minutes each) to draw, ``origin`` too."""
+    origin = ", origin" if _bars_have_origin(wh) else ""
+    minute_bars = wh.sql_polars(
+        f"SELECT ts, open, high, low, close, volume{origin} "
+        f"FROM (\n{wh.queries['symbol_bars_between']}\n) ORDER BY ts",
+        {"symbol": symbol, "start": session.open_time, "end": session.close_time},
+    )
+    if interval == 1:
+        return minute_bars
+    derived = wh.sql_polars(
+        f"SELECT ts, open, high, low, close, volume FROM (\n{wh.queries['resample_bars']}\n) "
+        "WHERE symbol = $symbol ORDER BY ts",
+        {**resample_params(session, interval), "symbol": symbol},
+    )
+    return _mark_filled(derived, minute_bars, session.open, interval) if origin else derived
+
+
+def _mark_filled(
+    derived: pl.DataFrame, minute_bars: pl.DataFrame, open_: int, interval: int
+) -> pl.DataFrame:
+    """``derived`` with ``origin`` 'filled' for a bar holding any filled minute, else 'live'."""
+    step = interval * MINUTE
+    since_open = pl.col("ts").dt.epoch("us") - open_
+    buckets = minute_bars.filter(pl.col("origin") == "filled").select(since_open // step * step)
+    return derived.with_columns(
+        origin=pl.when(since_open.is_in(buckets.to_series().implode()))
+        .then(pl.lit("filled"))
+        .otherwise(pl.lit("live"))
+    )
 
 
 def _ingest(args: argparse.Namespace) -> int:
