@@ -44,6 +44,7 @@ operations = st.lists(
     st.one_of(
         st.tuples(st.just("append"), bars()),
         st.tuples(st.just("extend"), st.lists(bars(), max_size=12)),
+        st.tuples(st.just("fill"), st.lists(bars(), max_size=12)),
         st.tuples(st.just("flush"), st.none()),
         # A checkpoint compacts the flushed bars into sorted runs; replacements then reach both
         # the runs and the tail.
@@ -55,16 +56,28 @@ operations = st.lists(
 
 
 class Model:
-    """The specification: last write wins per (symbol, ts)."""
+    """The specification: last write wins per (symbol, ts); a fill only takes free keys.
+
+    Every generated bar is stamped on a whole minute, so a free key is a free minute.
+    """
 
     def __init__(self) -> None:
         self.bars: dict[tuple[str, int], Bar] = {}
+        self.origins: dict[tuple[str, int], str] = {}
         self.replacements = 0
 
     def put(self, bar: Bar) -> None:
         key = (bar.symbol, bar.ts)
         self.replacements += key in self.bars
         self.bars[key] = bar
+        self.origins[key] = "live"
+
+    def fill(self, batch: list[Bar]) -> int:
+        last = {(bar.symbol, bar.ts): bar for bar in batch}  # of a key given twice, the last
+        free = {key: bar for key, bar in last.items() if key not in self.bars}
+        self.bars.update(free)
+        self.origins.update(dict.fromkeys(free, "filled"))
+        return len(free)
 
     def sorted(self, symbol: str | None = None) -> list[Bar]:
         return sorted((b for b in self.bars.values() if symbol in (None, b.symbol)),
@@ -93,11 +106,16 @@ def check_all(wh: Warehouse, model: Model, export_to: Path | None = None) -> Non
     check_hot(wh, model)
     expected = model.sorted()
     assert table_bars(wh.sql("SELECT * EXCLUDE (origin) FROM bars ORDER BY symbol, ts")) == expected
+    origins = wh.sql("SELECT origin FROM bars ORDER BY symbol, ts")["origin"].to_pylist()
+    assert origins == [model.origins[(b.symbol, b.ts)] for b in expected]
     frame = wh.frame().drop("origin").with_columns(pl.col("ts").dt.epoch("us"))
     assert [Bar(*row) for row in frame.rows()] == expected
     if export_to is not None:
         result = wh.export_parquet(export_to)
-        exported = [bar for path in result.files for bar in table_bars(pq.read_table(path))]
+        days = [pq.read_table(path) for path in result.files]
+        assert [o for day in days for o in day["origin"].to_pylist()] == [
+            model.origins[(b.symbol, b.ts)] for b in expected]
+        exported = [bar for day in days for bar in table_bars(day.drop_columns(["origin"]))]
         assert exported == expected
         assert result.rows == len(expected)
 
@@ -111,6 +129,8 @@ def run(wh: Warehouse, model: Model, ops: list[tuple[str, Any]]) -> None:
             assert wh.extend(arg) == len({(b.symbol, b.ts) for b in arg})
             for bar in arg:
                 model.put(bar)
+        elif op == "fill":
+            assert wh.fill(arg) == model.fill(arg)
         elif op == "flush":
             wh.flush()
         elif op == "checkpoint":
