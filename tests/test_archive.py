@@ -719,3 +719,42 @@ def test_read_only_export_of_a_file_left_uncompacted_fails_clearly_then_works_on
     with Warehouse(db, flush_interval=None) as writer:
         assert writer.export_parquet(archive).rows == 5
     assert pq.read_table(archive).num_rows == 5
+
+
+def unmark(path: Path) -> None:
+    """Rewrite a day file as archived before bars recorded their origin (no origin column)."""
+    table = pq.read_table(path).drop_columns(["origin"])
+    pq.write_table(table.cast(BAR_SCHEMA), path)
+
+
+def test_history_over_days_archived_before_and_after_origins_reads_every_day(
+    tmp_path: Path, three_days: dict[date, Path]
+) -> None:
+    unmark(three_days[date(2025, 11, 20)])
+    with Warehouse(tmp_path / "live.duckdb", flush_interval=None,
+                   archive=tmp_path / "archive") as wh:
+        rows = wh.sql("SELECT date, origin, count(*) AS n FROM history GROUP BY ALL "
+                      "ORDER BY date").to_pylist()
+        assert rows == [{"date": date(2025, 11, 20), "origin": None, "n": 10},
+                        {"date": date(2025, 11, 21), "origin": "live", "n": 10},
+                        {"date": date(2025, 11, 22), "origin": "live", "n": 10}]
+    unmark(three_days[date(2025, 11, 21)])
+    unmark(three_days[date(2025, 11, 22)])
+    with Warehouse(tmp_path / "live.duckdb", flush_interval=None,
+                   archive=tmp_path / "archive") as wh:
+        assert history_count(wh) == 30
+        assert "origin" not in wh.sql("SELECT * FROM history LIMIT 0").column_names
+
+
+def test_reexport_over_a_day_archived_before_origins_keeps_its_bars_as_live(
+    tmp_path: Path, three_days: dict[date, Path]
+) -> None:
+    day = three_days[date(2025, 11, 21)]
+    unmark(day)
+    with Warehouse(tmp_path / "again.duckdb", flush_interval=None) as wh:
+        wh.extend(bars_of("ES", T0 + 10 * MINUTE, 2))
+        wh.fill(bars_of("ES", T0 + 12 * MINUTE, 1))
+        wh.export_parquet(tmp_path / "archive")
+    table = pq.read_table(day)
+    assert table.schema.remove_metadata() == STORED_SCHEMA
+    assert table["origin"].to_pylist() == ["live"] * 12 + ["filled"]
