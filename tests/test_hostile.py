@@ -99,7 +99,8 @@ def _encodable(s: str) -> bool:
 
 def symbol_bars(wh: Warehouse, symbol: str) -> list[Bar]:
     """The bars of one symbol from SQL, the symbol bound as a parameter."""
-    table = wh.sql("SELECT * EXCLUDE (origin) FROM bars WHERE symbol = $s ORDER BY ts", {"s": symbol})
+    table = wh.sql("SELECT * EXCLUDE (origin) FROM bars WHERE symbol = $s ORDER BY ts",
+                   {"s": symbol})
     table = table.set_column(1, "ts", table.column("ts").cast(pa.int64()))
     return [Bar(**row) for row in table.to_pylist()]
 

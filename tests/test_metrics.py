@@ -671,7 +671,8 @@ def test_single_appends_and_one_batch_give_the_same_metrics(stream: list[Bar], c
         many.flush()
         many.extend(
             pa.Table.from_pylist(
-                [b._asdict() for b in stream[cut:]], schema=one.sql("SELECT * EXCLUDE (origin) FROM bars").schema
+                [b._asdict() for b in stream[cut:]],
+                schema=one.sql("SELECT * EXCLUDE (origin) FROM bars").schema
             )
         )
         check(one, oracle)

@@ -83,3 +83,15 @@ def test_readme_quick_tour_ingests_a_csv_and_queries_it_as_csv(
             printed, shown = ([re.sub(timing, "in T s (R bars/s)", x) for x in lines_]
                               for lines_ in (printed, shown))
         assert printed == shown
+
+
+def test_readme_gap_filling_example_runs_and_prints_what_it_says(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    section = README.read_text().split("### Gap filling\n", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S)
+    assert code is not None
+    monkeypatch.chdir(README.parent)  # it reads data/sample_session.parquet
+    exec(compile(code.group(1), str(README), "exec"), {})
+    printed = capsys.readouterr().out.splitlines()
+    assert printed == ["30 0", "[{'origin': 'filled', 'n': 30}, {'origin': 'live', 'n': 155970}]"]

@@ -92,9 +92,9 @@ def test_duckdb_source_fills_from_another_warehouse_file_opened_only_while_asked
 def test_duckdb_source_failures_are_store_errors_and_bad_table_names_are_refused(
     tmp_path: Path
 ) -> None:
-    with pytest.raises(StoreError, match="missing.duckdb"):
+    with pytest.raises(StoreError, match=r"missing\.duckdb"):
         DuckDBSource(tmp_path / "missing.duckdb").fetch("AAPL", START, END)
-    with pytest.raises(ValueError, match="plain table name"):
+    with pytest.raises(ValueError, match=r"plain table name"):
         DuckDBSource(tmp_path / "x.duckdb", table="bars; DROP TABLE session_bars")
 
 

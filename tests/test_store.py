@@ -12,7 +12,6 @@ import pytest
 
 from warehouse import BAR_SCHEMA, Bar, BarStore, StoreError
 from warehouse.schema import STORED_SCHEMA
-from warehouse.queries import load_statements
 from warehouse.store import STORED, TABLE, TAIL
 
 T0 = 1_763_735_400_000_000
@@ -203,7 +202,8 @@ def test_compaction_moves_the_tail_into_a_sorted_run_and_changes_no_answer(
         # The run is in (symbol, ts) order as stored, not only when a query sorts it.
         run = store.arrow(f"SELECT symbol, epoch_us(ts) AS ts FROM {TABLE} ORDER BY rowid")
         assert run.to_pylist() == sorted(run.to_pylist(), key=lambda r: (r["symbol"], r["ts"]))
-        assert store.arrow(f"SELECT * EXCLUDE (origin) FROM {STORED} ORDER BY symbol, ts").equals(before)
+        after = store.arrow(f"SELECT * EXCLUDE (origin) FROM {STORED} ORDER BY symbol, ts")
+        assert after.equals(before)
         # A replacement reaches a bar in a run; a second run follows the first.
         replaced = keys_of(("ES", T0 + 2 * MINUTE))
         store.write(table_of([bar("ES", 2, volume=7.0), bar("ES", 6)]), replaced)

@@ -4,6 +4,7 @@ calendar and real DuckDB files (killed with -9 where durability is the question)
 
 from __future__ import annotations
 
+import itertools
 import logging
 import signal
 import subprocess
@@ -13,6 +14,7 @@ import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+import duckdb
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -140,7 +142,7 @@ def test_fill_refuses_bars_outside_the_session_and_on_closed_or_read_only_wareho
         result = wh.fill(outside, on_invalid="report")
         assert result.added == 0
         assert sorted(result.rejected["field"].to_pylist()) == ["high", "ts"]
-        with pytest.raises(Exception, match="window|session"):
+        with pytest.raises(Exception, match=r"window|session"):
             wh.fill(outside[:1])
     with pytest.raises(ClosedError):
         wh.fill(FULL)
@@ -252,8 +254,10 @@ def test_upkeep_retries_a_failing_source_with_growing_pauses_and_fills_once_it_a
         assert upkeep.stats.failures == 3
         assert "feed down (3)" in upkeep.stats.last_error
         assert sum("feed down" in r.getMessage() for r in caplog.records) == 3
-        pauses = [b - a for a, b in zip(asked, asked[1:], strict=False)]
-        assert pauses[0] >= 0.1 and pauses[1] >= 0.2 and pauses[2] >= 0.4
+        pauses = [b - a for a, b in itertools.pairwise(asked)]
+        assert pauses[0] >= 0.1
+        assert pauses[1] >= 0.2
+        assert pauses[2] >= 0.4
         assert origins(wh)["filled"] == 30
 
 
@@ -400,3 +404,50 @@ def test_upkeep_stats_show_missing_minutes_it_could_not_fill(tmp_path):
         wh.stop_upkeep()
         assert upkeep.stats.missing == held_in_holes()
         assert upkeep.stats.filled == 0
+
+
+# -- warehouse fill ----------------------------------------------------------------------------
+
+
+def test_fill_command_fills_from_an_archive_and_from_a_duckdb_file(tmp_path, capsys):
+    from warehouse.cli import main
+
+    archive = tmp_path / "archive"
+    with Warehouse(tmp_path / "other.duckdb", flush_interval=None, calendar=XNYS,
+                   archive=archive) as other:
+        other.start_session(DAY)
+        other.extend(FULL.filter(pc.not_equal(FULL["symbol"], "NVDA")))
+        other.flush()
+        other.export_parquet()
+    db = tmp_path / "w.duckdb"
+    with session(db) as wh:
+        wh.extend(live_part())
+    assert main(["fill", "--db", str(db), "--archive", str(archive)]) == 0
+    out = capsys.readouterr().out
+    assert f"filled 35 bars for 3 symbols with gaps from ArchiveSource('{archive}')" in out
+    assert "5 minutes still missing" in out  # NVDA's: the archive has none of its bars
+    assert main(["fill", "--db", str(db), "--duckdb", str(tmp_path / "other.duckdb")]) == 0
+    assert "filled 0 bars for 1 symbols" in capsys.readouterr().out
+    with Warehouse(db, read_only=True) as wh:
+        assert origins(wh) == {"live": FULL.num_rows - held_in_holes(), "filled": 35}
+
+
+def test_fill_command_refuses_what_it_cannot_use(tmp_path, capsys):
+    from warehouse.cli import main
+
+    db = tmp_path / "w.duckdb"
+    with Warehouse(db, flush_interval=None, calendar=XNYS):
+        pass
+    assert main(["fill", "--db", str(tmp_path / "none.duckdb"), "--archive", "."]) == 1
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["fill", "--db", str(db), "--archive", str(tmp_path / "nowhere")]) == 1
+    assert "is not a folder" in capsys.readouterr().err
+    assert main(["fill", "--db", str(db), "--archive", str(tmp_path)]) == 1
+    assert "needs an open session" in capsys.readouterr().err
+    with session(db) as wh:
+        wh.extend(live_part())
+    assert main(["fill", "--db", str(db), "--duckdb", str(tmp_path / "missing.duckdb")]) == 1
+    assert "missing.duckdb does not exist" in capsys.readouterr().err
+    duckdb.connect(str(tmp_path / "empty.duckdb")).close()  # no table of bars in it
+    assert main(["fill", "--db", str(db), "--duckdb", str(tmp_path / "empty.duckdb")]) == 1
+    assert "3 questions to the source failed" in capsys.readouterr().err

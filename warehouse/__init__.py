@@ -30,7 +30,9 @@ from warehouse.metrics import SessionMetrics
 from warehouse.queries import load_queries
 from warehouse.schema import BAR_SCHEMA, Bar
 from warehouse.session import Session
+from warehouse.sources import ArchiveSource, BarSource, CallableSource, DuckDBSource
 from warehouse.store import BarStore
+from warehouse.upkeep import Upkeep, UpkeepStats
 from warehouse.warehouse import Warehouse
 
 try:
@@ -42,12 +44,16 @@ except _metadata.PackageNotFoundError:  # imported from a checkout that was neve
 __all__ = [
     "BAR_SCHEMA",
     "AppendBuffer",
+    "ArchiveSource",
     "Bar",
+    "BarSource",
     "BarStore",
     "Calendar",
     "CalendarError",
+    "CallableSource",
     "ClosedError",
     "DerivedBar",
+    "DuckDBSource",
     "ExportError",
     "IngestError",
     "InvalidBarError",
@@ -61,6 +67,8 @@ __all__ = [
     "SessionMetrics",
     "SessionWindow",
     "StoreError",
+    "Upkeep",
+    "UpkeepStats",
     "Warehouse",
     "WarehouseError",
     "configure_session_data",

@@ -53,6 +53,7 @@ from warehouse.replay import read_bars, replay
 from warehouse.sample import generate_session, generate_sessions
 from warehouse.schema import COLUMNS, TsUnit, conform
 from warehouse.session import Session
+from warehouse.sources import ArchiveSource, BarSource, DuckDBSource
 from warehouse.warehouse import Warehouse
 
 _PACKAGE = Path(__file__).resolve().parent
@@ -345,6 +346,32 @@ def _parser() -> argparse.ArgumentParser:
                       "--interval 5m)")
     plot.set_defaults(run=_plot)
 
+    fill = commands.add_parser(
+        "fill", help="fill the open session's gaps once, from an archive or a DuckDB file",
+        description="One round of gap filling: per symbol of the warehouse's open session, the "
+        "minutes due by --now (less --delay) without a bar are asked of the source; the bars "
+        "it has for them are added, marked origin = 'filled' (a bar already held is never "
+        "replaced). Prints what was filled and what is still missing; exit 1 if the source "
+        "failed.",
+    )
+    fill.add_argument("--db", type=Path, required=True, help="warehouse file to fill")
+    source = fill.add_mutually_exclusive_group(required=True)
+    source.add_argument("--archive", type=Path, metavar="DIR",
+                        help="a Parquet archive of day partitions (date=YYYY-MM-DD/bars.parquet)")
+    source.add_argument("--duckdb", type=Path, metavar="FILE",
+                        help="another DuckDB database file (read-only)")
+    fill.add_argument("--table", default="session_bars",
+                      help="with --duckdb: its table or view of bars (default: session_bars)")
+    fill.add_argument("--symbols", default="",
+                      help="comma-separated symbols to fill besides those with bars")
+    fill.add_argument("--now", type=_aware_datetime, default=None,
+                      help="ISO time with offset the due minutes run to (default: now)")
+    fill.add_argument("--delay", type=float, default=60.0,
+                      help="seconds a minute must be over before it is asked for (default: 60)")
+    fill.add_argument("--timeout", type=_positive_float, default=30.0,
+                      help="seconds each question to the source may take (default: 30)")
+    fill.set_defaults(run=_fill)
+
     generate = commands.add_parser("generate", help="write a synthetic session to Parquet")
     generate.add_argument("--symbols", type=_positive_int, default=8000,
                           help="number of symbols")
@@ -572,6 +599,32 @@ def _quality(args: argparse.Namespace) -> int:
                            title=f"Coverage of session {session.date} ({session.calendar}): "
                            f"bar quality {overall}")
         print(f"picture: {args.png}")
+    return 0
+
+
+def _fill(args: argparse.Namespace) -> int:
+    _require_file(args.db)
+    if args.archive is not None:
+        if not args.archive.is_dir():
+            raise WarehouseError(f"--archive {args.archive} is not a folder")
+        source: BarSource = ArchiveSource(args.archive)
+    else:
+        _require_file(args.duckdb)
+        source = DuckDBSource(args.duckdb, table=args.table)
+    symbols = [s.strip() for s in args.symbols.split(",") if s.strip()]
+    journal = has_segments(f"{args.db}.journal")  # a crashed writer's bars: replay them
+    with Warehouse(args.db, flush_interval=None, journal=journal) as wh:
+        open_session(wh.session, "warehouse fill")
+        stats = wh.fill_gaps(source, timeout=args.timeout, delay=args.delay, symbols=symbols,
+                             now=args.now)
+    print(f"filled {stats.filled:,} bars for {stats.requests:,} symbols with gaps from {source!r}"
+          f"; {stats.missing:,} minutes still missing")
+    if stats.rejected:
+        print(f"dropped {stats.rejected:,} malformed rows of the source's answers")
+    if stats.failures or stats.timeouts:
+        print(f"error: {stats.failures + stats.timeouts} questions to the source failed; the "
+              f"last: {stats.last_error}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -134,7 +134,7 @@ class BarStore:
             raise StoreError(
                 f"{self.path}: table {table} has columns {found}, expected {STORED_SCHEMA.names}"
             )
-        return found == STORED_SCHEMA.names
+        return bool(found == STORED_SCHEMA.names)
 
     # -- commands ---------------------------------------------------------------------------
 

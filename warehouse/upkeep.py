@@ -10,8 +10,9 @@ A source is never trusted: each question runs in a worker thread of its own and 
 after ``timeout`` seconds (the thread is left to finish; at most `MAX_STUCK` are left running
 before a round stops asking); an exception, a timeout or an answer that is not bars is a
 failure; malformed rows and rows of another symbol are dropped and counted (rows outside
-the span asked for are dropped too: a source may answer with more). All of it is logged on the ``warehouse.upkeep`` logger and counted in `UpkeepStats`,
-and never reaches the appending threads: ingestion goes on whatever the source does.
+the span asked for are dropped too: a source may answer with more). All of it is logged on
+the ``warehouse.upkeep`` logger and counted in `UpkeepStats`, and never reaches the appending
+threads: ingestion goes on whatever the source does.
 
 A symbol that still misses minutes after its question (a failure, or the source did not have
 them) waits before it is asked again, twice as long each time, from ``retry_base`` up to

@@ -33,7 +33,7 @@ from warehouse.schema import MAX_TS, MIN_TS, Bar, bars_from_table, from_micros, 
 from warehouse.session import META_KEYS, Session
 from warehouse.sources import BarSource, as_source
 from warehouse.store import BarStore, Params
-from warehouse.upkeep import Upkeep
+from warehouse.upkeep import Upkeep, UpkeepStats
 
 log = logging.getLogger("warehouse")
 
@@ -347,9 +347,35 @@ class Warehouse:
             self.upkeep.start()
             return self.upkeep
 
+    def fill_gaps(
+        self,
+        source: BarSource | Callable[[str, datetime, datetime], object],
+        *,
+        timeout: float = 30.0,
+        delay: float = 60.0,
+        symbols: Iterable[str] | None = None,
+        now: datetime | None = None,
+    ) -> UpkeepStats:
+        """One round of gap filling from ``source``, in this thread (see `start_upkeep`).
+
+        Returns
+        -------
+        UpkeepStats
+            What the round did: ``filled`` bars, ``failures``, ``timeouts``, ``rejected`` rows
+            and the minutes still ``missing`` (``requests`` is 0 without an open session).
+        """
+        self._check_writable()
+        at = now
+        upkeep = Upkeep(self, as_source(source), timeout=timeout, delay=delay, symbols=symbols,
+                        now=None if at is None else (lambda: at))
+        upkeep.run_once()
+        return upkeep.stats
+
     def stop_upkeep(self) -> None:
-        """Stop the upkeep thread, if one runs, and wait for it (a question in flight is
-        given up; its bars are not added)."""
+        """Stop the upkeep thread, if one runs, and wait for it.
+
+        A question in flight is given up; its bars are not added.
+        """
         if self.upkeep is not None:
             self.upkeep.stop()
 

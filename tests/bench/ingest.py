@@ -1,7 +1,8 @@
 """Ingest from files: `warehouse.ingest` of the session as CSV and as Parquet, vs DuckDB.
 
 The baseline is DuckDB alone reading the same file into the same table (``INSERT INTO
-session_bars BY NAME SELECT * FROM read_csv(...)``, or ``read_parquet``), on a `BarStore` file with the
+session_bars BY NAME SELECT * FROM read_csv(...)``, or ``read_parquet``), on a `BarStore` file with
+the
 warehouse's settings: no column mapping, no timestamp rules, no validation. Ours is what
 ``warehouse ingest FILE --db DB`` runs: read in batches, checked whole, then stored and flushed
 (the data is committed in both cases; neither run includes the final checkpoint).
