@@ -218,6 +218,27 @@ def test_plot_command_with_an_interval_draws_the_five_minute_bars_and_the_gap(db
                            direction(bar), atol=0.02)
 
 
+def test_plot_command_draws_the_bars_gap_filling_inserted_in_their_colour(db, tmp_path, capsys):
+    table = generate_sessions(XNYS, DAY, 1, 6)[0]
+    minute = pc.divide(pc.subtract(table["ts"].cast(pa.int64()), XNYS.window(DAY).open), MINUTE)
+    with Warehouse(db, flush_interval=None, calendar=XNYS) as wh:  # minutes 60-74 come back
+        assert wh.fill(table.filter(pc.equal(table["symbol"], "AAPL"))
+                       .filter(pc.less(minute.filter(pc.equal(table["symbol"], "AAPL")), 75))) == 15
+    png = tmp_path / "filled.png"
+    assert main(["plot", "AAPL", "--db", str(db), "--now", NOW, "--png", str(png)]) == 0
+    assert capsys.readouterr().out.endswith("1 gap(s), 15 minute(s) without a bar; 15 filled\n")
+    image = matplotlib.image.imread(png)
+    bars, _, price, volume = redraw(db)
+    filled = rgb(CANDLE_COLORS["filled"])
+    rows = bars.with_row_index("k")
+    for bar in rows.slice(60, 15).iter_rows(named=True):
+        assert near(image, volume, bar["k"] + 0.5, bar["volume"] / 2, filled, atol=0.05)
+    live = rows.row(59, named=True)
+    assert not near(image, volume, live["k"] + 0.5, live["volume"] / 2, filled, atol=0.1)
+    gap = rgb(CANDLE_COLORS["gap"])
+    assert np.allclose(pixel(image, price, 82.5, between_ticks(price)), gap, atol=0.02)
+
+
 def test_candle_figure_draws_filled_bars_in_their_colour(db, tmp_path):
     with Warehouse(db, read_only=True) as wh:
         bars = aapl(wh)

@@ -666,17 +666,10 @@ def _plot(args: argparse.Namespace) -> int:
     return 0
 
 
-def _bars_have_origin(wh: Warehouse) -> bool:
-    """Whether the ``bars`` view has the column ``origin`` ('live' or 'filled')."""
-    # Files written before gap filling recorded `origin` have only live bars, and no column.
-    return "origin" in wh.sql_polars("DESCRIBE bars")["column_name"].to_list()
-
-
 def _symbol_bars(wh: Warehouse, symbol: str, session: Session, interval: int) -> pl.DataFrame:
     """``symbol``'s bars of ``session`` (``interval`` minutes each) to draw, ``origin`` too."""
-    origin = ", origin" if _bars_have_origin(wh) else ""
     minute_bars = wh.sql_polars(
-        f"SELECT ts, open, high, low, close, volume{origin} "
+        "SELECT ts, open, high, low, close, volume, origin "
         f"FROM (\n{wh.queries['symbol_bars_between']}\n) ORDER BY ts",
         {"symbol": symbol, "start": session.open_time, "end": session.close_time},
     )
@@ -687,7 +680,7 @@ def _symbol_bars(wh: Warehouse, symbol: str, session: Session, interval: int) ->
         "WHERE symbol = $symbol ORDER BY ts",
         {**resample_params(session, interval), "symbol": symbol},
     )
-    return _mark_filled(derived, minute_bars, session.open, interval) if origin else derived
+    return _mark_filled(derived, minute_bars, session.open, interval)
 
 
 def _mark_filled(
