@@ -150,6 +150,28 @@ def test_fill_refuses_bars_outside_the_session_and_on_closed_or_read_only_wareho
         reader.fill(FULL)
 
 
+def test_bars_read_back_with_their_origin_go_in_again_as_live_bars(tmp_path):
+    """SQL over bars and the archive's day files hold origin: extend and replay read past it."""
+    from warehouse.replay import read_bars, replay
+
+    archive = tmp_path / "archive"
+    with session(tmp_path / "w.duckdb", archive=archive) as wh:
+        wh.extend(live_part())
+        assert wh.fill(FULL) == held_in_holes()
+        everything = wh.sql("SELECT * FROM bars")
+        wh.end_session()
+    with Warehouse(":memory:", flush_interval=None) as copy:
+        assert copy.extend(everything) == FULL.num_rows
+        assert copy.extend(everything.slice(0, 5).to_pylist()) == 5  # as dicts too
+        assert origins(copy) == {"live": FULL.num_rows}
+    again = tmp_path / "again"
+    with Warehouse(tmp_path / "again.duckdb", flush_interval=None, calendar=XNYS,
+                   archive=again) as wh:
+        assert replay(wh, read_bars([archive])).bars == FULL.num_rows
+    day = pq.read_table(again / f"date={DAY.isoformat()}" / "bars.parquet")
+    assert day["origin"].unique().to_pylist() == ["live"]
+
+
 FILL_THEN_DIE = """
 import os, signal, sys
 from datetime import date

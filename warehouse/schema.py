@@ -43,6 +43,10 @@ ORIGINS: tuple[str, ...] = ("live", "filled")
 #: A stored or archived bar: `BAR_SCHEMA` and its origin (what SQL over ``bars`` and the
 #: archive's day files hold).
 STORED_SCHEMA = BAR_SCHEMA.append(pa.field("origin", pa.string(), nullable=False))
+#: The fields a batch may hold: a bar's, and the origin that SQL over ``bars`` and the archive
+#: give, which is read past (what `extend` adds is live, what `fill` adds is filled), so bars
+#: read back go in again as they are.
+_READ_PAST = frozenset(STORED_SCHEMA.names)
 REQUIRED: tuple[str, ...] = COLUMNS[:7]
 OPTIONAL: tuple[str, ...] = COLUMNS[7:]
 _NULLABLE_SCHEMA = pa.schema([pa.field(f.name, f.type) for f in BAR_SCHEMA])
@@ -402,7 +406,7 @@ def _rows_to_table(rows: Iterable[Any], problems: _Problems | None = None) -> pa
     places: list[int | None] = []  # each row's index in bars (None: refused)
     for i, row in enumerate(rows):
         if isinstance(row, Mapping):
-            extra = set(row) - set(COLUMNS)
+            extra = set(row) - _READ_PAST
             if extra:
                 raise SchemaMismatchError(f"bar has unknown fields {sorted(extra)}; "
                                           f"the bar fields are {list(COLUMNS)}")
@@ -545,7 +549,7 @@ def _conformed(batch: object, *, lenient: bool = False) -> tuple[pa.Table, _Prob
     missing = [c for c in REQUIRED if c not in names]
     if missing:
         raise SchemaMismatchError(f"batch lacks columns {missing}; it has {names}")
-    extra = [c for c in names if c not in COLUMNS]
+    extra = [c for c in names if c not in _READ_PAST]
     if extra:
         raise SchemaMismatchError(
             f"batch has unknown columns {extra}; bar columns are {list(COLUMNS)}"
