@@ -30,6 +30,7 @@ from warehouse.upkeep import MAX_STUCK
 XNYS = Calendar("XNYS", start=date(2025, 11, 1), end=date(2025, 12, 31))
 DAY = date(2025, 11, 21)
 OPEN = XNYS.window(DAY).open
+WINDOW_CLOSE = XNYS.window(DAY).close
 AFTER = datetime(2025, 11, 22, tzinfo=UTC)  # the session is over: every minute is due
 FULL = generate_sessions(XNYS, DAY, 1, 6)[0]  # 6 symbols x 390 minutes
 HOLES = {"AAPL": (60, 90), "MSFT": (0, 5), "NVDA": (385, 390)}  # [first, last) minute
@@ -104,6 +105,26 @@ def test_fill_adds_only_free_minutes_marks_them_filled_and_updates_every_read(tm
                         "GROUP BY symbol ORDER BY symbol").to_pylist()
         assert filled == [{"symbol": "AAPL", "n": 30}, {"symbol": "MSFT", "n": 5},
                           {"symbol": "NVDA", "n": 5}]
+
+
+@pytest.mark.parametrize("interval", [5, 15])
+def test_filled_minutes_show_in_the_derived_bars_they_fall_in_as_sql_resamples_them(
+    tmp_path, interval
+):
+    with session(tmp_path / "w.duckdb") as wh:
+        wh.extend(live_part())
+        before = wh.last_n_derived("AAPL", 100, f"{interval}m")
+        wh.fill(FULL)
+        after = wh.last_n_derived("AAPL", 100, f"{interval}m")
+        sql = pl.from_arrow(wh.query("resample_bars", wh.resample_params(interval)))
+        sql = sql.filter(pl.col("symbol") == "AAPL").sort("ts")
+        assert [(b.open, b.high, b.low, b.close, b.volume) for b in after] == list(
+            sql.select("open", "high", "low", "close", "volume").iter_rows())
+        assert sum(b.bar_count for b in after) == 390
+        assert sum(b.bar_count for b in before) == 360
+        latest = wh.latest_derived("NVDA", f"{interval}m")  # its last 5 minutes were filled
+        assert latest.end == WINDOW_CLOSE
+        assert not latest.partial
 
 
 def test_fill_never_replaces_a_live_bar_within_its_minute(tmp_path):
