@@ -157,14 +157,8 @@ class BarStore:
             con.register("_flush_batch", bars)
             con.execute(self.statements["insert_bars"])
 
-        try:
-            self._transaction(steps, f"flush of {bars.num_rows} bars to {self.path} failed")
-            self._tail_rows += bars.num_rows
-        finally:
-            with self.lock:
-                for name in ("_flush_batch", "_flush_replaced"):
-                    with contextlib.suppress(duckdb.Error):
-                        self._con.unregister(name)
+        self._write_tail(steps, bars.num_rows, ("_flush_batch", "_flush_replaced"),
+                         f"flush of {bars.num_rows} bars to {self.path} failed")
 
     def write_filled(self, bars: pa.Table) -> None:
         """Store bars that gap filling fetched, marked ``filled``, in one transaction.
@@ -181,12 +175,22 @@ class BarStore:
             con.register("_fill_batch", bars)
             con.execute(self.statements["insert_filled_bars"])
 
+        self._write_tail(steps, bars.num_rows, ("_fill_batch",),
+                         f"storing {bars.num_rows} filled bars in {self.path} failed")
+
+    def _write_tail(
+        self, steps: Callable[[duckdb.DuckDBPyConnection], None], rows: int,
+        registered: tuple[str, ...], failure: str,
+    ) -> None:
+        """Run a transaction that adds ``rows`` bars to the tail, then drop what it registered."""
         try:
-            self._transaction(steps, f"storing {bars.num_rows} filled bars in {self.path} failed")
-            self._tail_rows += bars.num_rows
+            self._transaction(steps, failure)
+            self._tail_rows += rows
         finally:
-            with self.lock, contextlib.suppress(duckdb.Error):
-                self._con.unregister("_fill_batch")
+            with self.lock:
+                for name in registered:
+                    with contextlib.suppress(duckdb.Error):
+                        self._con.unregister(name)
 
     def clear(self, epoch: int, meta: Mapping[str, str] | None = None) -> None:
         """Delete every stored bar and record the new session ``epoch``, in one transaction.
