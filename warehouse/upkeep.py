@@ -131,7 +131,7 @@ class Upkeep:
         timeout: float = 30.0,
         delay: float = 60.0,
         retry_base: float = 5.0,
-        retry_max: float = 300.0,
+        retry_max: float = 60.0,
         symbols: Iterable[str] | None = None,
         now: Callable[[], datetime] | None = None,
     ) -> None:
