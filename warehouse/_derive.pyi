@@ -1,5 +1,6 @@
 """Types of the compiled `warehouse._derive` (see _derive.pyx)."""
 
+from collections.abc import Callable
 from typing import Any
 
 from warehouse._bar import Bar
@@ -7,3 +8,19 @@ from warehouse._bar import Bar
 def newest(
     window: list[Bar], anchor: int, step: int, close: int, symbol: str, kind: type[Any]
 ) -> Any: ...
+
+class Latest:
+    """`Warehouse.latest_derived`: the newest bar of a declared interval from its forming bucket."""
+
+    anchored: bool
+    def __init__(
+        self,
+        series: dict[str, Any],
+        keys: tuple[int | str, ...],
+        slots: dict[int | str, int],
+        fallback: Callable[[str, int | str], Any],
+        refresh: Callable[[str, int], Any],
+        kind: type[Any],
+    ) -> None: ...
+    def latest(self, symbol: str, interval: int | str) -> Any: ...
+    def latest_of(self, symbol: str, k: int) -> Any: ...

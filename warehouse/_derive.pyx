@@ -1,11 +1,17 @@
 # cython: language_level=3
-"""The compiled read of a derived bar: the newest bucket of a symbol's window, aggregated.
+"""The compiled reads of derived bars: the hot read of a declared interval (`Latest`), and the
+newest bucket of a symbol's window aggregated on read (`newest`, for any other interval).
 
-Called with the GIL held and no Python code run until every bar is read, so the window (a
-list a command may change in place) is read at one instant, as a slice would copy it.
+`newest` is called with the GIL held and no Python code run until every bar is read, so the
+window (a list a command may change in place) is read at one instant, as a slice would copy it.
 """
 
+cimport cython
+from cpython.ref cimport PyObject, Py_INCREF, Py_XDECREF
+from cpython.tuple cimport PyTuple_GET_ITEM
+
 from warehouse._bar cimport Bar
+from warehouse._hot cimport Forming, MAX_DERIVED, Series
 
 cdef object _new = tuple.__new__
 
@@ -55,3 +61,95 @@ def newest(list window, long long anchor, long long step, long long close, str s
         pv / volume if volume != 0.0 else None, trades if counted else None, n - first,
         last.ts + 60_000_000 < end,
     ))
+
+
+# -- the hot read of a declared interval ------------------------------------------------------
+
+
+@cython.final
+cdef class Latest:
+    """`Warehouse.latest_derived`: the newest bar of a declared interval from its forming bucket.
+
+    Each symbol's `Series` keeps, per declared interval, the running aggregate of the bucket
+    of its newest bar (the compiled append adds each in-order bar). A read copies it in C (no
+    Python code runs during the copy, nor during an append's stores, so it is whole), builds
+    the `DerivedBar` once, and caches it in the series until the bucket changes (every change
+    clears the series' ``current`` bit of the interval): a repeated read is two dict lookups
+    and a bit test. A bucket left unknown by a rare path (a
+    late bar, a batch, a reopen) is recomputed by ``refresh(symbol, k)`` from the symbol's
+    bars; an interval not declared, and every read without an open session, go to
+    ``fallback(symbol, interval)`` (compute on read, or the error).
+    """
+
+    cdef dict _series
+    cdef dict _slots
+    cdef tuple _keys
+    cdef object _fallback
+    cdef object _refresh
+    cdef object _kind
+    #: A session is open (the buckets are anchored to its open); set under the buffer's lock.
+    cdef public bint anchored
+
+    def __init__(self, dict series, tuple keys, dict slots, fallback, refresh, kind):
+        if len(keys) > MAX_DERIVED:
+            raise ValueError(f"at most {MAX_DERIVED} intervals can be kept incrementally")
+        self._series = series
+        self._keys = keys
+        self._slots = slots
+        self._fallback = fallback
+        self._refresh = refresh
+        self._kind = kind
+        self.anchored = False
+
+    def latest(self, symbol, interval):
+        """The newest ``interval`` bar of ``symbol`` (None without bars); see `DerivedBar`."""
+        cdef Py_ssize_t k
+        cdef tuple keys = self._keys
+        # The declared intervals as given first (a literal "5m" is usually the same object).
+        for k in range(len(keys)):
+            if <PyObject*>PyTuple_GET_ITEM(keys, k) is <PyObject*>interval:
+                if self.anchored:
+                    return self._read(symbol, k)
+                break
+        found = self._slots.get(interval)
+        # A key equal to a declared one but not of its type (5.0, True) is not an interval.
+        if found is None or found < 0 or not self.anchored or (
+                type(interval) is not str and type(interval) is not int):
+            return self._fallback(symbol, interval)
+        return self._read(symbol, <Py_ssize_t>found)
+
+    def latest_of(self, symbol, Py_ssize_t k):
+        """The newest bar of ``symbol`` of declared interval ``k`` (None without bars)."""
+        if not 0 <= k < MAX_DERIVED:
+            raise IndexError(k)
+        return self._read(symbol, k)
+
+    cdef object _read(self, symbol, Py_ssize_t k):
+        cdef Series series
+        cdef Forming f
+        cdef PyObject* old
+        found = self._series.get(symbol)
+        if found is None:
+            return None
+        series = <Series>found
+        if series.current & (1u << k):
+            return <object>series.derived_bars[k]
+        f = series.derived[k]  # copied whole before anything is allocated
+        if f.stale or f.count == 0:
+            return self._refresh(symbol, k)
+        if type(symbol) is not str and isinstance(symbol, str):
+            symbol = symbol[:]  # a str subclass: the plain string, as append takes it
+        bar = _new(self._kind, (
+            symbol, f.start, f.end, f.open, f.high, f.low, f.close, f.volume,
+            f.pv / f.volume if f.volume != 0.0 else None, f.trades if f.counted else None,
+            f.count, f.last_ts + 60_000_000 < f.end,
+        ))
+        # Cached only if the bucket did not change while the bar was made: an allocation can
+        # run the collector, and so other threads. No Python code runs from the check on.
+        if series.derived[k].version == f.version:
+            old = series.derived_bars[k]
+            Py_INCREF(bar)
+            series.derived_bars[k] = <PyObject*>bar
+            series.current |= 1u << k
+            Py_XDECREF(old)
+        return bar

@@ -1,6 +1,7 @@
 # The compiled hot path: one symbol's hot state, and the single-bar append (see _hot.pyx).
 
 from cpython cimport array
+from cpython.ref cimport PyObject
 from libc.stdint cimport int32_t
 
 from warehouse._bar cimport Bar
@@ -27,7 +28,43 @@ ctypedef struct Totals:
     bint stale
 
 
+# At most this many intervals are kept incrementally (`Warehouse(derived=...)`).
+cdef enum:
+    MAX_DERIVED = 4
+
+
+# The forming bucket of one declared interval (see derive.py): the running aggregate of the
+# symbol's bars in the bucket of its newest bar, [start, end). The compiled append adds each
+# in-order bar to it (or starts it afresh when the bar opens a new bucket); every other change
+# replaces it whole (`Series.set_derived`) or marks it stale, so a reader that copies it in one
+# compiled call sees a whole record.
+ctypedef struct Forming:
+    long long start
+    long long end
+    # the newest bar in it (its partial flag: last_ts + 1 minute < end)
+    long long last_ts
+    long long count
+    double open
+    double high
+    double low
+    double close
+    double volume
+    double pv
+    long long trades
+    # some bar in it has a trade count
+    bint counted
+    # unknown: the next read recomputes it from the symbol's bars
+    bint stale
+    # bumped by every change, so a reader's cached bar is known to be current
+    unsigned long long version
+
+
 cdef class Series:
+    # The DerivedBar last built for each declared interval (owned references, or NULL), and a
+    # bit per interval set while it is current: every change of a forming bucket clears its
+    # bit. First in the object, so a hot read touches one line of it (`_derive.Latest`).
+    cdef PyObject* derived_bars[MAX_DERIVED]
+    cdef unsigned int current
     # The greatest ts of the symbol's bars (MIN_TS - 1 while it has none).
     cdef public long long last_ts
     # Its session metrics, next to last_ts: the append touches both. They hold a last_ts of
@@ -42,6 +79,8 @@ cdef class Series:
     cdef public object lazy
     # The index of its symbol in the buffer's list of symbol names (its code in the log).
     cdef readonly int32_t code
+    # The forming bucket of each declared interval.
+    cdef Forming derived[MAX_DERIVED]
 
 
 # The log's single appends, one growable C buffer per field (see _hot.pyx).
@@ -80,6 +119,12 @@ cdef class Appender:
     cdef Py_ssize_t _flush_rows
     cdef bint closed
     cdef bint _metrics
+    # The declared intervals' steps in microseconds (`derived`), anchored to `window_open`.
+    cdef long long _steps[MAX_DERIVED]
+    cdef int _derived
+
+    cdef void _derive(self, Series series, long long t, double o, double h, double lo, double c,
+                      double v, double pv, long long count, bint has_count) noexcept
     # The instants a bar may have: [window_open, window_close) (a session's window, or every
     # timestamp the store holds); set under the buffer's lock.
     cdef public long long window_open

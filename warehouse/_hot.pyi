@@ -41,6 +41,29 @@ class Series:
         pv_scale: float,
         stale: bool,
     ) -> None: ...
+    def get_derived(
+        self, k: int
+    ) -> tuple[
+        int, int, int, int, float, float, float, float, float, float, int, bool, bool, int
+    ]: ...
+    def set_derived(
+        self,
+        k: int,
+        start: int,
+        end: int,
+        last_ts: int,
+        count: int,
+        open: float,
+        high: float,
+        low: float,
+        close: float,
+        volume: float,
+        pv: float,
+        trades: int,
+        counted: bool,
+        stale: bool,
+    ) -> None: ...
+    def mark_derived_stale(self) -> None: ...
     def metrics(self, symbol: str) -> SessionMetrics | None: ...
 
 class Columns:
@@ -75,6 +98,7 @@ class Appender:
         cap: int,
         flush_rows: int,
         metrics: bool,
+        steps: tuple[int, ...] = (),
     ) -> None: ...
     window_open: int
     window_close: int

@@ -27,6 +27,7 @@ cdef extern from "Python.h":
     dict _PyDict_NewPresized(Py_ssize_t minused)
 from cpython cimport array
 from cpython.float cimport PyFloat_AS_DOUBLE
+from cpython.ref cimport Py_XDECREF
 from libc.math cimport INFINITY, NAN
 from libc.stdint cimport int32_t, int64_t, uint8_t, uintptr_t
 from libc.stdlib cimport free, malloc, realloc
@@ -61,7 +62,13 @@ cdef class Series:
         self.window = []
         self.lazy = None
         self.code = code
-        # The totals start zeroed (the object's memory is), with count 0: no bars.
+        # The totals start zeroed (the object's memory is), with count 0: no bars; so do the
+        # forming buckets, and no derived bar is cached.
+
+    def __dealloc__(self):
+        cdef int k
+        for k in range(MAX_DERIVED):
+            Py_XDECREF(self.derived_bars[k])
 
     def get_totals(self):
         """Its session metrics' running totals, in the field order of `metrics.Totals`."""
@@ -79,6 +86,38 @@ cdef class Series:
         """
         self.totals = Totals(count, last_ts, high, low, close, volume, pv, first_ts, open,
                              volume_scale, pv_scale, stale)
+
+    def get_derived(self, int k):
+        """The forming bucket of declared interval ``k``: the fields of `set_derived`, then its
+        version (bumped by every change).
+        """
+        if not 0 <= k < MAX_DERIVED:
+            raise IndexError(k)
+        cdef Forming f = self.derived[k]
+        return (f.start, f.end, f.last_ts, f.count, f.open, f.high, f.low, f.close, f.volume,
+                f.pv, f.trades, f.counted, f.stale, f.version)
+
+    def set_derived(self, int k, long long start, long long end, long long last_ts,
+                    long long count, double open, double high, double low, double close,
+                    double volume, double pv, long long trades, bint counted, bint stale):
+        """Replace the forming bucket of declared interval ``k`` whole.
+
+        The arguments are converted before the first store, so a lock-free reader sees the old
+        bucket or the new one, never a mix.
+        """
+        if not 0 <= k < MAX_DERIVED:
+            raise IndexError(k)
+        self.derived[k] = Forming(start, end, last_ts, count, open, high, low, close, volume,
+                                  pv, trades, counted, stale, self.derived[k].version + 1)
+        self.current &= ~(1u << k)
+
+    def mark_derived_stale(self):
+        """Mark every forming bucket unknown: the next read recomputes it from the bars."""
+        cdef int k
+        for k in range(MAX_DERIVED):
+            self.derived[k].stale = True
+            self.derived[k].version += 1
+        self.current = 0
 
     def metrics(self, str symbol):
         """Its session metrics as a `SessionMetrics` (None if it has no bars).
@@ -318,7 +357,8 @@ cdef class Appender:
 
     def __init__(self, dict series, dict latest, Columns columns, set replaced, lock, new_series,
                  place_older, explain, on_full, journal_bar, to_micros, closed_error,
-                 Py_ssize_t keep, Py_ssize_t cap, Py_ssize_t flush_rows, bint metrics):
+                 Py_ssize_t keep, Py_ssize_t cap, Py_ssize_t flush_rows, bint metrics,
+                 tuple steps=()):
         self._series = series
         self._latest = latest
         self._columns = columns
@@ -336,6 +376,14 @@ cdef class Appender:
         self._cap = cap
         self._flush_rows = flush_rows
         self._metrics = metrics
+        if len(steps) > MAX_DERIVED:
+            raise ValueError(f"at most {MAX_DERIVED} intervals can be kept incrementally")
+        self._derived = len(steps)
+        cdef int k
+        for k in range(self._derived):
+            self._steps[k] = steps[k]
+            if self._steps[k] <= 0:
+                raise ValueError(f"a derived interval's step must be positive, got {steps[k]}")
         self.closed = False
         self.window_open = _MIN_TS
         self.window_close = _MAX_TS
@@ -424,6 +472,9 @@ cdef class Appender:
             if self._journal_bar is not None:
                 self._journal_bar(bar)  # first: if the journal cannot take it, nothing changed
             if t > series.last_ts:
+                if self._derived:
+                    self._derive(series, t, o, h, lo, c, v,
+                                 (w if has_vwap else (h + lo + c) / 3.0) * v, count, has_count)
                 series.last_ts = t
                 if self._metrics:
                     totals = &series.totals
@@ -462,6 +513,58 @@ cdef class Appender:
                 self._on_full()
         finally:
             self._release()
+
+    @cython.cdivision(True)
+    cdef void _derive(self, Series series, long long t, double o, double h, double lo, double c,
+                      double v, double pv, long long count, bint has_count) noexcept:
+        # Add an in-order bar (t after every bar of the series) to each declared interval's
+        # forming bucket, or start the bucket afresh when t opens a new one. Called before
+        # `last_ts` moves to t. The anchor is the session's open (`window_open`, which t is
+        # not before); without an open session the buckets are not read, and a session that
+        # opens marks them stale (`HotState.mark_derived_stale`).
+        cdef long long anchor = self.window_open, prev = series.last_ts, step, start, end
+        cdef Forming* f
+        cdef bint fresh
+        cdef int k
+        for k in range(self._derived):
+            f = &series.derived[k]
+            step = self._steps[k]
+            start = anchor + (t - anchor) / step * step
+            if f.stale:
+                # Unknown, but a bar that opens a bucket is all of it.
+                fresh = prev < anchor or anchor + (prev - anchor) / step * step != start
+            else:
+                fresh = f.count == 0 or start != f.start
+            if fresh:
+                end = start + step
+                if end > self.window_close:
+                    end = self.window_close
+                f.start = start
+                f.end = end
+                f.count = 1
+                f.open = o
+                f.high = h
+                f.low = lo
+                f.volume = v
+                f.pv = pv
+                f.trades = count
+                f.counted = has_count
+                f.stale = False
+            elif not f.stale:
+                f.count += 1
+                if h > f.high:
+                    f.high = h
+                if lo < f.low:
+                    f.low = lo
+                f.volume += v
+                f.pv += pv
+                if has_count:
+                    f.trades += count
+                    f.counted = True
+            f.close = c
+            f.last_ts = t
+            f.version += 1
+        series.current = 0
 
 
 @cython.final

@@ -96,6 +96,9 @@ class AppendBuffer:
     fresh_metrics
         Recomputes metrics that a correction left stale (the warehouse wires DuckDB in here);
         without it, reading such metrics raises `WarehouseError`.
+    derived_steps
+        The steps (microseconds) of the derived intervals each symbol's forming bucket is kept
+        for (`warehouse.derive.derived_steps`); none by default.
 
     Attributes
     ----------
@@ -141,12 +144,14 @@ class AppendBuffer:
         journal: Journal | None = None,
         metrics: bool = True,
         fresh_metrics: FreshMetrics | None = None,
+        derived_steps: tuple[int, ...] = (),
     ) -> None:
         if flush_rows < 1:
             raise ValueError(f"flush_rows must be at least 1, got {flush_rows}")
         #: Held by every writer; `Warehouse.clear` holds it across the whole clear.
         self.lock = threading.Lock()
-        self.hot = hot = HotState(window, self.lock, deep_reader, metrics=metrics)
+        self.hot = hot = HotState(window, self.lock, deep_reader, metrics=metrics,
+                                  derived_steps=derived_steps)
         self.log = log = AppendLog(self.lock, hot.names)
         self._flush_rows = flush_rows
         self._on_full = on_full
@@ -160,7 +165,7 @@ class AppendBuffer:
             hot.series, hot.latest_bars, log.columns, log.replaced, self.lock, hot.new_series,
             hot.place_older, self._explain, on_full,
             None if journal is None else journal.write_bar, to_micros, ClosedError,
-            hot.keep, hot.cap, flush_rows, metrics,
+            hot.keep, hot.cap, flush_rows, metrics, derived_steps,
         )
         self.append = self._appender.append
         self.latest = hot.latest

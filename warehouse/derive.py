@@ -1,4 +1,4 @@
-"""Derived bars: N-minute bars anchored to the session open, read hot from the one-minute bars.
+"""Derived bars: N-minute bars anchored to the session open, kept as bars arrive or read on demand.
 
 A derived bar covers ``[open + k * N, open + (k + 1) * N)`` minutes of the open session, cut
 at the close: the first hourly bar of a 09:30 New York open is 09:30-10:30 (whatever the UTC
@@ -7,13 +7,30 @@ sessions. These are the buckets of the named query ``resample_bars`` given the s
 (`resample_params`), and the bars are the same (tested equal, and equal to Polars'
 ``group_by_dynamic`` offset to the open).
 
-Derived bars are computed when read, from the symbol's window of recent one-minute bars
-(`HotState`): the latest N-minute bar needs at most its bars since the bucket start, which a
-window of at least N bars holds (a read past the window goes to the store, as `since` does);
-the compiled `_derive.newest` aggregates them.
-So the append pays nothing for them, any interval can be read without being declared first,
-and late, corrected and batch bars show in the derived bar they fall in as soon as they are
-in the window: there is no derived state to keep in step.
+Declared intervals (``Warehouse(derived=("5m", "15m"))``, the default; at most
+`MAX_DERIVED`) are kept incrementally (issue 9): each symbol's `Series` holds, per interval,
+the running aggregate of the bucket of its newest bar (OHLC, volume, the vwap's numerator,
+trade and bar counts). What keeps it, on each path:
+
+- an in-order bar (`append`, ts after the symbol's last): the compiled append adds it in C in
+  O(1), or starts the bucket afresh when the bar opens a new one;
+- a late bar or a correction (`HotState.place_older`): when it falls in the forming bucket,
+  the bucket is recomputed from the window (`forming_of`), or marked stale if the window does
+  not reach back to its start; a bar in an older bucket changes nothing kept;
+- a batch (`extend`, gap fills, journal replay), reopening a file, a session starting or
+  ending: the buckets of the symbols concerned are marked stale;
+- stale: the next read recomputes the bucket from the symbol's bars (window, or store), under
+  the buffer's lock (`Deriver._refresh`); the next in-order bar that opens a bucket makes it
+  known again.
+
+`latest_derived` of a declared interval is then a hot read (`_derive.Latest`): the
+`DerivedBar` is built from the bucket once and cached in the series until the bucket changes.
+Any other interval, and `last_n_derived` (the finished bars before the forming one), are
+computed when read from the symbol's window of recent one-minute bars (`HotState`): the latest
+N-minute bar needs at most its bars since the bucket start, which a window of at least N bars
+holds (a read past the window goes to the store, as `since` does); the compiled
+`_derive.newest` aggregates them. Both paths give the same bars, bit for bit: the same sums
+in the same order.
 
 The reads are separate methods (`Warehouse.latest_derived`, `Warehouse.last_n_derived`), not
 an ``interval=`` keyword of `Warehouse.latest`: that one stays the bound ``get`` of a dict.
@@ -22,21 +39,50 @@ an ``interval=`` keyword of `Warehouse.latest`: that one stays the bound ``get``
 from __future__ import annotations
 
 import re
+import threading
+from bisect import bisect_left
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from operator import attrgetter
+from typing import TYPE_CHECKING, Any, NamedTuple
 
+from warehouse._derive import Latest
 from warehouse._derive import newest as _newest
 from warehouse.errors import SessionError
-from warehouse.hot import HotState
 from warehouse.schema import Bar
 from warehouse.session import Session
 
-__all__ = ["DerivedBar", "Deriver", "Interval", "interval_minutes", "resample_params"]
+if TYPE_CHECKING:
+    from warehouse._hot import Series
+    from warehouse.hot import HotState
+
+__all__ = [
+    "DEFAULT_DERIVED",
+    "MAX_DERIVED",
+    "DerivedBar",
+    "Deriver",
+    "Forming",
+    "Interval",
+    "derived_steps",
+    "forming_of",
+    "interval_minutes",
+    "resample_params",
+]
 
 MINUTE = 60_000_000
 #: An interval: minutes as an int, or text such as ``"5m"``, ``"15min"`` or ``"1h"``.
 Interval = int | str
 
+#: The intervals a `Warehouse` keeps incrementally unless told otherwise.
+DEFAULT_DERIVED: tuple[Interval, ...] = ("5m", "15m")
+#: The most intervals kept incrementally (the compiled series has room for this many).
+MAX_DERIVED = 4
+#: A forming bucket as `Series.set_derived` takes it: start, end, last_ts, bar count, open,
+#: high, low, close, volume, pv (the vwap's numerator), trade count, whether some bar had a
+#: trade count, stale.
+Forming = tuple[int, int, int, int, float, float, float, float, float, float, int, bool, bool]
+
+_ts_of = attrgetter("ts")
 _TEXT = re.compile(r"\s*(\d+)\s*(m|min|h)\s*", re.IGNORECASE)
 #: Intervals already parsed: text -> microseconds (a dict lookup on the read path).
 _STEPS: dict[Interval, int] = {}
@@ -127,18 +173,41 @@ def resample_params(session: Session | None, minutes: Interval) -> dict[str, Any
     }
 
 
-def _step(interval: Interval) -> int:
-    step = _STEPS.get(interval)
-    if step is None:
-        step = _STEPS[interval] = interval_minutes(interval) * MINUTE
-    return step
+def derived_steps(intervals: Iterable[Interval]) -> tuple[int, ...]:
+    """The steps in microseconds of the intervals to keep incrementally, checked.
+
+    Raises
+    ------
+    ValueError
+        An interval is not a number of minutes, two are the same, or there are more than
+        `MAX_DERIVED`.
+
+    Examples
+    --------
+    >>> derived_steps(("5m", "1h"))
+    (300000000, 3600000000)
+    """
+    if isinstance(intervals, (str, int)):
+        intervals = (intervals,)
+    steps: list[int] = []
+    for interval in intervals:
+        step = interval_minutes(interval) * MINUTE
+        if step in steps:
+            raise ValueError(f"derived interval {interval!r} is given twice")
+        steps.append(step)
+    if len(steps) > MAX_DERIVED:
+        raise ValueError(
+            f"at most {MAX_DERIVED} intervals can be kept incrementally, got {len(steps)}; "
+            "any other interval is still read on demand"
+        )
+    return tuple(steps)
 
 
-def _aggregate(symbol: str, start: int, end: int, bars: list[Bar], partial: bool) -> DerivedBar:
-    """The derived bar of ``bars`` (ts-ordered, non-empty), as ``resample_bars`` computes it."""
+def forming_of(bars: list[Bar], start: int, end: int) -> Forming:
+    """The forming bucket ``[start, end)`` of ``bars`` (ts-ordered, non-empty, all in it)."""
     first = bars[0]
     high, low, volume, pv = first.high, first.low, 0.0, 0.0
-    trades: int | None = None
+    trades, counted = 0, False
     for bar in bars:
         if bar.high > high:
             high = bar.high
@@ -149,21 +218,32 @@ def _aggregate(symbol: str, start: int, end: int, bars: list[Bar], partial: bool
         price = bar.vwap
         pv += (((bar.high + bar.low + bar.close) / 3) if price is None else price) * v
         if bar.trade_count is not None:
-            trades = bar.trade_count if trades is None else trades + bar.trade_count
+            trades += bar.trade_count
+            counted = True
+    last = bars[-1]
+    return (start, end, last.ts, len(bars), first.open, high, low, last.close, volume, pv,
+            trades, counted, False)
+
+
+def _bar_of(symbol: str, forming: Forming, partial: bool) -> DerivedBar:
+    """The derived bar of a forming bucket."""
+    start, end, _, count, open_, high, low, close, volume, pv, trades, counted, _ = forming
     return DerivedBar(
-        symbol,
-        start,
-        end,
-        first.open,
-        high,
-        low,
-        bars[-1].close,
-        volume,
-        pv / volume if volume else None,
-        trades,
-        len(bars),
-        partial,
+        symbol, start, end, open_, high, low, close, volume,
+        pv / volume if volume else None, trades if counted else None, count, partial,
     )
+
+
+def _step(interval: Interval) -> int:
+    step = _STEPS.get(interval)
+    if step is None:
+        step = _STEPS[interval] = interval_minutes(interval) * MINUTE
+    return step
+
+
+def _aggregate(symbol: str, start: int, end: int, bars: list[Bar], partial: bool) -> DerivedBar:
+    """The derived bar of ``bars`` (ts-ordered, non-empty), as ``resample_bars`` computes it."""
+    return _bar_of(symbol, forming_of(bars, start, end), partial)
 
 
 class Deriver:
@@ -172,27 +252,60 @@ class Deriver:
     Parameters
     ----------
     hot
-        The hot state the one-minute bars are read from.
+        The hot state the one-minute bars are read from; its ``derived_steps`` are the
+        intervals kept incrementally (see the module's docstring).
+    lock
+        The buffer's lock (held by every command): a stale bucket is recomputed under it.
+    keys
+        The declared intervals as the warehouse was given them (in the order of
+        ``hot.derived_steps``): a read naming one of these very objects skips a dict lookup.
+
+    Attributes
+    ----------
+    latest(symbol, interval) -> DerivedBar | None
+        The newest ``interval`` bar: the compiled hot read (`_derive.Latest`) for a declared
+        interval, computed on read (`compute_latest`) for any other.
     """
 
-    def __init__(self, hot: HotState) -> None:
+    latest: Callable[[str, Interval], DerivedBar | None]
+
+    def __init__(
+        self, hot: HotState, lock: threading.Lock, keys: tuple[Interval, ...] = ()
+    ) -> None:
         self._hot = hot
+        self._lock = lock
         self._series = hot.series
         #: The open session's window, UTC microseconds (None: no open session).
         self._open: int | None = None
         self._close = 0
+        self._steps = hot.derived_steps
+        self._slot_of_step = {step: k for k, step in enumerate(self._steps)}
+        #: Interval as given (str or int) -> its slot among the declared ones, -1 if none.
+        self._slots: dict[Interval, int] = {}
+        self._reader = Latest(self._series, keys, self._slots, self._latest_slow,
+                              self._refresh, DerivedBar)
+        self.latest = self._reader.latest
 
     def set_session(self, session: Session | None) -> None:
-        """Anchor to ``session`` if it is open; otherwise reads raise `SessionError`."""
+        """Anchor to ``session`` if it is open; otherwise reads raise `SessionError`.
+
+        The caller holds the buffer's lock. Every forming bucket becomes stale: its anchor may
+        have moved.
+        """
         if session is not None and session.status == "open":
             self._open, self._close = session.open, session.close
         else:
             self._open = None
+        self._hot.mark_derived_stale()
+        self._reader.anchored = self._open is not None
 
     # -- queries ----------------------------------------------------------------------------
 
-    def latest(self, symbol: str, interval: Interval) -> DerivedBar | None:
-        """The newest ``interval`` bar of ``symbol`` (None without bars); see `DerivedBar`.
+    def compute_latest(self, symbol: str, interval: Interval) -> DerivedBar | None:
+        """The newest ``interval`` bar of ``symbol`` computed from its one-minute bars.
+
+        What `latest` returns for an interval that is not kept incrementally (and, for one
+        that is, the same bar).
 
         Raises
         ------
@@ -218,6 +331,61 @@ class Deriver:
         if not bars:  # the symbol was cleared meanwhile
             return None
         return _aggregate(symbol, start, end, bars, bars[-1].ts + MINUTE < end)
+
+    def _latest_slow(self, symbol: str, interval: Interval) -> DerivedBar | None:
+        """`latest` for an interval not seen before, one not declared, or without a session."""
+        if self._open is None:
+            raise self._no_session()
+        step = _STEPS.get(interval) or _step(interval)
+        k = self._slot_of_step.get(step, -1)
+        if type(interval) in (str, int) and len(self._slots) < 1_000:
+            self._slots[interval] = k  # the next read of this spelling is the hot one
+        if k < 0:
+            return self.compute_latest(symbol, interval)
+        found: DerivedBar | None = self._reader.latest_of(symbol, k)
+        return found
+
+    def _refresh(self, symbol: str, k: int) -> DerivedBar | None:
+        """Recompute the stale forming bucket of declared interval ``k`` from the bars.
+
+        From the window under the buffer's lock when it reaches back to the bucket's start;
+        otherwise the bars are read (from the store) without the lock and installed if the
+        bucket did not change meanwhile (its version), else read again.
+        """
+        step = self._steps[k]
+        while True:
+            with self._lock:
+                anchor = self._open
+                if anchor is None:
+                    raise self._no_session()
+                series = self._series.get(symbol)
+                if series is None:
+                    return None
+                known = series.get_derived(k)
+                if not known[12] and known[3]:  # recomputed meanwhile
+                    return _bar_of(symbol, known[:13], known[2] + MINUTE < known[1])
+                start = anchor + (series.last_ts - anchor) // step * step
+                end = min(start + step, self._close)
+                self._hot.materialize_locked(series)
+                window = series.window
+                if window and (window[0].ts <= start or len(window) == len(series.stamps)):
+                    return self._install(series, symbol, k, window, start, end)
+                version = known[13]
+            bars = self._hot.since(symbol, start)
+            with self._lock:
+                if self._series.get(symbol) is series and series.get_derived(k)[13] == version:
+                    return self._install(series, symbol, k, bars, start, end)
+
+    def _install(
+        self, series: Series, symbol: str, k: int, bars: list[Bar], start: int, end: int
+    ) -> DerivedBar | None:
+        """Set bucket ``k`` of ``series`` from ``bars`` from its start on (lock held)."""
+        bars = bars[bisect_left(bars, start, key=_ts_of):]
+        if not bars:  # pragma: no cover - the symbol's newest bar is in its bucket
+            return None
+        forming = forming_of(bars, start, end)
+        series.set_derived(k, *forming)
+        return _bar_of(symbol, forming, bars[-1].ts + MINUTE < end)
 
     def last_n(self, symbol: str, n: int, interval: Interval) -> list[DerivedBar]:
         """The last ``n`` ``interval`` bars of ``symbol`` that hold bars, oldest first.

@@ -27,6 +27,7 @@ import pyarrow as pa
 
 from warehouse._hot import Series
 from warehouse._runs import Runs, ranges, run_ends
+from warehouse.derive import forming_of
 from warehouse.errors import WarehouseError
 from warehouse.metrics import (
     EMPTY,
@@ -75,6 +76,9 @@ class HotState:
         Answers reads that reach past the window.
     metrics
         Keep each symbol's session metrics (the compiled append is told the same).
+    derived_steps
+        The steps (microseconds) of the intervals whose forming bucket each series keeps
+        (`warehouse.derive`; the compiled append is told the same).
     """
 
     def __init__(
@@ -84,6 +88,7 @@ class HotState:
         deep_reader: DeepReader | None,
         *,
         metrics: bool = True,
+        derived_steps: tuple[int, ...] = (),
     ) -> None:
         if window < 1:
             raise ValueError(f"window must be at least 1, got {window}")
@@ -93,6 +98,7 @@ class HotState:
         self._lock = lock
         self.deep_reader = deep_reader
         self.metrics = metrics
+        self.derived_steps = derived_steps
         self.series: dict[str, Series] = {}
         #: Every symbol with a series, in order of first appearance: a series' ``code`` is its
         #: symbol's index here (the append log holds single appends' symbols as these codes).
@@ -127,6 +133,7 @@ class HotState:
                 self.latest_bars[bar.symbol] = bar
             if self.metrics:
                 self._retotal(series, of_bar(bar), None if old is None else of_bar(old))
+            self._rederive(series, ts)
             return True
         held_all = len(window) == len(stamps)
         stamps.insert(at, ts)
@@ -136,6 +143,7 @@ class HotState:
                 del window[: -self.keep]
         if self.metrics:
             self._retotal(series, of_bar(bar))
+        self._rederive(series, ts)
         return False
 
     def plan(self, runs: Runs) -> BatchPlan:
@@ -197,6 +205,8 @@ class HotState:
                 added = plan.totals[k] if self.metrics else None
                 replaced.extend(
                     (name, t) for t in self._merge_older(series, name, stamps, rows, added))
+            if self.derived_steps:
+                series.mark_derived_stale()
             i_last += int(plan.long[k])
             i_eager += 0 if plan.long[k] else size
         return replaced
@@ -233,6 +243,7 @@ class HotState:
                 if self.metrics:
                     unknown = EMPTY._replace(bar_count=end - start, stale=True)
                     series.set_totals(*exact.get(name, unknown))
+                series.mark_derived_stale()
                 start = end
 
     def clear(self) -> None:
@@ -244,6 +255,11 @@ class HotState:
         self.latest_bars.clear()
         self.names.clear()
         self.replacements = 0
+
+    def mark_derived_stale(self) -> None:
+        """Mark every symbol's forming buckets unknown (lock held; a session starts or ends)."""
+        for series in self.series.values():
+            series.mark_derived_stale()
 
     def set_exact_totals(self, symbols: list[str], totals: pa.Table) -> None:
         """Replace the metrics' totals of ``symbols`` with exact ones (lock held).
@@ -423,6 +439,28 @@ class HotState:
             held_all = series.lazy is None and len(series.window) == len(series.stamps)
             new = of_bars(series.window) if held_all else totals._replace(stale=True)
         series.set_totals(*new)
+
+    def _rederive(self, series: Series, ts: int) -> None:
+        """Keep the forming buckets after a bar at ``ts`` (not the newest) was placed.
+
+        Called with the lock held, after the timestamps and window are updated. A bucket the
+        bar falls in is recomputed from the window when it reaches back to the bucket's start,
+        else marked stale (the next read recomputes it from the store). A bar in an older
+        bucket changes nothing kept.
+        """
+        for k in range(len(self.derived_steps)):
+            known = series.get_derived(k)
+            start, stale = known[0], known[12]
+            if stale or ts >= start:
+                window = series.window
+                covered = series.lazy is None and window and (
+                    window[0].ts <= start or len(window) == len(series.stamps))
+                if stale or not covered:
+                    # Stale again, with a new version: a refresh reading meanwhile retries.
+                    series.set_derived(k, *known[:12], True)
+                else:
+                    bars = window[bisect_left(window, start, key=_ts_of):]
+                    series.set_derived(k, *forming_of(bars, start, known[1]))
 
     def _deep(self, symbol: str, n: int | None, ts: int | None) -> list[Bar]:
         if self.deep_reader is None:

@@ -22,7 +22,14 @@ from warehouse import quality as _quality
 from warehouse.archive import Compression, ExportResult, Progress, export_parquet
 from warehouse.buffer import AppendBuffer, ExtendResult, OnInvalid
 from warehouse.calendar import Calendar
-from warehouse.derive import DerivedBar, Deriver, Interval, resample_params
+from warehouse.derive import (
+    DEFAULT_DERIVED,
+    DerivedBar,
+    Deriver,
+    Interval,
+    derived_steps,
+    resample_params,
+)
 from warehouse.errors import ClosedError, SessionError, StoreError, WarehouseError
 from warehouse.history import Trailing, history_files, publish_history, trailing_stats
 from warehouse.journal import Journal, Recovery, has_segments
@@ -83,6 +90,11 @@ class Warehouse:
     metrics
         Keep each symbol's session metrics as bars arrive (`metrics`, `metrics_frame`); False
         spares the append their small cost, and those reads then raise `WarehouseError`.
+    derived
+        The derived intervals kept as bars arrive (by default ``("5m", "15m")``; at most four;
+        ``()`` for none): `latest_derived` of one of them is a hot read, about as fast as
+        `latest`, for a few nanoseconds per appended bar. Any other interval is computed
+        when read (see `warehouse.derive`).
 
     Attributes
     ----------
@@ -103,7 +115,8 @@ class Warehouse:
         last ts, kept as bars arrive (None for a symbol without bars).
     latest_derived(symbol, interval) -> DerivedBar | None
         The newest N-minute bar (``interval``: ``5``, ``"5m"``, ``"1h"``...) anchored to the
-        open session's open, flagged ``partial`` while it forms (`warehouse.derive`).
+        open session's open, flagged ``partial`` while it forms (`warehouse.derive`): kept as
+        bars arrive for the ``derived`` intervals, computed on read for any other.
     last_n_derived(symbol, n, interval) -> list[DerivedBar]
         The last n N-minute bars, oldest first.
 
@@ -141,11 +154,14 @@ class Warehouse:
         calendar: str | Calendar = "XNYS",
         history_sessions: int | None = None,
         metrics: bool = True,
+        derived: Iterable[Interval] = DEFAULT_DERIVED,
     ) -> None:
         if flush_interval is not None and flush_interval <= 0:
             raise ValueError(f"flush_interval must be positive or None, got {flush_interval}")
         if journal and (read_only or str(path) == ":memory:"):
             raise ValueError("journal=True needs a warehouse file opened for writing")
+        derived = (derived,) if isinstance(derived, (str, int)) else tuple(derived)
+        steps = derived_steps(derived)
         queries = load_queries(sql_dir)
         writer = None if read_only or str(path) == ":memory:" else _Writers.claim(path)
         try:
@@ -182,12 +198,12 @@ class Warehouse:
             self._buffer = buffer = AppendBuffer(
                 window=window, flush_rows=flush_rows, on_full=self._wake.set,
                 deep_reader=self._deep_read, journal=self._journal, metrics=metrics,
-                fresh_metrics=self._fresh_metrics,
+                fresh_metrics=self._fresh_metrics, derived_steps=steps,
             )
             with self._store.lock:
                 buffer.restore(self._store.stored_keys(), self._store.recent_bars(window),
                                self._store.symbol_totals(None) if metrics else None)
-            self._deriver = Deriver(buffer.hot)
+            self._deriver = Deriver(buffer.hot, buffer.lock, derived)
             self._calendar = calendar
             #: The session the warehouse holds (None: no session was ever started; bars of any
             #: time are taken). See `start_session`.
