@@ -336,7 +336,10 @@ class Deriver:
         """`latest` for an interval not seen before, one not declared, or without a session."""
         if self._open is None:
             raise self._no_session()
-        step = _STEPS.get(interval) or _step(interval)
+        if type(interval) in (str, int):
+            step = _STEPS.get(interval) or _step(interval)
+        else:  # parsed, not looked up: 5.0 or True equal a cached 5 or 1 but are no intervals
+            step = interval_minutes(interval) * MINUTE
         k = self._slot_of_step.get(step, -1)
         if type(interval) in (str, int) and len(self._slots) < 1_000:
             self._slots[interval] = k  # the next read of this spelling is the hot one
