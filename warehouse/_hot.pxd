@@ -38,25 +38,26 @@ cdef enum:
 # in-order bar to it (or starts it afresh when the bar opens a new bucket); every other change
 # replaces it whole (`Series.set_derived`) or marks it stale, so a reader that copies it in one
 # compiled call sees a whole record.
+# The fields an in-order bar of the same bucket writes come first (one cache line).
 ctypedef struct Forming:
-    long long start
     long long end
     # the newest bar in it (its partial flag: last_ts + 1 minute < end)
     long long last_ts
-    long long count
-    double open
     double high
     double low
     double close
     double volume
     double pv
+    int count
+    # bumped by every change, so a reader's cached bar is known to be current
+    unsigned int version
     long long trades
     # some bar in it has a trade count
     bint counted
     # unknown: the next read recomputes it from the symbol's bars
     bint stale
-    # bumped by every change, so a reader's cached bar is known to be current
-    unsigned long long version
+    long long start
+    double open
 
 
 cdef class Series:

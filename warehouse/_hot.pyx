@@ -107,8 +107,10 @@ cdef class Series:
         """
         if not 0 <= k < MAX_DERIVED:
             raise IndexError(k)
-        self.derived[k] = Forming(start, end, last_ts, count, open, high, low, close, volume,
-                                  pv, trades, counted, stale, self.derived[k].version + 1)
+        self.derived[k] = Forming(
+            end=end, last_ts=last_ts, high=high, low=low, close=close, volume=volume, pv=pv,
+            count=count, version=self.derived[k].version + 1, trades=trades, counted=counted,
+            stale=stale, start=start, open=open)
         self.current &= ~(1u << k)
 
     def mark_derived_stale(self):
@@ -528,13 +530,16 @@ cdef class Appender:
         cdef int k
         for k in range(self._derived):
             f = &series.derived[k]
-            step = self._steps[k]
-            start = anchor + (t - anchor) / step * step
-            if f.stale:
-                # Unknown, but a bar that opens a bucket is all of it.
-                fresh = prev < anchor or anchor + (prev - anchor) / step * step != start
+            if not f.stale and f.count != 0 and t < f.end:
+                fresh = False  # the usual case: in the forming bucket (t is after its start)
             else:
-                fresh = f.count == 0 or start != f.start
+                step = self._steps[k]
+                start = anchor + (t - anchor) / step * step
+                if f.stale:
+                    # Unknown, but a bar that opens a bucket is all of it.
+                    fresh = prev < anchor or anchor + (prev - anchor) / step * step != start
+                else:
+                    fresh = f.count == 0 or start != f.start
             if fresh:
                 end = start + step
                 if end > self.window_close:

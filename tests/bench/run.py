@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
             "sessions": lambda: measure_session_start(report, session.session, Path(tmp), repeat),
             "quality": lambda: measure_quality(report, session.session, repeat),
             "ingest": lambda: measure_ingest(report, session.session, repeat, Path(tmp)),
-            "derived": lambda: measure_derived(report, session.session),
+            "derived": lambda: measure_derived(report, session.session, repeat, Path(tmp)),
         }
         try:
             for name in groups:

@@ -43,5 +43,9 @@ QUALITY_SCAN_SECONDS = 50e-3
 #: `latest(symbol, interval="5m")` (here `latest_derived`): within 1.5x of `latest(symbol)`
 #: (issue 9).
 DERIVED_LATEST_VS_LATEST = 1.5
+#: Append with 5m and 15m derived bars kept (and metrics, and quality's timestamps): >= 1.5 M
+#: bars/s and <= 1.3x the append without derivation (DESIGN.md; issue 9).
+DERIVED_APPEND_RATE = 1.5e6
+DERIVED_VS_PLAIN = 1.3
 #: Not in DESIGN.md's table: over many sessions in one process, memory stays bounded.
 PEAK_RSS_GROWTH = 1.10
