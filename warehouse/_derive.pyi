@@ -16,6 +16,7 @@ class Latest:
     def __init__(
         self,
         series: dict[str, Any],
+        caches: list[dict[str, Any]],
         keys: tuple[int | str, ...],
         slots: dict[int | str, int],
         fallback: Callable[[str, int | str], Any],

@@ -7,8 +7,10 @@ window (a list a command may change in place) is read at one instant, as a slice
 """
 
 cimport cython
-from cpython.ref cimport PyObject, Py_INCREF, Py_XDECREF
-from cpython.tuple cimport PyTuple_GET_ITEM
+from cpython.dict cimport PyDict_GetItem, PyDict_SetItem
+from cpython.list cimport PyList_GET_ITEM
+from cpython.ref cimport PyObject
+from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
 
 from warehouse._bar cimport Bar
 from warehouse._hot cimport Forming, MAX_DERIVED, Series
@@ -73,15 +75,16 @@ cdef class Latest:
     Each symbol's `Series` keeps, per declared interval, the running aggregate of the bucket
     of its newest bar (the compiled append adds each in-order bar). A read copies it in C (no
     Python code runs during the copy, nor during an append's stores, so it is whole), builds
-    the `DerivedBar` once, and caches it in the series until the bucket changes (every change
-    clears the series' ``current`` bit of the interval): a repeated read is two dict lookups
-    and a bit test. A bucket left unknown by a rare path (a
+    the `DerivedBar` once, and caches it in the interval's dict (``caches[k]``, symbol ->
+    bar) until the bucket changes: every change takes it out (`_hot.forget_derived`), so a
+    repeated read is one dict lookup, as `latest` is. A bucket left unknown by a rare path (a
     late bar, a batch, a reopen) is recomputed by ``refresh(symbol, k)`` from the symbol's
     bars; an interval not declared, and every read without an open session, go to
     ``fallback(symbol, interval)`` (compute on read, or the error).
     """
 
     cdef dict _series
+    cdef list _caches
     cdef dict _slots
     cdef tuple _keys
     cdef object _fallback
@@ -90,10 +93,13 @@ cdef class Latest:
     #: A session is open (the buckets are anchored to its open); set under the buffer's lock.
     cdef public bint anchored
 
-    def __init__(self, dict series, tuple keys, dict slots, fallback, refresh, kind):
-        if len(keys) > MAX_DERIVED:
-            raise ValueError(f"at most {MAX_DERIVED} intervals can be kept incrementally")
+    def __init__(self, dict series, list caches not None, tuple keys, dict slots, fallback,
+                 refresh, kind):
+        if not len(keys) == len(caches) <= MAX_DERIVED:
+            raise ValueError(f"at most {MAX_DERIVED} intervals can be kept incrementally, "
+                             "each with its cache")
         self._series = series
+        self._caches = caches
         self._keys = keys
         self._slots = slots
         self._fallback = fallback
@@ -105,10 +111,14 @@ cdef class Latest:
         """The newest ``interval`` bar of ``symbol`` (None without bars); see `DerivedBar`."""
         cdef Py_ssize_t k
         cdef tuple keys = self._keys
+        cdef PyObject* hit
         # The declared intervals as given first (a literal "5m" is usually the same object).
-        for k in range(len(keys)):
+        for k in range(PyTuple_GET_SIZE(keys)):
             if <PyObject*>PyTuple_GET_ITEM(keys, k) is <PyObject*>interval:
                 if self.anchored:
+                    hit = PyDict_GetItem(<object>PyList_GET_ITEM(self._caches, k), symbol)
+                    if hit != NULL:  # the hot read: one dict lookup
+                        return <object>hit
                     return self._read(symbol, k)
                 break
         found = self._slots.get(interval)
@@ -120,36 +130,35 @@ cdef class Latest:
 
     def latest_of(self, symbol, Py_ssize_t k):
         """The newest bar of ``symbol`` of declared interval ``k`` (None without bars)."""
-        if not 0 <= k < MAX_DERIVED:
+        if not 0 <= k < len(self._caches):
             raise IndexError(k)
         return self._read(symbol, k)
 
     cdef object _read(self, symbol, Py_ssize_t k):
         cdef Series series
         cdef Forming f
-        cdef PyObject* old
+        cdef PyObject* hit = PyDict_GetItem(<object>PyList_GET_ITEM(self._caches, k), symbol)
+        if hit != NULL:
+            return <object>hit
+        if type(symbol) is not str and isinstance(symbol, str):
+            symbol = symbol[:]  # a str subclass: the plain string, as append takes it
         found = self._series.get(symbol)
         if found is None:
             return None
         series = <Series>found
-        if series.current & (1u << k):
-            return <object>series.derived_bars[k]
         f = series.derived[k]  # copied whole before anything is allocated
         if f.stale or f.count == 0:
             return self._refresh(symbol, k)
-        if type(symbol) is not str and isinstance(symbol, str):
-            symbol = symbol[:]  # a str subclass: the plain string, as append takes it
         bar = _new(self._kind, (
             symbol, f.start, f.end, f.open, f.high, f.low, f.close, f.volume,
             f.pv / f.volume if f.volume != 0.0 else None, f.trades if f.counted else None,
             f.count, f.last_ts + 60_000_000 < f.end,
         ))
-        # Cached only if the bucket did not change while the bar was made: an allocation can
-        # run the collector, and so other threads. No Python code runs from the check on.
-        if series.derived[k].version == f.version:
-            old = series.derived_bars[k]
-            Py_INCREF(bar)
-            series.derived_bars[k] = <PyObject*>bar
+        # Cached only if the bucket did not change, nor the symbol go (`clear`), while the bar
+        # was made: an allocation can run the collector, and so other threads. No Python code
+        # runs from the checks to the store (str keys; a dict's growth is no object).
+        if (series.derived[k].version == f.version
+                and PyDict_GetItem(self._series, symbol) == <PyObject*>series):
+            PyDict_SetItem(<object>PyList_GET_ITEM(self._caches, k), series.symbol, bar)
             series.current |= 1u << k
-            Py_XDECREF(old)
         return bar

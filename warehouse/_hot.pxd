@@ -1,7 +1,6 @@
 # The compiled hot path: one symbol's hot state, and the single-bar append (see _hot.pyx).
 
 from cpython cimport array
-from cpython.ref cimport PyObject
 from libc.stdint cimport int32_t
 
 from warehouse._bar cimport Bar
@@ -27,6 +26,8 @@ ctypedef struct Totals:
     # the totals are unknown: the next read recomputes them from the symbol's bars
     bint stale
 
+
+cdef void forget_derived(Series series, unsigned int bits) noexcept
 
 # At most this many intervals are kept incrementally (`Warehouse(derived=...)`).
 cdef enum:
@@ -61,11 +62,12 @@ ctypedef struct Forming:
 
 
 cdef class Series:
-    # The DerivedBar last built for each declared interval (owned references, or NULL), and a
-    # bit per interval set while it is current: every change of a forming bucket clears its
-    # bit. First in the object, so a hot read touches one line of it (`_derive.Latest`).
-    cdef PyObject* derived_bars[MAX_DERIVED]
+    # A bit per declared interval, set while `caches[k]` holds the DerivedBar of its forming
+    # bucket under `symbol` (`_derive.Latest`): every change of the bucket takes it out.
     cdef unsigned int current
+    cdef readonly str symbol
+    # The warehouse's caches of derived bars, one dict per declared interval (shared).
+    cdef readonly list caches
     # The greatest ts of the symbol's bars (MIN_TS - 1 while it has none).
     cdef public long long last_ts
     # Its session metrics, next to last_ts: the append touches both. They hold a last_ts of

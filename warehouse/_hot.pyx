@@ -27,7 +27,12 @@ cdef extern from "Python.h":
     dict _PyDict_NewPresized(Py_ssize_t minused)
 from cpython cimport array
 from cpython.float cimport PyFloat_AS_DOUBLE
-from cpython.ref cimport Py_XDECREF
+from cpython.exc cimport PyErr_Clear
+from cpython.ref cimport PyObject
+
+cdef extern from "Python.h":
+    # Without Cython's error check: forget_derived clears a failure itself.
+    int _dict_del "PyDict_DelItem"(PyObject* mp, PyObject* key)
 from libc.math cimport INFINITY, NAN
 from libc.stdint cimport int32_t, int64_t, uint8_t, uintptr_t
 from libc.stdlib cimport free, malloc, realloc
@@ -56,7 +61,9 @@ cdef class Series:
     shared with the log's `Columns`), which `HotState` assigns when it makes the series.
     """
 
-    def __init__(self, int32_t code):
+    def __init__(self, int32_t code, str symbol=None, list caches=None):
+        self.symbol = symbol
+        self.caches = caches
         self.last_ts = _MIN_TS - 1
         self.stamps = array.clone(_EMPTY_STAMPS, 0, False)
         self.window = []
@@ -64,11 +71,6 @@ cdef class Series:
         self.code = code
         # The totals start zeroed (the object's memory is), with count 0: no bars; so do the
         # forming buckets, and no derived bar is cached.
-
-    def __dealloc__(self):
-        cdef int k
-        for k in range(MAX_DERIVED):
-            Py_XDECREF(self.derived_bars[k])
 
     def get_totals(self):
         """Its session metrics' running totals, in the field order of `metrics.Totals`."""
@@ -111,7 +113,7 @@ cdef class Series:
             end=end, last_ts=last_ts, high=high, low=low, close=close, volume=volume, pv=pv,
             count=count, version=self.derived[k].version + 1, trades=trades, counted=counted,
             stale=stale, start=start, open=open)
-        self.current &= ~(1u << k)
+        forget_derived(self, 1u << k)
 
     def mark_derived_stale(self):
         """Mark every forming bucket unknown: the next read recomputes it from the bars."""
@@ -119,7 +121,7 @@ cdef class Series:
         for k in range(MAX_DERIVED):
             self.derived[k].stale = True
             self.derived[k].version += 1
-        self.current = 0
+        forget_derived(self, ~0u)
 
     def metrics(self, str symbol):
         """Its session metrics as a `SessionMetrics` (None if it has no bars).
@@ -127,6 +129,25 @@ cdef class Series:
         For callers holding the buffer's lock; the totals must not be stale.
         """
         return _metrics_of(symbol, &self.totals)
+
+
+cdef void forget_derived(Series series, unsigned int bits) noexcept:
+    """Take the cached derived bars of intervals ``bits`` of a series out (after a change).
+
+    After the change, never before: a reader that made a bar of the old bucket meanwhile
+    does not cache it (its version moved), one that made a bar of the new one may.
+    """
+    cdef unsigned int held = series.current & bits
+    cdef int k
+    if held == 0:
+        return
+    series.current &= ~bits
+    for k in range(MAX_DERIVED):
+        if held & (1u << k):
+            # A str key: no Python code runs (the bar it drops holds numbers and a str). The
+            # entry is there while the bit is set; were it not, there is nothing to take out.
+            if _dict_del(<PyObject*>series.caches[k], <PyObject*>series.symbol) < 0:
+                PyErr_Clear()
 
 
 cdef inline object _metrics_of(str symbol, const Totals* t):
@@ -569,7 +590,8 @@ cdef class Appender:
             f.close = c
             f.last_ts = t
             f.version += 1
-        series.current = 0
+        if series.current:
+            forget_derived(series, ~0u)
 
 
 @cython.final

@@ -282,8 +282,8 @@ class Deriver:
         self._slot_of_step = {step: k for k, step in enumerate(self._steps)}
         #: Interval as given (str or int) -> its slot among the declared ones, -1 if none.
         self._slots: dict[Interval, int] = {}
-        self._reader = Latest(self._series, keys, self._slots, self._latest_slow,
-                              self._refresh, DerivedBar)
+        self._reader = Latest(self._series, hot.derived_caches, keys, self._slots,
+                              self._latest_slow, self._refresh, DerivedBar)
         self.latest = self._reader.latest
 
     def set_session(self, session: Session | None) -> None:

@@ -99,6 +99,9 @@ class HotState:
         self.deep_reader = deep_reader
         self.metrics = metrics
         self.derived_steps = derived_steps
+        #: Per declared interval, symbol -> the `DerivedBar` of its forming bucket, while
+        #: current (`_derive.Latest` fills them; every change of a bucket takes its bar out).
+        self.derived_caches: list[dict[str, Any]] = [{} for _ in derived_steps]
         self.series: dict[str, Series] = {}
         #: Every symbol with a series, in order of first appearance: a series' ``code`` is its
         #: symbol's index here (the append log holds single appends' symbols as these codes).
@@ -252,13 +255,15 @@ class HotState:
         The log is cleared with it: its single appends hold codes into `names`.
         """
         self.series.clear()
+        for cache in self.derived_caches:  # after the series: no reader caches a bar again
+            cache.clear()
         self.latest_bars.clear()
         self.names.clear()
         self.replacements = 0
 
     def mark_derived_stale(self) -> None:
         """Mark every symbol's forming buckets unknown (lock held; a session starts or ends)."""
-        for series in self.series.values():
+        for series in list(self.series.values()):
             series.mark_derived_stale()
 
     def set_exact_totals(self, symbols: list[str], totals: pa.Table) -> None:
@@ -384,7 +389,7 @@ class HotState:
 
     def _add_series(self, symbol: str) -> Series:
         """A new symbol's series, its code the next index of `names`."""
-        series = self.series[symbol] = Series(len(self.names))
+        series = self.series[symbol] = Series(len(self.names), symbol, self.derived_caches)
         self.names.append(symbol)
         return series
 
