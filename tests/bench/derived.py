@@ -164,7 +164,7 @@ def _measure_reads(report: Report, session: pa.Table) -> None:
                 ratio <= targets.DERIVED_LATEST_VS_LATEST,
             )
         )
-    report.add(Row("latest(symbol)", format_time(t_latest), "bare dict.get",
+    report.add(Row("latest(symbol), derived group", format_time(t_latest), "bare dict.get",
                    format_time(t_dict), ratios["dict"] and 1 / ratios["dict"], "(info)", None))
     report.add(Row('latest_derived(symbol, "30m"), not declared', format_time(t_30m),
                    "latest(symbol)", format_time(t_latest), t_30m / t_latest,
