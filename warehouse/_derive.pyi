@@ -20,6 +20,7 @@ class Latest:
         keys: tuple[int | str, ...],
         slots: dict[int | str, int],
         fallback: Callable[[str, int | str], Any],
+        compute: Callable[[str, int | str], Any],
         refresh: Callable[[str, int], Any],
         kind: type[Any],
     ) -> None: ...

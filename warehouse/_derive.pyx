@@ -79,8 +79,9 @@ cdef class Latest:
     bar) until the bucket changes: every change takes it out (`_hot.forget_derived`), so a
     repeated read is one dict lookup, as `latest` is. A bucket left unknown by a rare path (a
     late bar, a batch, a reopen) is recomputed by ``refresh(symbol, k)`` from the symbol's
-    bars; an interval not declared, and every read without an open session, go to
-    ``fallback(symbol, interval)`` (compute on read, or the error).
+    bars. An interval not declared goes to ``compute(symbol, interval)`` (computed on read);
+    an interval not seen before, and every read without an open session, to
+    ``fallback(symbol, interval)`` (which learns its slot, or raises).
     """
 
     cdef dict _series
@@ -88,13 +89,14 @@ cdef class Latest:
     cdef dict _slots
     cdef tuple _keys
     cdef object _fallback
+    cdef object _compute
     cdef object _refresh
     cdef object _kind
     #: A session is open (the buckets are anchored to its open); set under the buffer's lock.
     cdef public bint anchored
 
     def __init__(self, dict series, list caches not None, tuple keys, dict slots, fallback,
-                 refresh, kind):
+                 compute, refresh, kind):
         if not len(keys) == len(caches) <= MAX_DERIVED:
             raise ValueError(f"at most {MAX_DERIVED} intervals can be kept incrementally, "
                              "each with its cache")
@@ -103,6 +105,7 @@ cdef class Latest:
         self._keys = keys
         self._slots = slots
         self._fallback = fallback
+        self._compute = compute
         self._refresh = refresh
         self._kind = kind
         self.anchored = False
@@ -123,9 +126,11 @@ cdef class Latest:
                 break
         found = self._slots.get(interval)
         # A key equal to a declared one but not of its type (5.0, True) is not an interval.
-        if found is None or found < 0 or not self.anchored or (
+        if found is None or not self.anchored or (
                 type(interval) is not str and type(interval) is not int):
             return self._fallback(symbol, interval)
+        if found < 0:  # an interval not declared, seen before
+            return self._compute(symbol, interval)
         return self._read(symbol, <Py_ssize_t>found)
 
     def latest_of(self, symbol, Py_ssize_t k):

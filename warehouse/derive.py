@@ -283,7 +283,7 @@ class Deriver:
         #: Interval as given (str or int) -> its slot among the declared ones, -1 if none.
         self._slots: dict[Interval, int] = {}
         self._reader = Latest(self._series, hot.derived_caches, keys, self._slots,
-                              self._latest_slow, self._refresh, DerivedBar)
+                              self._latest_slow, self.compute_latest, self._refresh, DerivedBar)
         self.latest = self._reader.latest
 
     def set_session(self, session: Session | None) -> None:
