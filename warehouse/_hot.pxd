@@ -84,6 +84,10 @@ cdef class Series:
     cdef readonly int32_t code
     # The forming bucket of each declared interval.
     cdef Forming derived[MAX_DERIVED]
+    # Bumped by every change that may touch a finished derived bucket (a late bar or a
+    # correction before a forming bucket, a batch, a reopen, a session starting or ending):
+    # the caches of finished derived bars (`warehouse.derive`) hold the value they were made at.
+    cdef public unsigned long long revision
 
 
 # The log's single appends, one growable C buffer per field (see _hot.pyx).

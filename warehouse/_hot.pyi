@@ -20,6 +20,8 @@ class Series:
     stamps: array.array[int]
     window: list[Bar]
     lazy: pa.Table | None
+    #: Bumped by every change that may touch a finished derived bucket.
+    revision: int
     @property
     def code(self) -> int: ...
     @property

@@ -116,11 +116,15 @@ cdef class Series:
         forget_derived(self, 1u << k)
 
     def mark_derived_stale(self):
-        """Mark every forming bucket unknown: the next read recomputes it from the bars."""
+        """Mark every forming bucket unknown: the next read recomputes it from the bars.
+
+        The cached finished bars go with them (`revision`).
+        """
         cdef int k
         for k in range(MAX_DERIVED):
             self.derived[k].stale = True
             self.derived[k].version += 1
+        self.revision += 1
         forget_derived(self, ~0u)
 
     def metrics(self, str symbol):

@@ -234,6 +234,21 @@ def _bar_of(symbol: str, forming: Forming, partial: bool) -> DerivedBar:
     )
 
 
+#: Finished bars a cache keeps at least (it is cut back once past twice what reads ask for).
+_FINISHED_KEPT = 32
+
+
+class _Finished(NamedTuple):
+    """A symbol's cache of finished bars of one declared interval (`Deriver.last_n`)."""
+
+    series: Series  # the series it was made for (`clear` makes new ones)
+    revision: int  # the series' revision when its bars were read
+    lo: int  # it holds every bar of the buckets that start in [lo, upto)
+    upto: int  # the start of the bucket that was forming
+    bars: list[DerivedBar]  # oldest first; a new list on every change, never changed in place
+    whole: bool  # the symbol has no bar before lo
+
+
 def _step(interval: Interval) -> int:
     step = _STEPS.get(interval)
     if step is None:
@@ -282,6 +297,8 @@ class Deriver:
         self._slot_of_step = {step: k for k, step in enumerate(self._steps)}
         #: Interval as given (str or int) -> its slot among the declared ones, -1 if none.
         self._slots: dict[Interval, int] = {}
+        #: Per declared interval, symbol -> its cache of finished bars (`last_n`).
+        self._finished: list[dict[str, _Finished]] = hot.finished_caches
         self._reader = Latest(self._series, hot.derived_caches, keys, self._slots,
                               self._latest_slow, self.compute_latest, self._refresh, DerivedBar)
         self.latest = self._reader.latest
@@ -336,13 +353,7 @@ class Deriver:
         """`latest` for an interval not seen before, one not declared, or without a session."""
         if self._open is None:
             raise self._no_session()
-        if type(interval) in (str, int):
-            step = _STEPS.get(interval) or _step(interval)
-        else:  # parsed, not looked up: 5.0 or True equal a cached 5 or 1 but are no intervals
-            step = interval_minutes(interval) * MINUTE
-        k = self._slot_of_step.get(step, -1)
-        if type(interval) in (str, int) and len(self._slots) < 1_000:
-            self._slots[interval] = k  # the next read of this spelling is the hot one
+        k = self._slot(interval)  # the next read of this spelling is the hot one
         if k < 0:
             return self.compute_latest(symbol, interval)
         found: DerivedBar | None = self._reader.latest_of(symbol, k)
@@ -393,7 +404,46 @@ class Deriver:
     def last_n(self, symbol: str, n: int, interval: Interval) -> list[DerivedBar]:
         """The last ``n`` ``interval`` bars of ``symbol`` that hold bars, oldest first.
 
-        Only the newest can be partial. Buckets without a bar are skipped, as in SQL.
+        Only the newest can be partial. Buckets without a bar are skipped, as in SQL. For a
+        declared interval, the finished bars come from the symbol's cache of them and the
+        newest from `latest` (see the module's docstring); for any other, all are computed
+        on read (`compute_last_n`).
+
+        Raises
+        ------
+        SessionError
+            No session is open: derived bars are anchored to its open.
+        ValueError
+            ``interval`` is not a number of minutes, or ``n`` is negative.
+        """
+        if self._open is None:
+            raise self._no_session()
+        if n < 0:
+            raise ValueError(f"n must be >= 0, got {n}")
+        k = self._slots.get(interval) if type(interval) in (str, int) else None
+        if k is None:
+            k = self._slot(interval)
+        if k < 0:
+            return self.compute_last_n(symbol, n, interval)
+        forming = self.latest(symbol, interval)
+        if forming is None or n < 2:
+            return [forming] if forming is not None and n else []
+        series = self._series.get(symbol)
+        if series is None:  # cleared meanwhile
+            return []
+        found = self._finished[k].get(symbol)
+        if (found is None or found.series is not series or found.revision != series.revision
+                or found.upto != forming.ts or (len(found.bars) < n - 1 and not found.whole)):
+            done = self._finish(series, symbol, k, forming.ts, n - 1, found)
+        else:
+            done = found.bars
+        return [*done[1 - n:], forming]
+
+    def compute_last_n(self, symbol: str, n: int, interval: Interval) -> list[DerivedBar]:
+        """The last ``n`` ``interval`` bars of ``symbol`` computed from its one-minute bars.
+
+        What `last_n` returns for an interval that is not kept incrementally (and, for one
+        that is, the same bars).
 
         Raises
         ------
@@ -424,7 +474,79 @@ class Deriver:
 
     # -- internals --------------------------------------------------------------------------
 
-    def _buckets(self, symbol: str, anchor: int, step: int, bars: list[Bar]) -> list[DerivedBar]:
+    def _slot(self, interval: Interval) -> int:
+        """The slot of ``interval`` among the declared ones (-1 if none), learnt for the next read.
+
+        Raises
+        ------
+        ValueError
+            ``interval`` is not a number of minutes.
+        """
+        if type(interval) in (str, int):
+            step = _STEPS.get(interval) or _step(interval)
+        else:  # parsed, not looked up: 5.0 or True equal a cached 5 or 1 but are no intervals
+            step = interval_minutes(interval) * MINUTE
+        k = self._slot_of_step.get(step, -1)
+        if type(interval) in (str, int) and len(self._slots) < 1_000:
+            self._slots[interval] = k
+        return k
+
+    def _finish(
+        self, series: Series, symbol: str, k: int, upto: int, need: int, found: _Finished | None
+    ) -> list[DerivedBar]:
+        """At least ``need`` finished bars of declared interval ``k`` before ``upto``; cached.
+
+        Fewer if the symbol has fewer; from the cache ``found`` extended, or made afresh.
+        Without the lock: the revision is read before the bars, so a change that lands while
+        they are read leaves a cache that the next read does not take.
+        """
+        anchor, step = self._open, self._steps[k]
+        if anchor is None:
+            raise self._no_session()
+        revision = series.revision
+        if found is not None and found.series is series and found.revision == revision:
+            if found.upto > upto:  # extended meanwhile past the bucket this read saw forming
+                return [bar for bar in found.bars if bar.ts < upto]
+            done, lo, whole = found.bars, found.lo, found.whole
+            if found.upto < upto:  # buckets finished since: from the window, as a rule
+                done = done + self._finished_between(symbol, anchor, step, found.upto, upto)
+            if len(done) >= need or whole:
+                return self._keep(series, symbol, k, need, _Finished(
+                    series, revision, lo, upto, done, whole))
+        reach = need
+        while True:
+            lo = upto - reach * step
+            done = self._finished_between(symbol, anchor, step, lo, upto)
+            stamps = series.stamps
+            whole = not len(stamps) or stamps[0] >= lo
+            if len(done) >= need or whole:
+                return self._keep(series, symbol, k, need, _Finished(
+                    series, revision, lo, upto, done, whole))
+            reach *= 2  # buckets without bars: look further back
+
+    def _keep(
+        self, series: Series, symbol: str, k: int, need: int, made: _Finished
+    ) -> list[DerivedBar]:
+        """Cache ``made`` (its oldest bars cut when it grew well past what reads ask for)."""
+        keep = max(need, _FINISHED_KEPT)
+        if len(made.bars) > 2 * keep:
+            bars = made.bars[-keep:]
+            made = made._replace(lo=bars[0].ts, bars=bars, whole=False)
+        if self._series.get(symbol) is series:  # not cleared meanwhile
+            self._finished[k][symbol] = made
+        return made.bars
+
+    def _finished_between(
+        self, symbol: str, anchor: int, step: int, lo: int, upto: int
+    ) -> list[DerivedBar]:
+        """The finished bars of ``symbol`` of buckets starting in ``[lo, upto)``."""
+        bars = self._hot.since(symbol, lo)
+        bars = bars[: bisect_left(bars, upto, key=_ts_of)]
+        return self._buckets(symbol, anchor, step, bars, finished=True)
+
+    def _buckets(
+        self, symbol: str, anchor: int, step: int, bars: list[Bar], *, finished: bool = False
+    ) -> list[DerivedBar]:
         out: list[DerivedBar] = []
         i, count = 0, len(bars)
         while i < count:
@@ -435,7 +557,7 @@ class Deriver:
                 j += 1
             out.append(_aggregate(symbol, start, end, bars[i:j], False))
             i = j
-        if out:
+        if out and not finished:
             last = out[-1]
             out[-1] = last._replace(partial=bars[-1].ts + MINUTE < last.end)
         return out

@@ -102,6 +102,9 @@ class HotState:
         #: Per declared interval, symbol -> the `DerivedBar` of its forming bucket, while
         #: current (`_derive.Latest` fills them; every change of a bucket takes its bar out).
         self.derived_caches: list[dict[str, Any]] = [{} for _ in derived_steps]
+        #: Per declared interval, symbol -> the cache of its finished derived bars, made by
+        #: the first `last_n_derived` that needs it (`warehouse.derive.Deriver.last_n`).
+        self.finished_caches: list[dict[str, Any]] = [{} for _ in derived_steps]
         self.series: dict[str, Series] = {}
         #: Every symbol with a series, in order of first appearance: a series' ``code`` is its
         #: symbol's index here (the append log holds single appends' symbols as these codes).
@@ -255,8 +258,8 @@ class HotState:
         The log is cleared with it: its single appends hold codes into `names`.
         """
         self.series.clear()
-        for cache in self.derived_caches:  # after the series: no reader caches a bar again
-            cache.clear()
+        for cache in self.derived_caches + self.finished_caches:  # after the series: no
+            cache.clear()  # reader caches a bar again
         self.latest_bars.clear()
         self.names.clear()
         self.replacements = 0
@@ -265,6 +268,8 @@ class HotState:
         """Mark every symbol's forming buckets unknown (lock held; a session starts or ends)."""
         for series in list(self.series.values()):
             series.mark_derived_stale()
+        for cache in self.finished_caches:  # their revisions moved: no longer of use
+            cache.clear()
 
     def set_exact_totals(self, symbols: list[str], totals: pa.Table) -> None:
         """Replace the metrics' totals of ``symbols`` with exact ones (lock held).
@@ -451,11 +456,13 @@ class HotState:
         Called with the lock held, after the timestamps and window are updated. A bucket the
         bar falls in is recomputed from the window when it reaches back to the bucket's start,
         else marked stale (the next read recomputes it from the store). A bar in an older
-        bucket changes nothing kept.
+        bucket changes nothing kept here, but drops the cached finished bars (`revision`).
         """
+        finished = False
         for k in range(len(self.derived_steps)):
             known = series.get_derived(k)
             start, stale = known[0], known[12]
+            finished = finished or stale or ts < start
             if stale or ts >= start:
                 window = series.window
                 covered = series.lazy is None and window and (
@@ -466,6 +473,8 @@ class HotState:
                 else:
                     bars = window[bisect_left(window, start, key=_ts_of):]
                     series.set_derived(k, *forming_of(bars, start, known[1]))
+        if finished:  # after the window changed: a cache made meanwhile is dropped too
+            series.revision += 1
 
     def _deep(self, symbol: str, n: int | None, ts: int | None) -> list[Bar]:
         if self.deep_reader is None:
