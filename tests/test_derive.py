@@ -356,6 +356,9 @@ def test_derived_reads_from_another_thread_see_whole_buckets(session_wh: Warehou
 #: Kept incrementally by the warehouses under test; 30 minutes is read on demand by both.
 DECLARED = ("5m", "15m", "1h")
 READ = ("5m", "15m", "1h", 30, 5, "15min")
+#: Last-N sizes read: within a cache, past it (extended from the window or the store), and
+#: past the session (every bar).
+LAST_N = (2, 3, 7, 40, 500)
 
 
 @pytest.mark.parametrize(
@@ -437,7 +440,7 @@ def bar_rows(draw: st.DrawFn, minutes: int) -> dict[str, Any]:
 @st.composite
 def streams(draw: st.DrawFn) -> tuple[date, list[tuple[str, Any]]]:
     """A session day and what happens to it: in-order runs, late bars and repeats (corrections),
-    batches, flushes and checks."""
+    batches, gap fills, flushes, checks and last-N reads (which make and keep their caches)."""
     day = draw(st.sampled_from(list(DAYS)))
     minutes = DAYS[day][1]
     row = bar_rows(minutes)
@@ -460,8 +463,11 @@ def streams(draw: st.DrawFn) -> tuple[date, list[tuple[str, Any]]]:
             st.tuples(st.just("appends"), run()),
             st.tuples(st.just("extend"), st.lists(row, min_size=1, max_size=10)),
             st.tuples(st.just("extend"), run()),
+            st.tuples(st.just("fill"), st.lists(row, min_size=1, max_size=10)),
+            st.tuples(st.just("fill"), run()),
             st.tuples(st.just("flush"), st.none()),
             st.tuples(st.just("check"), st.none()),
+            st.tuples(st.just("last_n"), st.sampled_from(LAST_N)),
         ),
         min_size=1,
         max_size=25,
@@ -483,6 +489,9 @@ def feed(whs: list[Warehouse], rows: dict[tuple[str, int], dict[str, Any]],
         if op == "check":
             check_declared(whs[0], whs[1])
             continue
+        if op == "last_n":
+            check_last_n(whs[0], whs[1], (arg,))
+            continue
         for wh in whs:
             open_ = wh.session.open if wh.session is not None else 0
             bars = [arg] if op == "append" else arg
@@ -492,9 +501,14 @@ def feed(whs: list[Warehouse], rows: dict[tuple[str, int], dict[str, Any]],
                     wh.append(**b)
             elif op == "extend":
                 wh.extend(as_bars)
+            elif op == "fill":
+                wh.fill(as_bars)
             else:
                 wh.flush()
-        if op != "flush":
+        if op == "fill":  # only minutes no bar holds; of a key given twice, the last
+            fresh = {(b["symbol"], b["minute"]): b for b in arg}
+            rows.update((key, b) for key, b in fresh.items() if key not in rows)
+        elif op != "flush":
             for b in [arg] if op == "append" else arg:
                 rows[(b["symbol"], b["minute"])] = b
 
@@ -509,6 +523,19 @@ def check_declared(hot: Warehouse, cold: Warehouse) -> None:
             assert got == hot._deriver.compute_latest(symbol, interval)
             assert got is not None
             assert hot.last_n_derived(symbol, 1, interval) == [got]
+    check_last_n(hot, cold, LAST_N)
+
+
+def check_last_n(hot: Warehouse, cold: Warehouse, sizes: tuple[int, ...]) -> None:
+    """Every read interval of every symbol: last-N from the caches equals compute-on-read."""
+    for symbol in hot.symbols():
+        for interval in READ:
+            for n in sizes:
+                got = hot.last_n_derived(symbol, n, interval)
+                assert got == cold.last_n_derived(symbol, n, interval), (symbol, interval, n)
+                assert got == hot._deriver.compute_last_n(symbol, n, interval)
+                assert len(got) <= n
+                assert [b.partial for b in got[:-1]] == [False] * (len(got) - 1)
 
 
 def check_against_sql_and_oracle(
