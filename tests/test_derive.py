@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -677,3 +678,84 @@ def test_reader_racing_appends_never_sees_a_torn_derived_bar(session_wh: Warehou
         for interval in ("5m", "15m"):
             assert session_wh.latest_derived(symbol, interval) == (
                 session_wh._deriver.compute_latest(symbol, interval))
+
+
+def test_last_n_reader_racing_appends_never_sees_a_torn_or_out_of_order_list(
+    session_wh: Warehouse,
+) -> None:
+    session = session_wh.start_session(FULL_DAY_EST)
+    t0 = session.open
+    problems: list[str] = []
+    reads = [0]
+    done = threading.Event()
+
+    def read() -> None:
+        while not done.is_set():
+            for interval, size, n in (("5m", 5, 6), ("15m", 15, 4), ("5m", 5, 30)):
+                bars = session_wh.last_n_derived("ES", n, interval)
+                if not bars:
+                    continue
+                reads[0] += 1
+                step = size * MINUTE
+                # Every minute has a bar of volume 1: the buckets follow each other, and each
+                # finished one holds its every minute, whatever the corrections did.
+                if not (
+                    len(bars) <= n
+                    and all(b.ts + step == c.ts for b, c in pairwise(bars))
+                    and (bars[0].ts - t0) % step == 0
+                    and all(b.volume == b.bar_count == size and not b.partial
+                            for b in bars[:-1])
+                    and bars[-1].volume == bars[-1].bar_count <= size
+                    and bars[-1].partial == (bars[-1].bar_count < size)
+                ):
+                    problems.append(repr(bars))
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        for minute in range(390):
+            session_wh.append("ES", t0 + minute * MINUTE, 10, 11, 9, 10, 1)
+            if minute % 7 == 6:  # a correction in a finished bucket: drops the caches
+                session_wh.append("ES", t0 + (minute - 6) * MINUTE, 10, 12, 9, 10, 1)
+            if minute % 50 == 49:  # a batch correcting an older bar: so does it
+                session_wh.extend([("ES", t0 + (minute - 20) * MINUTE, 10, 11, 8, 10, 1)])
+            if minute % 3 == 0:
+                time.sleep(0)
+    finally:
+        done.set()
+        reader.join()
+    assert reads[0] > 0
+    assert problems == []
+    for interval, n in (("5m", 6), ("15m", 4), ("5m", 30), ("5m", 100)):
+        assert session_wh.last_n_derived("ES", n, interval) == (
+            session_wh._deriver.compute_last_n("ES", n, interval))
+
+
+def test_finished_bars_are_cached_only_for_symbols_read_and_extended_as_buckets_finish(
+    session_wh: Warehouse,
+) -> None:
+    session = session_wh.start_session(FULL_DAY_EST)
+    t0 = session.open
+    for minute in range(12):
+        for symbol in ("ES", "NQ", "YM"):
+            session_wh.append(symbol, t0 + minute * MINUTE, 10, 11, 9, 10, 1)
+    caches = session_wh._buffer.hot.finished_caches
+    assert [len(c) for c in caches] == [0, 0]
+    assert len(session_wh.last_n_derived("ES", 3, "5m")) == 3
+    assert list(caches[0]) == ["ES"]
+    assert caches[1] == {}
+    made = caches[0]["ES"]
+    for minute in range(12, 23):  # two more buckets finish: the cache is extended, not made anew
+        session_wh.append("ES", t0 + minute * MINUTE, 10, 11, 9, 10, 1)
+    bars = session_wh.last_n_derived("ES", 4, "5m")
+    assert [b.ts for b in bars] == [t0 + k * 5 * MINUTE for k in range(1, 5)]
+    assert caches[0]["ES"].lo == made.lo
+    assert caches[0]["ES"].bars[: len(made.bars)] == made.bars
+    session_wh.append("ES", t0 + 2 * MINUTE, 10, 30, 9, 10, 1)  # a correction: dropped
+    assert session_wh.last_n_derived("ES", 5, "5m")[0].high == 30
+    dropped = caches[0]["ES"]
+    session_wh.extend([("ES", t0 + 7 * MINUTE, 10, 11, 2, 10, 1)])  # a batch: dropped too
+    assert session_wh.last_n_derived("ES", 5, "5m") == (
+        session_wh._deriver.compute_last_n("ES", 5, "5m"))
+    assert session_wh.last_n_derived("ES", 5, "5m")[1].low == 2
+    assert caches[0]["ES"].revision != dropped.revision
