@@ -197,6 +197,8 @@ BENCH_ROWS = {
     "latest(symbol), derived group": 1,
     'latest_derived(symbol, "30m"), not declared': 1,
     'last_n_derived(symbol, 4, "15m")': 1,
+    'last_n_derived(symbol, 20, "5m")': 1,
+    'last_n_derived(symbol, 4, "15m"), computed on read': 1,
     "append 1 bar, 5m + 15m derived": 1,
     "resident memory per bar": 1,
     "peak RSS, worst of sessions 2-10": 1,
