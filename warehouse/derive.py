@@ -280,9 +280,18 @@ class Deriver:
     latest(symbol, interval) -> DerivedBar | None
         The newest ``interval`` bar: the compiled hot read (`_derive.Latest`) for a declared
         interval, computed on read (`compute_latest`) for any other.
+    last_n(symbol, n, interval) -> list[DerivedBar]
+        The last ``n`` ``interval`` bars of ``symbol`` that hold bars, oldest first; only the
+        newest can be partial, and buckets without a bar are skipped, as in SQL. For a
+        declared interval, the finished bars come from the symbol's cache of them and the
+        newest from `latest` (the compiled `_derive.Latest.last_n` when both are current,
+        else `_last_n`); for any other, all are computed on read (`compute_last_n`). Raises
+        `SessionError` without an open session, `ValueError` for an interval that is not a
+        number of minutes or a negative ``n``.
     """
 
     latest: Callable[[str, Interval], DerivedBar | None]
+    last_n: Callable[[str, int, Interval], list[DerivedBar]]
 
     def __init__(
         self, hot: HotState, lock: threading.Lock, keys: tuple[Interval, ...] = ()
@@ -300,8 +309,10 @@ class Deriver:
         #: Per declared interval, symbol -> its cache of finished bars (`last_n`).
         self._finished: list[dict[str, _Finished]] = hot.finished_caches
         self._reader = Latest(self._series, hot.derived_caches, keys, self._slots,
-                              self._latest_slow, self.compute_latest, self._refresh, DerivedBar)
+                              self._latest_slow, self.compute_latest, self._refresh, DerivedBar,
+                              self._finished, self._last_n)
         self.latest = self._reader.latest
+        self.last_n = self._reader.last_n
 
     def set_session(self, session: Session | None) -> None:
         """Anchor to ``session`` if it is open; otherwise reads raise `SessionError`.
@@ -401,21 +412,8 @@ class Deriver:
         series.set_derived(k, *forming)
         return _bar_of(symbol, forming, bars[-1].ts + MINUTE < end)
 
-    def last_n(self, symbol: str, n: int, interval: Interval) -> list[DerivedBar]:
-        """The last ``n`` ``interval`` bars of ``symbol`` that hold bars, oldest first.
-
-        Only the newest can be partial. Buckets without a bar are skipped, as in SQL. For a
-        declared interval, the finished bars come from the symbol's cache of them and the
-        newest from `latest` (see the module's docstring); for any other, all are computed
-        on read (`compute_last_n`).
-
-        Raises
-        ------
-        SessionError
-            No session is open: derived bars are anchored to its open.
-        ValueError
-            ``interval`` is not a number of minutes, or ``n`` is negative.
-        """
+    def _last_n(self, symbol: str, n: int, interval: Interval) -> list[DerivedBar]:
+        """`last_n` when its compiled warm read does not answer: makes or extends the cache."""
         if self._open is None:
             raise self._no_session()
         if n < 0:
