@@ -25,8 +25,23 @@ trade and bar counts). What keeps it, on each path:
 
 `latest_derived` of a declared interval is then a hot read (`_derive.Latest`): the
 `DerivedBar` is built from the bucket once and cached in the series until the bucket changes.
-Any other interval, and `last_n_derived` (the finished bars before the forming one), are
-computed when read from the symbol's window of recent one-minute bars (`HotState`): the latest
+
+`last_n_derived` of a declared interval is hot too (`_derive.Latest.last_n`): the finished
+bars before the forming one come from a cache per (symbol, interval), made by the first read
+that needs them (`Deriver._last_n`, from the window or the store) and kept while current:
+
+- a new bucket starting leaves it behind the forming bucket's start: the next read adds the
+  bucket(s) finished since, computed from the window (which holds a bucket just finished);
+- a change that may touch a finished bucket (a late bar or a correction before a forming
+  bucket, a batch, a reopen, a session starting or ending) bumps the series' ``revision``;
+  a cache made at another revision is not used, and the next read makes it afresh. Reads
+  take no lock: the revision is read before the bars, so a cache made from bars that a change
+  overtook carries a revision that is already old.
+
+Only symbols read get a cache, of at most ``2 * max(n, 32)`` bars.
+
+Any other interval is computed when read from the symbol's window of recent one-minute bars
+(`HotState`), as are the finished bars a cache is made of: the latest
 N-minute bar needs at most its bars since the bucket start, which a window of at least N bars
 holds (a read past the window goes to the store, as `since` does); the compiled
 `_derive.newest` aggregates them. Both paths give the same bars, bit for bit: the same sums

@@ -93,7 +93,8 @@ class Warehouse:
     derived
         The derived intervals kept as bars arrive (by default ``("5m", "15m")``; at most four;
         ``()`` for none): `latest_derived` of one of them is a hot read, about as fast as
-        `latest`, for a few nanoseconds per appended bar. Any other interval is computed
+        `latest`, for a few nanoseconds per appended bar, and so is `last_n_derived` once a
+        symbol was read (its finished bars are then cached). Any other interval is computed
         when read (see `warehouse.derive`).
 
     Attributes
@@ -118,7 +119,8 @@ class Warehouse:
         open session's open, flagged ``partial`` while it forms (`warehouse.derive`): kept as
         bars arrive for the ``derived`` intervals, computed on read for any other.
     last_n_derived(symbol, n, interval) -> list[DerivedBar]
-        The last n N-minute bars, oldest first.
+        The last n N-minute bars, oldest first: the finished ones cached per symbol read
+        for the ``derived`` intervals, computed on read for any other.
 
     Examples
     --------
