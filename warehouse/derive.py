@@ -518,14 +518,17 @@ class Deriver:
             raise self._no_session()
         revision = series.revision
         if found is not None and found.series is series and found.revision == revision:
-            if found.upto > upto:  # extended meanwhile past the bucket this read saw forming
-                return [bar for bar in found.bars if bar.ts < upto]
             done, lo, whole = found.bars, found.lo, found.whole
-            if found.upto < upto:  # buckets finished since: from the window, as a rule
-                done = done + self._finished_between(symbol, anchor, step, found.upto, upto)
-            if len(done) >= need or whole:
-                return self._keep(series, symbol, k, need, _Finished(
-                    series, revision, lo, upto, done, whole))
+            if found.upto > upto:  # extended meanwhile past the bucket this read saw forming
+                done = [bar for bar in done if bar.ts < upto]
+                if len(done) >= need or whole:
+                    return done  # not cached: the cache is newer
+            else:
+                if found.upto < upto:  # buckets finished since: from the window, as a rule
+                    done = done + self._finished_between(symbol, anchor, step, found.upto, upto)
+                if len(done) >= need or whole:
+                    return self._keep(series, symbol, k, need, _Finished(
+                        series, revision, lo, upto, done, whole))
         reach = need
         while True:
             lo = upto - reach * step
