@@ -51,6 +51,28 @@ def state(buffer: AppendBuffer, symbols: list[str]) -> dict[str, Any]:
 # -- hot reads -------------------------------------------------------------------------------
 
 
+def fresh(symbol: str) -> str:
+    """An equal string that is a new object (as a feed that parses each message makes)."""
+    return "".join(list(symbol))
+
+
+def test_held_bars_share_their_symbols_string_whatever_the_path(bar: MakeBar) -> None:
+    buffer = AppendBuffer(window=8)
+    buffer.append(*bar(fresh("AAPL"), 0))
+    buffer.append(*bar(fresh("AAPL"), 2))
+    buffer.append(*bar(fresh("AAPL"), 1))  # a late bar
+    buffer.extend([bar(fresh("AAPL"), m) for m in (3, 4)])  # a short run
+    buffer.extend([bar(fresh("AAPL"), m) for m in range(10, 30)])  # a run longer than a window
+    buffer.extend([bar(fresh("AAPL"), m) for m in (5, 27, 40)])  # a run that reaches back
+    name = buffer.hot.series["AAPL"].symbol
+    held = buffer.last_n("AAPL", 8)
+    assert [b.ts for b in held] == [T0 + m * MINUTE for m in (23, 24, 25, 26, 27, 28, 29, 40)]
+    assert all(b.symbol is name for b in held)
+    assert buffer.latest("AAPL").symbol is name  # type: ignore[union-attr]
+
+
+
+
 def test_append_then_hot_reads_see_bar_at_once(bar: MakeBar) -> None:
     buffer = AppendBuffer()
     b = bar("AAPL", 0, vwap=100.2, trade_count=9)

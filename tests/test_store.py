@@ -10,7 +10,7 @@ import polars as pl
 import pyarrow as pa
 import pytest
 
-from warehouse import BAR_SCHEMA, Bar, BarStore, StoreError
+from warehouse import BAR_SCHEMA, Bar, BarStore, StoreError, _memory
 from warehouse.schema import STORED_SCHEMA
 from warehouse.store import STORED, TABLE, TAIL
 
@@ -215,6 +215,45 @@ def test_compaction_moves_the_tail_into_a_sorted_run_and_changes_no_answer(
             {"ts": T0 + 2 * MINUTE},
         )
         assert volumes["volume"].to_pylist() == [7.0]
+
+
+def test_checkpoint_purges_the_allocator_once_the_bars_are_in_the_file(
+    tmp_path: Path, bar: MakeBar, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "s.duckdb"
+    bars = [bar(s, m) for m in range(300) for s in ("ES", "NQ", "CL")]
+    at_purge: list[tuple[int, int, bool]] = []
+
+    def purge() -> bool:  # the real purge, recording what the store holds when it runs
+        wal = Path(f"{path}.wal")
+        assert not wal.exists() or wal.stat().st_size == 0  # every bar is in the file
+        at_purge.append((store.tail_rows, store.stored_count(), _memory.release_freed_memory()))
+        return at_purge[-1][2]
+
+    monkeypatch.setattr("warehouse.store.release_freed_memory", purge)
+    with BarStore(path, compact_rows=10_000) as store:
+        store.write(table_of(bars), keys_of())
+        before = stored(store)
+        store.checkpoint()
+        # Compacted and checkpointed first; where DuckDB's allocator can be purged, it was.
+        assert at_purge == [(0, 900, _memory.can_release())]
+        assert stored(store) == before
+        store.write(table_of([bar("ES", 300)]), keys_of())  # the store goes on as before
+        assert store.stored_count() == 901
+    with BarStore(path, read_only=True) as reader:
+        assert len(stored(reader)) == 901
+
+
+def test_checkpoint_without_a_purgeable_allocator_does_the_rest(
+    tmp_path: Path, bar: MakeBar, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_memory, "_mallctl", None)  # a build without jemalloc's mallctl
+    assert not _memory.can_release()
+    assert _memory.release_freed_memory() is False
+    with BarStore(tmp_path / "s.duckdb") as store:
+        store.write(table_of([bar("ES", 0), bar("ES", 1)]), keys_of())
+        store.checkpoint()
+        assert table_counts(store) == (2, 0)
 
 
 def test_read_only_open_of_a_file_left_with_a_tail_reads_it_and_refuses_to_compact(

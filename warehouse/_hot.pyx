@@ -496,6 +496,10 @@ cdef class Appender:
             self._columns.reserve()  # first: a failed allocation changes nothing
             found = self._series.get(symbol)
             series = self._new_series(symbol, t) if found is None else found
+            if series.symbol is not None:
+                # The series' own string, not the caller's equal one: a feed that makes a
+                # string per message would otherwise keep one per bar of every window (~56 B).
+                bar.symbol = series.symbol
             if self._journal_bar is not None:
                 self._journal_bar(bar)  # first: if the journal cannot take it, nothing changed
             if t > series.last_ts:

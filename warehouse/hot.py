@@ -161,13 +161,19 @@ class HotState:
         table, keep = runs.table, self.keep
         firsts = np.maximum(runs.starts, runs.ends - keep)
         recent = table.take(pa.array(runs.order[ranges(firsts, runs.ends)]))
-        offsets = np.concatenate(([0], np.cumsum(runs.ends - firsts)))
+        sizes = runs.ends - firsts
+        offsets = np.concatenate(([0], np.cumsum(sizes)))
         long = (runs.ends - runs.starts) >= keep
-        short_rows = np.repeat(~long, runs.ends - firsts)
+        short_rows = np.repeat(~long, sizes)
+        # Each run's bars refer to one string, its series' name where it has one already.
+        names = np.empty(len(runs.names), dtype=object)
+        names[:] = [self.name_of(name) for name in runs.names]
         return BatchPlan(
             runs, firsts, recent, offsets, long,
-            eager=bars_from_table(recent.filter(pa.array(short_rows))),
-            lasts=bars_from_table(table.take(pa.array(runs.order[runs.ends[long] - 1]))),
+            eager=bars_from_table(recent.filter(pa.array(short_rows)),
+                                  np.repeat(names[~long], sizes[~long]).tolist()),
+            lasts=bars_from_table(table.take(pa.array(runs.order[runs.ends[long] - 1])),
+                                  names[long].tolist()),
             totals=batch_totals(runs) if self.metrics else [],
         )
 
@@ -288,7 +294,7 @@ class HotState:
         lazy = series.lazy
         if lazy is None:
             return
-        window = bars_from_table(lazy) + series.window
+        window = bars_from_table(lazy, series.symbol) + series.window
         # The window first, then the flag: a lock-free reader that sees no flag sees it whole.
         series.window = window[-self.keep :] if len(window) > self.cap else window
         series.lazy = None
@@ -353,6 +359,11 @@ class HotState:
                 fresh &= ~inside
             keep[runs.order[start:end][fresh]] = True
         return keep
+
+    def name_of(self, symbol: str) -> str:
+        """The string a symbol's bars refer to: its series' name, else ``symbol`` itself."""
+        series = self.series.get(symbol)
+        return symbol if series is None or series.symbol is None else series.symbol
 
     def count(self, symbol: str) -> int:
         """The number of bars of ``symbol`` this session (a replaced bar counts once)."""
@@ -422,7 +433,7 @@ class HotState:
         by_ts = {bar.ts: bar for bar in series.window}
         fresh = run >= floor
         if fresh.any():
-            for bar in bars_from_table(rows.filter(pa.array(fresh))):
+            for bar in bars_from_table(rows.filter(pa.array(fresh)), series.symbol):
                 by_ts[bar.ts] = bar
         window = [by_ts[t] for t in sorted(by_ts)]
         series.window = window[-self.keep :] if len(window) > self.cap else window

@@ -313,8 +313,13 @@ def rows_to_batch(rows: list[Bar]) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays(bars_to_columns(rows), schema=BAR_SCHEMA)
 
 
-def bars_from_table(table: pa.Table) -> list[Bar]:
-    """Bars from a `BAR_SCHEMA` table (ts as integer microseconds)."""
+def bars_from_table(table: pa.Table, symbols: str | list[str] | None = None) -> list[Bar]:
+    """Bars from a `BAR_SCHEMA` table (ts as integer microseconds).
+
+    ``symbols``: the string objects the bars refer to, one per row (or one for every row),
+    equal to the table's symbols; by default a string is made per row. Bars held for long (a
+    window's) share their symbol's string instead, which saves ~56 bytes a bar.
+    """
     if table.num_rows == 0:
         return []
     table = table.combine_chunks()
@@ -328,8 +333,12 @@ def bars_from_table(table: pa.Table) -> list[Bar]:
         np.stack([floats(name) for name in ("open", "high", "low", "close", "volume")])
     )
     vwap, count = table.column("vwap"), table.column("trade_count")
+    names: list[str] = (
+        table.column("symbol").to_pylist() if symbols is None
+        else [symbols] * table.num_rows if isinstance(symbols, str) else symbols
+    )
     return bars_from_columns(
-        table.column("symbol").to_pylist(),
+        names,
         np.ascontiguousarray(table.column("ts").cast(pa.int64()).to_numpy()),
         values,
         np.ascontiguousarray(floats("vwap")),
