@@ -19,7 +19,6 @@ import random
 import statistics
 from collections.abc import Callable
 from datetime import date
-from itertools import islice
 from pathlib import Path
 from time import perf_counter
 
@@ -29,8 +28,7 @@ import pyarrow.compute as pc
 from warehouse import Calendar, Warehouse
 
 from . import targets
-from .feed import feed_lists
-from .gcwatch import GcWatch
+from .feed import append_in_turn, feed_lists
 from .report import Report, Row, format_rate, format_time, progress
 
 #: The generated session's trading date (`warehouse.sample.SAMPLE_DAY`: it opens 14:30 UTC).
@@ -213,7 +211,7 @@ def _measure_reads(report: Report, session: pa.Table) -> None:
 
 def _append_pair(session: pa.Table, feed: list[list[object]], workdir: Path, run: int,
                  report: Report) -> tuple[float, float]:
-    """The session appended to two warehouses, derivation on and off, minute by minute.
+    """The session appended to two warehouses, derivation on and off (`append_in_turn`).
 
     Returns the seconds (derivation on, off), final checkpoints included.
     """
@@ -227,21 +225,7 @@ def _append_pair(session: pa.Table, feed: list[list[object]], workdir: Path, run
     }
     for wh in both.values():
         wh.start_session(DAY)
-    feeds = {on: zip(*feed, strict=True) for on in both}
-    spent = dict.fromkeys(both, 0.0)
-    with GcWatch():
-        for minute in range(minutes):
-            for on in (True, False) if minute % 2 else (False, True):
-                append = both[on].append
-                rows = islice(feeds[on], symbols)
-                started = perf_counter()
-                for s, t, o, h, lo, c, v, w, n in rows:
-                    append(s, t, o, h, lo, c, v, w, n)
-                spent[on] += perf_counter() - started
-        for on, wh in both.items():
-            started = perf_counter()
-            wh.checkpoint()
-            spent[on] += perf_counter() - started
+    spent = append_in_turn(both, feed, minutes, symbols)
     first = str(feed[0][0])
     report.check(
         all(wh.stats()["bars"] == session.num_rows for wh in both.values())

@@ -29,7 +29,7 @@ from warehouse.store import TABLE, BarStore
 from warehouse.warehouse import Warehouse
 
 from . import targets
-from .feed import feed_lists
+from .feed import append_in_turn, feed_lists
 from .gcwatch import Collection, GcWatch
 from .report import Report, Row, format_rate, format_time, progress
 from .seed import SeedBar, SeedSessionData
@@ -168,30 +168,13 @@ class Session:
         return asyncio.run(feed()), seed
 
     def _append_pair(self) -> tuple[float, float]:
-        """The session appended to two warehouses at once, metrics on and off, minute by minute.
+        """The session appended to two warehouses, metrics on and off (`append_in_turn`).
 
-        Each minute's bars go to both in turn (which one first alternates), so the machine's
-        drift and the load of other processes hit both alike: one warehouse after the other
-        would put noise of +-20% between runs on this shared machine, far more than what is
-        measured. Returns the seconds (metrics on, metrics off), final checkpoints included.
+        Returns the seconds (metrics on, metrics off), final checkpoints included.
         """
         both = {True: Warehouse(self._path("append-metrics")),
                 False: Warehouse(self._path("append-no-metrics"), metrics=False)}
-        feeds = {on: zip(*self.feed, strict=True) for on in both}
-        spent = dict.fromkeys(both, 0.0)
-        with GcWatch():
-            for minute in range(self.minutes):
-                for on in (True, False) if minute % 2 else (False, True):
-                    append = both[on].append
-                    rows = islice(feeds[on], self.symbols)
-                    started = perf_counter()
-                    for s, t, o, h, lo, c, v, w, n in rows:
-                        append(s, t, o, h, lo, c, v, w, n)
-                    spent[on] += perf_counter() - started
-            for on, wh in both.items():
-                started = perf_counter()
-                wh.checkpoint()
-                spent[on] += perf_counter() - started
+        spent = append_in_turn(both, self.feed, self.minutes, self.symbols)
         self.report.check(all(wh.stats()["bars"] == self.n_bars for wh in both.values()),
                           "append pair: every bar held")
         for wh in both.values():
