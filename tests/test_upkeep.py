@@ -494,3 +494,70 @@ def test_fill_command_refuses_what_it_cannot_use(tmp_path, capsys):
     duckdb.connect(str(tmp_path / "empty.duckdb")).close()  # no table of bars in it
     assert main(["fill", "--db", str(db), "--duckdb", str(tmp_path / "empty.duckdb")]) == 1
     assert "3 questions to the source failed" in capsys.readouterr().err
+
+
+
+FEED_AND_FILL = """
+import os, signal, sys, threading
+from datetime import date
+import pyarrow.compute as pc, pyarrow.parquet as pq
+from warehouse import Calendar, Warehouse
+cal = Calendar("XNYS", start=date(2025, 11, 1), end=date(2025, 12, 31))
+feed, holes = pq.read_table(sys.argv[2]), pq.read_table(sys.argv[3])
+opened = cal.window(date(2025, 11, 21)).open
+wh = Warehouse(sys.argv[1], flush_interval=0.05, calendar=cal, journal=True)
+wh.start_session(date(2025, 11, 21))
+kill_at, delay = int(sys.argv[4]), float(sys.argv[5])
+minute = 0
+for bar in feed.to_pylist():
+    bar["ts"] = int(bar["ts"].timestamp() * 1_000_000)
+    if (bar["ts"] - opened) // 60_000_000 > minute:
+        print("ACK", minute, flush=True)  # every bar of the minute was appended
+        if minute % 7 == 6:
+            due = pc.less(pc.subtract(holes["ts"].cast("int64"), opened), (minute + 1) * 60_000_000)
+            wh.fill(holes.filter(due))
+            print("FILLED", minute, flush=True)
+        minute = (bar["ts"] - opened) // 60_000_000
+        if minute == kill_at:  # a few milliseconds later: amid appends, a fill or a flush
+            threading.Timer(delay, lambda: os.kill(os.getpid(), signal.SIGKILL)).start()
+    wh.append(**bar)
+"""
+
+
+def keys_of(table: pa.Table) -> set[tuple[str, int]]:
+    return set(zip(table["symbol"].to_pylist(), table["ts"].cast(pa.int64()).to_pylist(),
+                   strict=True))
+
+
+@pytest.mark.parametrize(("kill_at", "delay"), [(13, 0.002), (160, 0.006), (300, 0.012)])
+def test_kill_while_appends_and_fills_interleave_keeps_every_acknowledged_bar_once(
+    tmp_path, kill_at, delay
+):
+    """kill -9 at a moment of a feed that fills its gaps as it goes (journal on, the flusher
+    running): after a reopen every acknowledged live bar is there, live, every acknowledged
+    filled bar is there, filled, each key once, and nothing that was never sent."""
+    path, feed_path, hole_path = (tmp_path / n for n in ("w.duckdb", "feed.pq", "holes.pq"))
+    feed = FULL.filter(pc.invert(in_holes(FULL))).sort_by("ts")
+    holes = FULL.filter(in_holes(FULL)).sort_by("ts")
+    pq.write_table(feed, feed_path)
+    pq.write_table(holes, hole_path)
+    child = subprocess.run(
+        [sys.executable, "-c", FEED_AND_FILL, str(path), str(feed_path), str(hole_path),
+         str(kill_at), str(delay)], capture_output=True, text=True, timeout=120)
+    assert child.returncode == -signal.SIGKILL, child.stderr
+    said = [line.split() for line in child.stdout.splitlines()]
+    said = [words for words in said if len(words) == 2 and words[1].isdigit()]  # whole lines
+    acked = max((int(m) for what, m in said if what == "ACK"), default=-1)
+    filled_to = max((int(m) for what, m in said if what == "FILLED"), default=-1)
+    with Warehouse(path, journal=True, flush_interval=None, calendar=XNYS) as wh:
+        assert_each_key_once(wh)
+        rows = wh.sql("SELECT symbol, epoch_us(ts) AS ts, origin FROM bars").to_pylist()
+    origin = {(r["symbol"], r["ts"]): r["origin"] for r in rows}
+    live = keys_of(feed.filter(pc.less_equal(minute_of(feed), acked)))
+    filled = keys_of(holes.filter(pc.less_equal(minute_of(holes), filled_to)))
+    assert {origin.get(key) for key in live} <= {"live"}
+    assert {origin.get(key) for key in filled} <= {"filled"}
+    assert set(origin) <= keys_of(FULL)
+    assert {key for key, o in origin.items() if o == "filled"} <= keys_of(holes)
+    assert kill_at <= acked < 389  # killed inside the feed, not after it
+    assert filled_to >= kill_at - 7
