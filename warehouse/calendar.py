@@ -37,11 +37,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from warehouse.errors import CalendarError
+from warehouse.schema import MINUTE
 
 __all__ = ["Calendar", "SessionWindow"]
 
-MINUTE = 60_000_000
-"""One minute in microseconds: the spacing of `Calendar.minutes`."""
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()

@@ -42,7 +42,7 @@ from tqdm import tqdm
 from warehouse import __version__
 from warehouse._output import FORMATS, TABLE_ROWS, OutputFormat, format_of, write_frame
 from warehouse.archive import read_manifest, verify_archive
-from warehouse.calendar import MINUTE, Calendar
+from warehouse.calendar import Calendar
 from warehouse.derive import interval_minutes, resample_params
 from warehouse.errors import StoreError, WarehouseError
 from warehouse.ingest import IngestResult, scan
@@ -51,7 +51,7 @@ from warehouse.quality import open_session, session_calendar
 from warehouse.queries import Queries, load_queries
 from warehouse.replay import read_bars, replay
 from warehouse.sample import generate_session, generate_sessions
-from warehouse.schema import COLUMNS, TsUnit, conform
+from warehouse.schema import COLUMNS, MINUTE, TsUnit, conform
 from warehouse.session import Session
 from warehouse.sources import ArchiveSource, BarSource, DuckDBSource
 from warehouse.warehouse import Warehouse

@@ -64,7 +64,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from warehouse._derive import Latest
 from warehouse._derive import newest as _newest
 from warehouse.errors import SessionError
-from warehouse.schema import Bar
+from warehouse.schema import MINUTE, Bar
 from warehouse.session import Session
 
 if TYPE_CHECKING:
@@ -84,7 +84,6 @@ __all__ = [
     "resample_params",
 ]
 
-MINUTE = 60_000_000
 #: An interval: minutes as an int, or text such as ``"5m"``, ``"15min"`` or ``"1h"``.
 Interval = int | str
 

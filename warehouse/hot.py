@@ -39,13 +39,12 @@ from warehouse.metrics import (
     of_bar,
     of_bars,
 )
-from warehouse.schema import MIN_TS, Bar, bars_from_table, check_symbol, to_micros
+from warehouse.schema import MIN_TS, MINUTE, Bar, bars_from_table, check_symbol, to_micros
 
 #: Reads that reach past a symbol's window: (symbol, n or None, since-ts or None) -> bars.
 DeepReader = Callable[[str, int | None, int | None], list[Bar]]
 
 _ts_of = attrgetter("ts")
-MINUTE = 60_000_000
 _NO_TS = MIN_TS - 1
 
 

@@ -24,9 +24,8 @@ import numpy as np
 import polars as pl
 from numpy.typing import NDArray
 
-from warehouse.calendar import MINUTE
 from warehouse.errors import MissingExtraError, SchemaMismatchError
-from warehouse.schema import EPOCH
+from warehouse.schema import EPOCH, MINUTE
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

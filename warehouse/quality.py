@@ -33,10 +33,10 @@ import polars as pl
 import pyarrow as pa
 from numpy.typing import NDArray
 
-from warehouse.calendar import MINUTE, Calendar
+from warehouse.calendar import Calendar
 from warehouse.errors import SessionError
 from warehouse.hot import HotState
-from warehouse.schema import EPOCH, check_symbol, to_micros
+from warehouse.schema import EPOCH, MINUTE, check_symbol, to_micros
 from warehouse.session import Session
 
 __all__ = [

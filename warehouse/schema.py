@@ -55,6 +55,8 @@ _NULLABLE_SCHEMA = pa.schema([pa.field(f.name, f.type) for f in BAR_SCHEMA])
 _BAD_SYMBOL = r"^[ \t\n\r\f\v]*$|[\x00-\x1f\x7f-\x9f]"
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: One minute in microseconds (a one-minute bar's span).
+MINUTE = 60_000_000
 _ONE_US = timedelta(microseconds=1)
 #: Accepted timestamps: 1900-01-01 (inclusive) to 2200-01-01 (exclusive), UTC.
 MIN_TS = -2_208_988_800_000_000
