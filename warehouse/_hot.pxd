@@ -4,6 +4,7 @@ from cpython cimport array
 from libc.stdint cimport int32_t
 
 from warehouse._bar cimport Bar
+from warehouse._lock cimport Lock
 
 
 # A symbol's session metrics as running totals (see metrics.py). The compiled append adds each
@@ -112,8 +113,7 @@ cdef class Appender:
     cdef dict _latest
     cdef Columns _columns
     cdef set _replaced
-    cdef object _acquire
-    cdef object _release
+    cdef Lock _lock
     cdef object _new_series
     cdef object _place_older
     cdef object _explain

@@ -8,6 +8,7 @@ import numpy as np
 import pyarrow as pa
 
 from warehouse._bar import Bar
+from warehouse._lock import Lock
 from warehouse._metrics import SessionMetrics
 
 #: A sealed batch of single appends: `BAR_SCHEMA` with the symbol dictionary-encoded.
@@ -94,7 +95,7 @@ class Appender:
         latest: dict[str, Bar],
         columns: Columns,
         replaced: set[tuple[str, int]],
-        lock: Any,
+        lock: Lock,
         new_series: Callable[[str, int], Series],
         place_older: Callable[[Series, Bar], bool],
         explain: Callable[..., Exception],

@@ -39,6 +39,7 @@ from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memcpy, memset
 
 from warehouse._bar cimport Bar
+from warehouse._lock cimport Lock
 from warehouse._metrics cimport SessionMetrics, make_metrics
 
 import array as _array
@@ -382,7 +383,8 @@ cdef inline double _as_double(object value) except? -1.0:
 cdef class Appender:
     """The single-bar append of one `AppendBuffer` (its bound `append` is the hot path)."""
 
-    def __init__(self, dict series, dict latest, Columns columns, set replaced, lock, new_series,
+    def __init__(self, dict series, dict latest, Columns columns, set replaced, Lock lock not None,
+                 new_series,
                  place_older, explain, on_full, journal_bar, to_micros, closed_error,
                  Py_ssize_t keep, Py_ssize_t cap, Py_ssize_t flush_rows, bint metrics,
                  tuple steps=()):
@@ -390,8 +392,7 @@ cdef class Appender:
         self._latest = latest
         self._columns = columns
         self._replaced = replaced
-        self._acquire = lock.acquire
-        self._release = lock.release
+        self._lock = lock
         self._new_series = new_series
         self._place_older = place_older
         self._explain = explain
@@ -489,7 +490,7 @@ cdef class Appender:
         bar._has_vwap = has_vwap
         bar._trade_count = count
         bar._has_count = has_count
-        self._acquire()
+        self._lock.take()
         try:
             if self.closed:
                 raise self._closed_error(f"the warehouse is closed; bar {symbol!r} {t} not stored")
@@ -535,7 +536,9 @@ cdef class Appender:
                     # Rows older than the window (`lazy`, from a batch or a reopen) are no longer
                     # next to it: kept, a later read would put them before it, with a gap.
                     series.lazy = None
-                self._latest[symbol] = bar
+                # Keyed by the series' own string (bar.symbol), as the dict is: an identity match,
+                # no compare of the caller's string.
+                self._latest[bar.symbol] = bar
             elif self._place_older(series, bar):  # a correction: the flush deletes the old
                 # (place_older keeps the metrics, in Python: this path is rare)
                 self._replaced.add((symbol, t))
@@ -543,7 +546,7 @@ cdef class Appender:
             if self._columns._count == self._flush_rows and self._on_full is not None:
                 self._on_full()
         finally:
-            self._release()
+            self._lock.give()
 
     @cython.cdivision(True)
     cdef void _derive(self, Series series, long long t, double o, double h, double lo, double c,

@@ -9,7 +9,6 @@ Python, built from the hot state's and the log's commands. Hot reads take no loc
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal, overload
@@ -19,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from warehouse._hot import Appender, Reader
+from warehouse._lock import Lock
 from warehouse._runs import Runs
 from warehouse.errors import ClosedError, InvalidBarError, WarehouseError
 from warehouse.hot import DeepReader, HotState
@@ -149,7 +149,7 @@ class AppendBuffer:
         if flush_rows < 1:
             raise ValueError(f"flush_rows must be at least 1, got {flush_rows}")
         #: Held by every writer; `Warehouse.clear` holds it across the whole clear.
-        self.lock = threading.Lock()
+        self.lock = Lock()
         self.hot = hot = HotState(window, self.lock, deep_reader, metrics=metrics,
                                   derived_steps=derived_steps)
         self.log = log = AppendLog(self.lock, hot.names)

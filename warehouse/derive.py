@@ -54,7 +54,6 @@ an ``interval=`` keyword of `Warehouse.latest`: that one stays the bound ``get``
 from __future__ import annotations
 
 import re
-import threading
 from bisect import bisect_left
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
@@ -63,6 +62,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from warehouse._derive import Latest
 from warehouse._derive import newest as _newest
+from warehouse._lock import Lock
 from warehouse.errors import SessionError
 from warehouse.schema import MINUTE, Bar
 from warehouse.session import Session
@@ -308,7 +308,7 @@ class Deriver:
     last_n: Callable[[str, int, Interval], list[DerivedBar]]
 
     def __init__(
-        self, hot: HotState, lock: threading.Lock, keys: tuple[Interval, ...] = ()
+        self, hot: HotState, lock: Lock, keys: tuple[Interval, ...] = ()
     ) -> None:
         self._hot = hot
         self._lock = lock

@@ -15,7 +15,6 @@ window a sorted suffix of the symbol's bars, so a reader never sees a half-writt
 from __future__ import annotations
 
 import array
-import threading
 from bisect import bisect_left
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ import numpy as np
 import pyarrow as pa
 
 from warehouse._hot import Series
+from warehouse._lock import Lock
 from warehouse._runs import Runs, ranges, run_ends
 from warehouse.derive import forming_of
 from warehouse.errors import WarehouseError
@@ -83,7 +83,7 @@ class HotState:
     def __init__(
         self,
         window: int,
-        lock: threading.Lock,
+        lock: Lock,
         deep_reader: DeepReader | None,
         *,
         metrics: bool = True,

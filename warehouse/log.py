@@ -18,11 +18,10 @@ given at construction): the log is one part of a step that also changes the hot 
 
 from __future__ import annotations
 
-import threading
-
 import pyarrow as pa
 
 from warehouse._hot import Columns
+from warehouse._lock import Lock
 from warehouse._runs import Runs
 from warehouse.schema import BAR_SCHEMA, empty_table
 
@@ -42,7 +41,7 @@ class AppendLog:
         held as its index here (`HotState` assigns them, as each series' ``code``).
     """
 
-    def __init__(self, lock: threading.Lock, names: list[str]) -> None:
+    def __init__(self, lock: Lock, names: list[str]) -> None:
         self._lock = lock
         # Sealed batches, some with the symbol still dictionary-encoded (see `as_batches`).
         self._chunks: list[pa.RecordBatch] = []

@@ -22,7 +22,6 @@ or per symbol. The named query ``gaps`` (``sql/gaps.sql``) answers the same from
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -33,6 +32,7 @@ import polars as pl
 import pyarrow as pa
 from numpy.typing import NDArray
 
+from warehouse._lock import Lock
 from warehouse.calendar import Calendar
 from warehouse.errors import SessionError
 from warehouse.hot import HotState
@@ -164,7 +164,7 @@ def gaps_params(expected: Expected, symbols: Iterable[str] | None = None) -> dic
 
 def scan(
     hot: HotState,
-    lock: threading.Lock,
+    lock: Lock,
     expected: Expected,
     symbols: Iterable[str] | None = None,
 ) -> pl.DataFrame:
