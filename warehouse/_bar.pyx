@@ -29,6 +29,7 @@ cdef object _TS_TYPE = pa.timestamp("us", tz="UTC")
 
 @cython.no_gc
 @cython.final
+@cython.freelist(256)
 cdef class Bar:
     """One OHLCV bar; ``ts`` is the bar's UTC instant in integer microseconds.
 
