@@ -12,7 +12,7 @@ import pytest
 
 from warehouse import BAR_SCHEMA, Bar, BarStore, StoreError, _memory
 from warehouse.schema import STORED_SCHEMA
-from warehouse.store import STORED, TABLE, TAIL
+from warehouse.store import ROW_GROUP_SIZE, STORED, TABLE, TAIL
 
 T0 = 1_763_735_400_000_000
 MINUTE = 60_000_000
@@ -242,6 +242,29 @@ def test_checkpoint_purges_the_allocator_once_the_bars_are_in_the_file(
         assert store.stored_count() == 901
     with BarStore(path, read_only=True) as reader:
         assert len(stored(reader)) == 901
+
+
+def test_session_table_is_stored_in_row_groups_of_row_group_size(tmp_path: Path) -> None:
+    # Small row groups are what lets a one-symbol query skip most of a compacted run; a file
+    # reopened (read-only too) keeps them, and the rows come back whole and in order.
+    path = tmp_path / "s.duckdb"
+    rows = 3 * ROW_GROUP_SIZE + 5
+    table = pa.table({
+        "symbol": pa.array([f"S{i % 7}" for i in range(rows)], pa.string()),
+        "ts": pa.array([T0 + i * MINUTE for i in range(rows)], pa.int64()).cast(TS_TYPE),
+        **{name: pa.array([1.0] * rows) for name in ("open", "high", "low", "close", "volume")},
+        "vwap": pa.nulls(rows, pa.float64()),
+        "trade_count": pa.nulls(rows, pa.int64()),
+    })
+    with BarStore(path) as store:
+        store.write(table, keys_of())
+        store.checkpoint()
+    groups = "SELECT count(DISTINCT row_group_id) AS n FROM pragma_storage_info('session_bars')"
+    with BarStore(path, read_only=True) as reader:
+        assert reader.arrow(groups).to_pylist() == [{"n": 4}]
+        counts = reader.arrow(f"SELECT symbol, count(*) AS n FROM {STORED} GROUP BY ALL "
+                              "ORDER BY ALL").to_pylist()
+        assert counts == [{"symbol": f"S{k}", "n": len(range(k, rows, 7))} for k in range(7)]
 
 
 def test_checkpoint_without_a_purgeable_allocator_does_the_rest(

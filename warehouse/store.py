@@ -45,6 +45,33 @@ _EMPTY_KEYS = pa.table({"symbol": pa.array([], pa.string()),
                         "ts": pa.array([], BAR_SCHEMA.field("ts").type)})
 
 
+#: Rows per row group of the warehouse's tables (DuckDB's default is 122,880). Each compaction
+#: adds a run sorted by (symbol, ts), so a symbol's bars of one run sit in one row group; the
+#: smaller the groups, the fewer rows a one-symbol query reads past its zone maps. Measured on
+#: a full session (8,000 symbols x 390 bars, 500k-row runs): one symbol over one hour 1.0 ms at
+#: 30,720 against 1.3-1.4 ms at the default, for a file 1.5 % larger; 16,384 and 8,192 gain
+#: nothing more.
+ROW_GROUP_SIZE = 30_720
+
+
+def _attach(path: str, read_only: bool) -> duckdb.DuckDBPyConnection:
+    """A connection whose default database is the warehouse file, with `ROW_GROUP_SIZE`.
+
+    The row group size is an option of ``ATTACH`` (not of ``duckdb.connect``), so the file is
+    attached to an in-memory connection and made its default database.
+    """
+    con = duckdb.connect()
+    options = f"ROW_GROUP_SIZE {ROW_GROUP_SIZE}" + (", READ_ONLY" if read_only else "")
+    literal = "'" + path.replace("'", "''") + "'"
+    try:
+        con.execute(f"ATTACH {literal} AS warehouse ({options})")
+        con.execute("USE warehouse")
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
 class BarStore:
     """The DuckDB session table of one warehouse file (or an in-memory database).
 
@@ -83,7 +110,7 @@ class BarStore:
         self.statements = load_statements()
         self.lock = threading.RLock()
         try:
-            self._con = duckdb.connect(self.path, read_only=read_only)
+            self._con = _attach(self.path, read_only)
         except duckdb.Error as exc:
             raise StoreError(f"cannot open warehouse file {self.path}: {exc}") from exc
         self._closed = False
@@ -125,7 +152,8 @@ class BarStore:
         """
         columns = self._con.sql(
             "SELECT column_name, data_type FROM information_schema.columns "
-            "WHERE table_name = $table AND table_schema = 'main' ORDER BY ordinal_position",
+            "WHERE table_name = $table AND table_schema = 'main' "
+            "AND table_catalog = current_database() ORDER BY ordinal_position",
             params={"table": table},
         ).fetchall()
         found = [name for name, _ in columns]
