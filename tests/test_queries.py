@@ -392,6 +392,17 @@ def test_resample_buckets_align_to_the_open(wh: Warehouse) -> None:
     assert [row["ts"] for row in hourly] == [open_]
 
 
+def test_resample_floors_bars_before_the_anchor_into_earlier_buckets(wh: Warehouse) -> None:
+    # Offsets from the anchor are floored, not truncated toward zero: 14:26 with an open at
+    # 14:30 is in the bucket [14:25, 14:30), and 14:29:59 too, never in the open's bucket.
+    for minute, second in ((21, 0), (26, 0), (29, 59), (30, 0), (34, 59)):
+        wh.append("ES", datetime(2025, 11, 21, 14, minute, second, tzinfo=UTC), 1, 2, 0.5, 1, 10)
+    open_ = datetime(2025, 11, 21, 14, 30, tzinfo=UTC)
+    got = wh.query("resample_bars", {"minutes": 5, "open": open_}).to_pylist()
+    assert [(row["ts"].minute, row["volume"]) for row in got] == [(20, 10.0), (25, 20.0),
+                                                                    (30, 20.0)]
+
+
 def test_resample_without_open_anchors_each_utc_day_to_its_first_bar(wh: Warehouse) -> None:
     for day, minute in ((21, 31), (21, 40), (22, 33), (22, 47)):
         wh.append("ES", datetime(2025, 11, day, 14, minute, tzinfo=UTC), 1, 2, 0.5, 1, 10)
