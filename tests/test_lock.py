@@ -60,7 +60,8 @@ def test_timeout_waits_about_that_long() -> None:
     thread = threading.Thread(target=waiter)
     thread.start()
     thread.join(5)
-    assert got and got[0][0] is False
+    assert got
+    assert got[0][0] is False
     assert got[0][1] >= 0.19
     lock.release()
     assert lock.acquire(timeout=0.2)  # the timed-out waiter left nothing behind
