@@ -235,3 +235,33 @@ def test_compiled_bar_record_reads_back_with_struct_and_zlib(
     assert length == size - 8 == _BAR.size + len(symbol.encode())
     assert crc == zlib.crc32(payload)  # the C CRC-32 is zlib's
     assert _unpack_bar(memoryview(payload)) == bar
+
+
+def test_segment_writer_writes_records_the_reader_takes_back_and_lets_the_map_close(
+    tmp_path: Path,
+) -> None:
+    import mmap
+
+    from warehouse._hot import SegmentWriter, bar_record_size
+    from warehouse.journal import _records, _unpack_bar
+
+    bars = [Bar(f"S{i}" * (1 + i % 5), 1_000 + i, 1.0 + i, 2.0 + i, 0.5, 1.5 + i, 10.0 * i,
+                None if i % 3 else 1.25, None if i % 2 else i) for i in range(40)]
+    size = 16 + sum(bar_record_size(bar) for bar in bars[:30]) + 8  # room for 30 and the end mark
+    path = tmp_path / "segment"
+    path.write_bytes(bytes(size))
+    with path.open("r+b") as f:
+        mm = mmap.mmap(f.fileno(), size)
+    writer = SegmentWriter()
+    assert not writer.write(bars[0])  # nothing attached: nothing written
+    writer.attach(mm, 16)
+    written = [bar for bar in bars if writer.write(bar)]
+    assert written == bars[:30]  # the 31st does not fit; nothing of it was written
+    assert writer.pos == size - 8
+    with pytest.raises(BufferError):
+        mm.close()  # held while attached
+    writer.detach()
+    assert not writer.write(bars[30])
+    data = bytes(mm)
+    mm.close()  # detached: the map closes
+    assert [_unpack_bar(record) for _, record in _records(data)] == bars[:30]

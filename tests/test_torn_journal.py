@@ -46,7 +46,7 @@ def killed_journal(db: Path, count: int) -> tuple[Path, list[int]]:
     ends = []
     for i in range(count):
         wh.append(*bar(i))
-        ends.append(wh._journal._pos)
+        ends.append(wh._journal.writer.pos)
     wh._journal.close()  # what a SIGKILL leaves: the mapped pages, in the file
     wh._store.close()
     wh._stopping = True

@@ -108,6 +108,16 @@ cdef class Columns:
     cdef object _dictionary_now(self)
 
 
+# The journal's open segment, held as a buffer while records are written into it (_hot.pyx).
+cdef class SegmentWriter:
+    cdef Py_buffer view
+    cdef bint held
+    cdef public Py_ssize_t pos
+    cdef Py_ssize_t limit
+
+    cdef Py_ssize_t put(self, Bar bar) except -2
+
+
 cdef class Appender:
     cdef dict _series
     cdef dict _latest
@@ -119,6 +129,7 @@ cdef class Appender:
     cdef object _explain
     cdef object _on_full
     cdef object _journal_bar
+    cdef SegmentWriter _journal_writer
     cdef object _to_micros
     cdef object _closed_error
     cdef Py_ssize_t _keep

@@ -101,6 +101,7 @@ class Appender:
         explain: Callable[..., Exception],
         on_full: Callable[[], None] | None,
         journal_bar: Callable[[Bar], None] | None,
+        journal_writer: SegmentWriter | None,
         to_micros: Callable[[object, object], int],
         closed_error: type[Exception],
         keep: int,
@@ -146,3 +147,11 @@ class Reader:
 
 def bar_record_size(bar: Bar) -> int: ...
 def write_bar_record(segment: Any, at: int, limit: int, bar: Bar) -> int: ...
+
+class SegmentWriter:
+    """Writes single-bar records into the journal's open segment, holding its buffer."""
+
+    pos: int
+    def attach(self, segment: Any, pos: int) -> None: ...
+    def detach(self) -> None: ...
+    def write(self, bar: Bar) -> bool: ...

@@ -384,10 +384,9 @@ cdef class Appender:
     """The single-bar append of one `AppendBuffer` (its bound `append` is the hot path)."""
 
     def __init__(self, dict series, dict latest, Columns columns, set replaced, Lock lock not None,
-                 new_series,
-                 place_older, explain, on_full, journal_bar, to_micros, closed_error,
-                 Py_ssize_t keep, Py_ssize_t cap, Py_ssize_t flush_rows, bint metrics,
-                 tuple steps=()):
+                 new_series, place_older, explain, on_full, journal_bar,
+                 SegmentWriter journal_writer, to_micros, closed_error, Py_ssize_t keep,
+                 Py_ssize_t cap, Py_ssize_t flush_rows, bint metrics, tuple steps=()):
         self._series = series
         self._latest = latest
         self._columns = columns
@@ -397,7 +396,12 @@ cdef class Appender:
         self._place_older = place_older
         self._explain = explain
         self._on_full = on_full
+        # The journal (None: none): records go through its segment writer in C; when that
+        # cannot take one (no segment open, or full), through journal_bar, which opens one.
         self._journal_bar = journal_bar
+        self._journal_writer = journal_writer
+        if (journal_bar is None) != (journal_writer is None):
+            raise ValueError("a journal needs both its writer and its write_bar")
         self._to_micros = to_micros
         self._closed_error = closed_error
         self._keep = keep
@@ -501,8 +505,9 @@ cdef class Appender:
                 # The series' own string, not the caller's equal one: a feed that makes a
                 # string per message would otherwise keep one per bar of every window (~56 B).
                 bar.symbol = series.symbol
-            if self._journal_bar is not None:
-                self._journal_bar(bar)  # first: if the journal cannot take it, nothing changed
+            # First: if the journal cannot take it, nothing changed.
+            if self._journal_writer is not None and self._journal_writer.put(bar) < 0:
+                self._journal_bar(bar)
             if t > series.last_ts:
                 if self._derived:
                     self._derive(series, t, o, h, lo, c, v,
@@ -734,54 +739,70 @@ import sys as _sys
 if _sys.byteorder != "little":  # the records are little-endian, written with memcpy
     raise ImportError("warehouse's journal writer needs a little-endian machine")
 
-cdef uint32_t _CRC_TABLE[256]
+# CRC-32 (IEEE 802.3, reflected, as zlib) eight bytes at a step ("slicing-by-8"): table k
+# advances a byte's contribution by k more bytes. A bar's record (~75 bytes) takes ~10 steps
+# instead of ~75 table lookups in a chain.
+cdef uint32_t _CRC_TABLES[8][256]
 cdef uint32_t _ALL_ONES = 0xFFFFFFFF
-cdef uint32_t _POLYNOMIAL = 0xEDB88320  # reflected, as zlib
+cdef uint32_t _POLYNOMIAL = 0xEDB88320
 
 
-cdef void _build_crc_table() noexcept:
+cdef void _build_crc_tables() noexcept:
     cdef uint32_t c
     cdef int n, k
     for n in range(256):
         c = n
         for k in range(8):
             c = (_POLYNOMIAL ^ (c >> 1)) if (c & 1) else (c >> 1)
-        _CRC_TABLE[n] = c
+        _CRC_TABLES[0][n] = c
+    for n in range(256):
+        for k in range(1, 8):
+            c = _CRC_TABLES[k - 1][n]
+            _CRC_TABLES[k][n] = (c >> 8) ^ _CRC_TABLES[0][c & 0xFF]
 
 
-_build_crc_table()
+_build_crc_tables()
 
 
 cdef inline uint32_t _crc32(const uint8_t* data, Py_ssize_t size) noexcept nogil:
-    # CRC-32 (IEEE 802.3), the one zlib.crc32 computes.
-    cdef uint32_t c = _ALL_ONES
-    cdef Py_ssize_t i
-    for i in range(size):
-        c = _CRC_TABLE[(c ^ data[i]) & 0xFF] ^ (c >> 8)
+    # The CRC-32 zlib.crc32 computes (words read little-endian: the module requires it).
+    cdef uint32_t c = _ALL_ONES, one, two
+    while size >= 8:
+        memcpy(&one, data, 4)
+        memcpy(&two, data + 4, 4)
+        one ^= c
+        c = (_CRC_TABLES[7][one & 0xFF] ^ _CRC_TABLES[6][(one >> 8) & 0xFF]
+             ^ _CRC_TABLES[5][(one >> 16) & 0xFF] ^ _CRC_TABLES[4][one >> 24]
+             ^ _CRC_TABLES[3][two & 0xFF] ^ _CRC_TABLES[2][(two >> 8) & 0xFF]
+             ^ _CRC_TABLES[1][(two >> 16) & 0xFF] ^ _CRC_TABLES[0][two >> 24])
+        data += 8
+        size -= 8
+    while size > 0:
+        c = _CRC_TABLES[0][(c ^ data[0]) & 0xFF] ^ (c >> 8)
+        data += 1
+        size -= 1
     return c ^ _ALL_ONES
 
 
 DEF _BAR_FIXED = 67  # the payload before the symbol: 1 + 8 + 6 * 8 + 8 + 2
+DEF _HEADER_BYTES = 8  # [u32 length][u32 crc32]
 
 
 def bar_record_size(Bar bar):
     """The bytes a bar's record takes (header included)."""
     cdef Py_ssize_t length
     PyUnicode_AsUTF8AndSize(bar.symbol, &length)
-    return 8 + _BAR_FIXED + length
+    return _HEADER_BYTES + _BAR_FIXED + length
 
 
-def write_bar_record(object segment, Py_ssize_t at, Py_ssize_t limit, Bar bar):
-    """Write ``bar``'s record into ``segment`` (a writable buffer) at ``at``; return its end.
-
-    Returns -1, writing nothing, if the record would end after ``limit``. The header is written
-    last, so a record whose header is still zero was never finished.
-    """
+cdef Py_ssize_t _pack(uint8_t* buf, Py_ssize_t at, Py_ssize_t limit, Bar bar) except -2:
+    # Write bar's record into buf (which holds at least `limit` bytes) at `at`; its end, or -1
+    # (nothing written) if it would end after `limit`. The header goes last: a record whose
+    # header is still zero was never finished.
     cdef Py_ssize_t length
     cdef const char* symbol = PyUnicode_AsUTF8AndSize(bar.symbol, &length)
     cdef Py_ssize_t size = _BAR_FIXED + length
-    cdef Py_ssize_t end = at + 8 + size
-    cdef Py_buffer view
+    cdef Py_ssize_t end = at + _HEADER_BYTES + size
     cdef uint8_t* p
     cdef uint8_t kind = 1
     cdef int64_t count = bar._trade_count if bar._has_count else -1
@@ -790,25 +811,76 @@ def write_bar_record(object segment, Py_ssize_t at, Py_ssize_t limit, Bar bar):
     cdef uint32_t header[2]
     if at < 0 or end > limit:
         return -1
+    p = buf + at + _HEADER_BYTES
+    p[0] = kind
+    memcpy(p + 1, &bar.ts, 8)
+    memcpy(p + 9, &bar.open, 8)
+    memcpy(p + 17, &bar.high, 8)
+    memcpy(p + 25, &bar.low, 8)
+    memcpy(p + 33, &bar.close, 8)
+    memcpy(p + 41, &bar.volume, 8)
+    memcpy(p + 49, &vwap, 8)
+    memcpy(p + 57, &count, 8)
+    memcpy(p + 65, &symbol_length, 2)
+    memcpy(p + _BAR_FIXED, symbol, length)
+    header[0] = <uint32_t>size
+    header[1] = _crc32(p, size)
+    memcpy(buf + at, header, _HEADER_BYTES)  # last: the record now exists
+    return end
+
+
+def write_bar_record(object segment, Py_ssize_t at, Py_ssize_t limit, Bar bar):
+    """Write ``bar``'s record into ``segment`` (a writable buffer) at ``at``; return its end.
+
+    Returns -1, writing nothing, if the record would end after ``limit`` (or the buffer).
+    """
+    cdef Py_buffer view
     PyObject_GetBuffer(segment, &view, PyBUF_WRITABLE)
     try:
-        if end > view.len:
-            return -1
-        p = <uint8_t*>view.buf + at + 8
-        p[0] = kind
-        memcpy(p + 1, &bar.ts, 8)
-        memcpy(p + 9, &bar.open, 8)
-        memcpy(p + 17, &bar.high, 8)
-        memcpy(p + 25, &bar.low, 8)
-        memcpy(p + 33, &bar.close, 8)
-        memcpy(p + 41, &bar.volume, 8)
-        memcpy(p + 49, &vwap, 8)
-        memcpy(p + 57, &count, 8)
-        memcpy(p + 65, &symbol_length, 2)
-        memcpy(p + _BAR_FIXED, symbol, length)
-        header[0] = <uint32_t>size
-        header[1] = _crc32(p, size)
-        memcpy(<uint8_t*>view.buf + at, header, 8)  # last: the record now exists
+        return _pack(<uint8_t*>view.buf, at, min(limit, view.len), bar)
     finally:
         PyBuffer_Release(&view)
-    return end
+
+
+@cython.final
+cdef class SegmentWriter:
+    """Writes single-bar records into the journal's open segment, holding its buffer.
+
+    `Journal` attaches each segment it opens and detaches it before sealing or closing it (a
+    map cannot be closed while its buffer is held). The compiled append writes through `put`
+    under the buffer's lock: no call into the interpreter per bar. ``pos`` is where the next
+    record goes; the last header's worth of the segment stays zero: its end mark.
+    """
+
+    def __dealloc__(self):
+        if self.held:
+            PyBuffer_Release(&self.view)
+
+    def attach(self, object segment, Py_ssize_t pos):
+        """Write into ``segment`` (a writable buffer) from ``pos`` on."""
+        self.detach()
+        PyObject_GetBuffer(segment, &self.view, PyBUF_WRITABLE)
+        self.held = True
+        self.pos = pos
+        self.limit = self.view.len - _HEADER_BYTES
+
+    def detach(self):
+        """Let the segment go (before it is sealed or closed); writes fail until `attach`."""
+        if self.held:
+            self.held = False
+            PyBuffer_Release(&self.view)
+        self.pos = self.limit = 0
+
+    def write(self, Bar bar not None):
+        """Write ``bar``'s record; False (nothing written) if no segment is attached or full."""
+        return self.put(bar) >= 0
+
+    cdef Py_ssize_t put(self, Bar bar) except -2:
+        """`write` in C: the record's end, or -1 if it was not written."""
+        cdef Py_ssize_t end
+        if not self.held:
+            return -1
+        end = _pack(<uint8_t*>self.view.buf, self.pos, self.limit, bar)
+        if end >= 0:
+            self.pos = end
+        return end

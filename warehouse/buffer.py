@@ -164,7 +164,8 @@ class AppendBuffer:
         self._appender = Appender(
             hot.series, hot.latest_bars, log.columns, log.replaced, self.lock, hot.new_series,
             hot.place_older, self._explain, on_full,
-            None if journal is None else journal.write_bar, to_micros, ClosedError,
+            None if journal is None else journal.write_bar,
+            None if journal is None else journal.writer, to_micros, ClosedError,
             hot.keep, hot.cap, flush_rows, metrics, derived_steps,
         )
         self.append = self._appender.append

@@ -39,7 +39,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from warehouse._hot import bar_record_size, write_bar_record
+from warehouse._hot import SegmentWriter, bar_record_size
 from warehouse.errors import StoreError
 from warehouse.schema import BAR_SCHEMA, Bar, rows_to_batch
 
@@ -105,7 +105,11 @@ class Journal:
         self.sequence = int(self.leftover[-1].stem) if self.leftover else 0
         self._mm: mmap.mmap | None = None  # the open segment, None after a seal
         self._seq = 0  # its number
-        self._pos = self._size = 0
+        self._size = 0
+        #: Writes single-bar records into the open segment, in C: the compiled append calls it
+        #: directly (and `write_bar` when it cannot take a record). Its ``pos`` is where the
+        #: next record goes.
+        self.writer = SegmentWriter()
         # Guards what the flusher touches while the appending thread writes: the sealed maps not
         # yet synced or released, the spare segment, and the numbering.
         self._lock = threading.Lock()
@@ -118,20 +122,17 @@ class Journal:
     def write_bar(self, bar: Bar) -> None:
         """Record one bar; it survives a kill of the process once this returns.
 
-        Packed in C (`_hot.write_bar_record`), in the format `recover` reads.
+        Packed in C (`writer`), in the format `recover` reads.
 
         Raises
         ------
         StoreError
             A new segment was needed and could not be made (a full disk); nothing was written.
         """
-        # The limit keeps room for a zero header after the record: the end-of-segment mark.
-        end = -1 if self._mm is None else write_bar_record(
-            self._mm, self._pos, self._size - _RECORD.size, bar)
-        if end < 0:
+        if not self.writer.write(bar):
             self._open(bar_record_size(bar))
-            end = write_bar_record(self._mm, self._pos, self._size - _RECORD.size, bar)
-        self._pos = end
+            written = self.writer.write(bar)
+            assert written, "a fresh segment has room for the record it was made for"
 
     def write_batch(self, table: pa.Table) -> None:
         """Record a validated batch as one Arrow IPC stream (see `write_bar` for errors)."""
@@ -142,18 +143,18 @@ class Journal:
 
     def _write(self, payload: bytes) -> None:
         size = len(payload)
-        at = self._pos
+        at = self.writer.pos
         end = at + _RECORD.size + size
         # Room is kept for a zero header after the record: the end-of-segment mark.
         if self._mm is None or end + _RECORD.size > self._size:
             self._open(_RECORD.size + size)
-            at = self._pos
+            at = self.writer.pos
             end = at + _RECORD.size + size
         mm = self._mm
         assert mm is not None
         mm[at + _RECORD.size : end] = payload
         _RECORD.pack_into(mm, at, size, zlib.crc32(payload))  # last: the record now exists
-        self._pos = end
+        self.writer.pos = end
 
     def seal(self) -> int:
         """Seal the open segment (the next write starts another); returns the last number made.
@@ -163,6 +164,7 @@ class Journal:
         """
         with self._lock:
             if self._mm is not None:
+                self.writer.detach()
                 self._sealed.append((self._seq, self._mm))
                 self._mm = None
             return self.sequence
@@ -241,6 +243,7 @@ class Journal:
             sealed, self._sealed = self._sealed, []
             spare, self._spare = self._spare, None
             mm, self._mm = self._mm, None
+            self.writer.detach()
         for _, m in sealed:
             m.close()
         if mm is not None:
@@ -391,8 +394,8 @@ class Journal:
             spare = (seq, _create(self._path(seq), epoch, size))
         self.seal()
         self._seq, self._mm = spare
-        self._pos = _HEADER.size
         self._size = len(spare[1])
+        self.writer.attach(self._mm, _HEADER.size)
 
 
 def _create(path: Path, epoch: int, size: int) -> mmap.mmap:
