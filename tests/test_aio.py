@@ -710,3 +710,86 @@ def test_session_lifecycle_through_the_async_api(tmp_path: Path) -> None:
         assert table.num_rows == 1
 
     asyncio.run(run())
+
+
+def test_data_upkeep_and_derived_bars_through_the_async_api(tmp_path: Path) -> None:
+    # A real session (XNYS, 2025-11-21 opens 14:30Z): ES has minutes 0-9 but 3 and 4, NQ
+    # minutes 0-9 but 7. The async calls answer what the sync facade answers, and fill.
+    from datetime import date, timedelta
+
+    asked: list[tuple[str, datetime, datetime]] = []
+
+    def source(symbol: str, start: datetime, end: datetime) -> list[tuple[Any, ...]]:
+        asked.append((symbol, start, end))
+        minutes = range(int((start.timestamp() * 1e6 - T0) // MINUTE),
+                        int((end.timestamp() * 1e6 - T0) // MINUTE))
+        return [(symbol, T0 + m * MINUTE, 5.0, 6.0, 4.0, 5.5, 7.0) for m in minutes]
+
+    async def run() -> None:
+        wh = Warehouse(tmp_path / "wh.duckdb", flush_interval=None)
+        async with SessionData(wh) as data:
+            await data.start_session(date(2025, 11, 21))
+            for symbol, missing in (("ES", {3, 4}), ("NQ", {7})):
+                for m in set(range(10)) - missing:
+                    await data.add_bar(symbol, T0 + m * MINUTE, 1.0, 2.0, 0.5, 1.5, 10.0)
+            now = datetime.fromtimestamp((T0 + 10 * MINUTE) / 1e6, UTC)
+            quality = await data.get_bar_quality(now=now)
+            assert_frame_equal(quality, wh.quality(now=now))
+            assert quality.select("symbol", "missing").rows() == [("ES", 2), ("NQ", 1)]
+
+            assert await data.get_latest_derived_bar("ES", "5m") == wh.latest_derived("ES", "5m")
+            before = await data.get_last_n_derived_bars("ES", 2, "5m")
+            assert before == wh.last_n_derived("ES", 2, "5m")
+            assert [bar.volume for bar in before] == [30.0, 50.0]  # minutes 3 and 4 missing
+
+            stats = await data.fill_gaps(source, delay=0, now=now, symbols=["ES"])
+            assert (stats.rounds, stats.requests, stats.filled, stats.missing) == (1, 2, 3, 0)
+            assert sorted(s for s, _, _ in asked) == ["ES", "NQ"]
+            assert (await data.get_bar_quality(now=now))["missing"].to_list() == [0, 0]
+            after = await data.get_last_n_derived_bars("ES", 2, "5m")
+            assert [bar.volume for bar in after] == [44.0, 50.0]  # 3 live + 2 filled of 7.0
+            assert after == wh.last_n_derived("ES", 2, "5m")
+
+            late = (("ES", T0 + 10 * MINUTE, 1.0, 1.0, 1.0, 1.0, 1.0),
+                    ("ES", T0 + 2 * MINUTE, 9.0, 9.0, 9.0, 9.0, 9.0))  # 2 is held: left out
+            assert await data.add_filled_bars(late) == 1
+            origins = await data.sql("SELECT origin, count(*) AS n FROM bars GROUP BY ALL "
+                                     "ORDER BY ALL")
+            assert origins.to_pylist() == [{"origin": "filled", "n": 4},
+                                           {"origin": "live", "n": 17}]
+
+            upkeep = data.start_upkeep(source, interval=0.05, delay=0,
+                                       now=lambda: now + timedelta(minutes=1))
+            assert upkeep.running
+            await data.stop_upkeep()
+            assert not upkeep.running
+
+    asyncio.run(run())
+
+
+@pytest.mark.parametrize("call", ["get_bar_quality", "fill_gaps", "add_filled_bars",
+                                  "get_last_n_derived_bars_past_window"])
+def test_upkeep_and_deep_derived_calls_run_off_the_loop(tmp_path: Path, call: str) -> None:
+    from datetime import date
+
+    wh = Warehouse(tmp_path / "wh.duckdb", window=8, flush_interval=None)
+    wh.start_session(date(2025, 11, 21))
+    for m in range(30):
+        wh.append("ES", T0 + m * MINUTE, 1.0, 2.0, 0.5, 1.5, 10.0)
+    now = datetime.fromtimestamp((T0 + 40 * MINUTE) / 1e6, UTC)
+    session_data = SessionData(wh)
+    calls: dict[str, tuple[Callable[[], Awaitable[Any]], Any]] = {
+        # The quality scan holds the append lock; the others wait for DuckDB's connection.
+        "get_bar_quality": (lambda: session_data.get_bar_quality(now=now), wh._buffer.lock),
+        "fill_gaps": (lambda: session_data.fill_gaps(lambda *_: [], delay=0, now=now),
+                      wh._store.lock),
+        "add_filled_bars": (lambda: session_data.add_filled_bars(
+            [("ES", T0 + 35 * MINUTE, 1.0, 1.0, 1.0, 1.0, 1.0)]), wh._store.lock),
+        "get_last_n_derived_bars_past_window": (
+            lambda: session_data.get_last_n_derived_bars("ES", 5, "5m"), wh._store.lock),
+    }
+    work, blocker = calls[call]
+    try:
+        assert count_ticks_while(work, blocker) > 20
+    finally:
+        wh.close()

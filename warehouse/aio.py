@@ -7,13 +7,16 @@ Where each call runs:
 
 - Hot reads are answered inside the coroutine, from memory: no lock, no thread hop. That
   covers `SessionData.get_latest_bar`, `get_bar_count`, `get_latest_bars_multi`,
-  `get_last_n_bars` of up to ``warehouse.window`` bars (or of a symbol holding no more) and
-  `get_bars_since` a time inside that window.
+  `get_last_n_bars` of up to ``warehouse.window`` bars (or of a symbol holding no more),
+  `get_bars_since` a time inside that window, and `get_latest_derived_bar` and
+  `get_last_n_derived_bars` spanning no more minutes than the window holds.
 - Whatever touches DuckDB runs in a worker thread (`asyncio.to_thread`), so the event loop
   keeps running meanwhile: reads past the window, `flush`, `sql`, `query`, `frame`,
-  `export_parquet`, `close`, `start_session` and `end_session`; so does `add_bars`, whose
-  validation costs time in proportion to the batch. `add_bar` is the compiled single append,
-  inline. Cancelling an await stops waiting, not the work: a flush or export started runs to
+  `export_parquet`, `close`, `start_session` and `end_session`, and the data upkeep's
+  `add_filled_bars`, `fill_gaps` and `stop_upkeep`; so do `add_bars`, whose validation costs
+  time in proportion to the batch, and `get_bar_quality`, whose scan holds the append lock for
+  milliseconds. `add_bar` is the compiled single append, inline; `start_upkeep` starts the
+  upkeep thread and returns at once. Cancelling an await stops waiting, not the work: a flush or export started runs to
   its end.
 - One wait remains inline: `add_bar` (and a read turning a batch's window into bars) takes
   the append lock, held for microseconds by others, except by `Warehouse.clear`, which holds
@@ -31,7 +34,7 @@ import asyncio
 import datetime as dt
 import threading
 from bisect import bisect_left
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from operator import attrgetter
 from pathlib import Path
 from types import TracebackType
@@ -41,11 +44,15 @@ import polars as pl
 import pyarrow as pa
 
 from warehouse.archive import Compression, ExportResult
+from warehouse.buffer import ExtendResult, OnInvalid
+from warehouse.derive import DerivedBar, Interval, interval_minutes
 from warehouse.errors import SessionDataError
 from warehouse.metrics import SessionMetrics
 from warehouse.schema import Bar, to_micros
 from warehouse.session import Session
+from warehouse.sources import BarSource
 from warehouse.store import Params
+from warehouse.upkeep import Upkeep, UpkeepStats
 from warehouse.warehouse import Warehouse
 
 __all__ = ["SessionData", "configure_session_data", "get_session_data", "reset_session_data"]
@@ -146,6 +153,42 @@ class SessionData:
         """Close the warehouse (flush, checkpoint, close the file), in a worker thread."""
         await asyncio.to_thread(self._wh.close)
 
+    # -- data upkeep: gap filling -----------------------------------------------------------
+
+    async def add_filled_bars(
+        self, batch: object, *, on_invalid: OnInvalid = "raise"
+    ) -> int | ExtendResult:
+        """Add bars that fill gaps (`Warehouse.fill`: stored at once), in a worker thread."""
+        return await asyncio.to_thread(self._wh.fill, batch, on_invalid=on_invalid)
+
+    async def fill_gaps(
+        self,
+        source: BarSource | Callable[[str, dt.datetime, dt.datetime], object],
+        *,
+        timeout: float = 30.0,
+        delay: float = 60.0,
+        symbols: Iterable[str] | None = None,
+        now: dt.datetime | None = None,
+    ) -> UpkeepStats:
+        """One round of gap filling from ``source`` (`Warehouse.fill_gaps`), in a worker thread."""
+        return await asyncio.to_thread(self._wh.fill_gaps, source, timeout=timeout, delay=delay,
+                                       symbols=symbols, now=now)
+
+    def start_upkeep(
+        self,
+        source: BarSource | Callable[[str, dt.datetime, dt.datetime], object],
+        **options: Any,
+    ) -> Upkeep:
+        """Start the data-upkeep thread (`Warehouse.start_upkeep`, same options).
+
+        Not a coroutine: it starts a thread and returns at once, from the loop or anywhere.
+        """
+        return self._wh.start_upkeep(source, **options)
+
+    async def stop_upkeep(self) -> None:
+        """Stop the upkeep thread and wait for it (`Warehouse.stop_upkeep`), off the loop."""
+        await asyncio.to_thread(self._wh.stop_upkeep)
+
     # -- queries ----------------------------------------------------------------------------
 
     async def get_latest_bar(self, symbol: str) -> Bar | None:
@@ -192,6 +235,39 @@ class SessionData:
         DuckDB, a rare step that may hold the loop for as long as one query).
         """
         return self._wh.metrics(symbol)
+
+    async def get_bar_quality(
+        self, *, now: dt.datetime | int | str | None = None, symbols: Iterable[str] | None = None
+    ) -> pl.DataFrame:
+        """How complete the open session's bars are, per symbol (`Warehouse.quality`).
+
+        In a worker thread: the scan holds the append lock for a few milliseconds.
+        """
+        return await asyncio.to_thread(self._wh.quality, now=now, symbols=symbols)
+
+    async def get_latest_derived_bar(
+        self, symbol: str, interval: Interval = "5m"
+    ) -> DerivedBar | None:
+        """The newest ``interval`` bar of ``symbol`` (`Warehouse.latest_derived`).
+
+        Inline when one ``interval`` fits in ``warehouse.window`` minutes (its bars are then
+        in memory); in a worker thread otherwise, as DuckDB may answer.
+        """
+        if interval_minutes(interval) <= self._window:
+            return self._wh.latest_derived(symbol, interval)
+        return await asyncio.to_thread(self._wh.latest_derived, symbol, interval)
+
+    async def get_last_n_derived_bars(
+        self, symbol: str, n: int, interval: Interval = "5m"
+    ) -> list[DerivedBar]:
+        """The last ``n`` ``interval`` bars of ``symbol`` (`Warehouse.last_n_derived`).
+
+        Inline when ``n`` intervals fit in ``warehouse.window`` minutes; in a worker thread
+        otherwise, as DuckDB may answer.
+        """
+        if n * interval_minutes(interval) <= self._window:
+            return self._wh.last_n_derived(symbol, n, interval)
+        return await asyncio.to_thread(self._wh.last_n_derived, symbol, n, interval)
 
     async def sql(self, query: str, params: Params = None) -> pa.Table:
         """Run SQL over ``bars`` (`Warehouse.sql`) in a worker thread."""
