@@ -16,8 +16,8 @@ Where each call runs:
   `add_filled_bars`, `fill_gaps` and `stop_upkeep`; so do `add_bars`, whose validation costs
   time in proportion to the batch, and `get_bar_quality`, whose scan holds the append lock for
   milliseconds. `add_bar` is the compiled single append, inline; `start_upkeep` starts the
-  upkeep thread and returns at once. Cancelling an await stops waiting, not the work: a flush or export started runs to
-  its end.
+  upkeep thread and returns at once. Cancelling an await stops waiting, not the work: a flush
+  or export started runs to its end.
 - One wait remains inline: `add_bar` (and a read turning a batch's window into bars) takes
   the append lock, held for microseconds by others, except by `Warehouse.clear`, which holds
   it across DuckDB's delete: an `add_bar` racing a clear waits for it.
