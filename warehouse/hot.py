@@ -187,6 +187,7 @@ class HotState:
         runs = plan.runs
         replaced: list[tuple[str, int]] = []
         self.replacements += runs.dropped
+        late = self._late_bars(runs)
         i_eager = i_last = 0
         for k, name in enumerate(runs.names):
             start, end = int(runs.starts[k]), int(runs.ends[k])
@@ -212,10 +213,9 @@ class HotState:
                     self._retotal(series, plan.totals[k])
             else:
                 self.materialize_locked(series)
-                rows = runs.table.take(pa.array(runs.order[start:end]))
                 added = plan.totals[k] if self.metrics else None
                 replaced.extend(
-                    (name, t) for t in self._merge_older(series, name, stamps, rows, added))
+                    (name, t) for t in self._merge_older(series, name, stamps, late[k], added))
             if self.derived_steps:
                 series.mark_derived_stale()
             i_last += int(plan.long[k])
@@ -412,15 +412,39 @@ class HotState:
         with self._lock:
             self.materialize_locked(series)
 
+    def _late_bars(self, runs: Runs) -> dict[int, list[Bar]]:
+        """The bars of each run that reaches back before its symbol's latest bar, by run.
+
+        Made with one conversion for all of them: a batch of late bars for every symbol (a
+        market-wide gap filled, say) would otherwise pay a conversion per symbol.
+        """
+        late = []
+        for k, name in enumerate(runs.names):
+            series = self.series.get(name)
+            if series is not None and int(runs.stamps[runs.starts[k]]) <= series.last_ts:
+                late.append(k)
+        if not late:
+            return {}
+        starts, ends = runs.starts[late], runs.ends[late]
+        rows = runs.table.take(pa.array(runs.order[ranges(starts, ends)]))
+        names = [self.series[runs.names[k]].symbol for k in late]
+        bars = bars_from_table(rows, np.repeat(np.array(names, dtype=object),
+                                               ends - starts).tolist())
+        offsets = np.concatenate(([0], np.cumsum(ends - starts))).tolist()
+        return {k: bars[offsets[i] : offsets[i + 1]] for i, k in enumerate(late)}
+
     def _merge_older(
-        self, series: Series, symbol: str, run: np.ndarray, rows: pa.Table, added: Totals | None
+        self, series: Series, symbol: str, run: np.ndarray, bars: list[Bar],
+        added: Totals | None,
     ) -> list[int]:
         """Merge a batch's run that reaches back before its latest bar; returns replaced ts.
 
-        ``added``: the run's totals (None with metrics off).
+        ``run``: its timestamps (sorted, distinct); ``bars``: its bars, in that order;
+        ``added``: its totals (None with metrics off).
         """
         old = np.frombuffer(series.stamps, dtype=np.int64)
-        known = np.isin(run, old)
+        at = np.searchsorted(old, run)
+        known = old[np.minimum(at, len(old) - 1)] == run if len(old) else np.zeros(len(run), bool)
         self.replacements += int(known.sum())
         held_all = len(series.window) == len(old)
         floor = _NO_TS if held_all else series.window[0].ts
@@ -428,12 +452,10 @@ class HotState:
         removed: Totals | None = EMPTY  # what the run corrects, if the window holds it
         if added is not None and len(corrected):
             removed = of_bars(series.window, corrected) if corrected[0] >= floor else None
-        series.stamps = array.array("q", np.union1d(old, run).tobytes())
+        series.stamps = array.array("q", np.insert(old, at[~known], run[~known]).tobytes())
         by_ts = {bar.ts: bar for bar in series.window}
-        fresh = run >= floor
-        if fresh.any():
-            for bar in bars_from_table(rows.filter(pa.array(fresh)), series.symbol):
-                by_ts[bar.ts] = bar
+        for bar in bars[int(np.searchsorted(run, floor)) :]:  # those at or after the floor
+            by_ts[bar.ts] = bar
         window = [by_ts[t] for t in sorted(by_ts)]
         series.window = window[-self.keep :] if len(window) > self.cap else window
         series.last_ts = series.stamps[-1]
