@@ -267,6 +267,26 @@ def test_session_table_is_stored_in_row_groups_of_row_group_size(tmp_path: Path)
         assert counts == [{"symbol": f"S{k}", "n": len(range(k, rows, 7))} for k in range(7)]
 
 
+def test_attached_file_has_the_settings_of_a_file_connection(tmp_path: Path) -> None:
+    # The file is attached (for its row group size), not opened as the connection's own: every
+    # DuckDB setting must still be what duckdb.connect(file) gives, spill folder included.
+    # Only the search path names the attached database.
+    plain = duckdb.connect(str(tmp_path / "plain.duckdb"))
+    expected = dict(plain.sql("SELECT name, value FROM duckdb_settings()").fetchall())
+    plain.close()
+    path = tmp_path / "it's.duckdb"
+    with BarStore(path) as store:
+        got = {row["name"]: row["value"] for row in
+               store.arrow("SELECT name, value FROM duckdb_settings()").to_pylist()}
+    expected["temp_directory"] = f"{path}.tmp"
+    # The warehouse's own choices (see BarStore): UTC results and its own checkpoints.
+    expected.update(TimeZone="UTC", checkpoint_threshold=got["checkpoint_threshold"],
+                    wal_autocheckpoint=got["wal_autocheckpoint"])
+    differing = {k for k in expected.keys() | got.keys() if expected.get(k) != got.get(k)}
+    assert differing == {"search_path"}
+    assert got["search_path"] == "warehouse.main"
+
+
 def test_checkpoint_without_a_purgeable_allocator_does_the_rest(
     tmp_path: Path, bar: MakeBar, monkeypatch: pytest.MonkeyPatch
 ) -> None:

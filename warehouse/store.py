@@ -58,18 +58,26 @@ def _attach(path: str, read_only: bool) -> duckdb.DuckDBPyConnection:
     """A connection whose default database is the warehouse file, with `ROW_GROUP_SIZE`.
 
     The row group size is an option of ``ATTACH`` (not of ``duckdb.connect``), so the file is
-    attached to an in-memory connection and made its default database.
+    attached to an in-memory connection and made its default database. What DuckDB spills
+    (a big sort: a compaction, an export) goes beside the file, ``<path>.tmp``, as when the
+    file is the connection's own, not to a ``.tmp`` folder in the working directory.
     """
     con = duckdb.connect()
     options = f"ROW_GROUP_SIZE {ROW_GROUP_SIZE}" + (", READ_ONLY" if read_only else "")
-    literal = "'" + path.replace("'", "''") + "'"
     try:
-        con.execute(f"ATTACH {literal} AS warehouse ({options})")
+        con.execute(f"ATTACH {_literal(path)} AS warehouse ({options})")
         con.execute("USE warehouse")
+        if path != ":memory:":
+            con.execute(f"SET temp_directory = {_literal(path + '.tmp')}")
     except BaseException:
         con.close()
         raise
     return con
+
+
+def _literal(text: str) -> str:
+    """``text`` as a SQL string literal (for statements that take no parameters)."""
+    return "'" + text.replace("'", "''") + "'"
 
 
 class BarStore:
