@@ -427,7 +427,7 @@ class HotState:
             return {}
         starts, ends = runs.starts[late], runs.ends[late]
         rows = runs.table.take(pa.array(runs.order[ranges(starts, ends)]))
-        names = [self.series[runs.names[k]].symbol for k in late]
+        names = [self.name_of(runs.names[k]) for k in late]
         bars = bars_from_table(rows, np.repeat(np.array(names, dtype=object),
                                                ends - starts).tolist())
         offsets = np.concatenate(([0], np.cumsum(ends - starts))).tolist()

@@ -131,8 +131,8 @@ class Journal:
         """
         if not self.writer.write(bar):
             self._open(bar_record_size(bar))
-            written = self.writer.write(bar)
-            assert written, "a fresh segment has room for the record it was made for"
+            if not self.writer.write(bar):  # cannot happen: the segment was sized for it
+                raise StoreError(f"journal segment {self._seq} could not take a bar's record")
 
     def write_batch(self, table: pa.Table) -> None:
         """Record a validated batch as one Arrow IPC stream (see `write_bar` for errors)."""
