@@ -32,6 +32,12 @@ def test_misuse_is_refused() -> None:
     lock = Lock()
     with pytest.raises(RuntimeError, match="release unlocked lock"):
         lock.release()
+    # Refused as threading.Lock refuses them, whether the lock is free or held.
+    with pytest.raises(ValueError, match="non-blocking"):
+        lock.acquire(False, 1.0)
+    with pytest.raises(ValueError, match="non-negative"):
+        lock.acquire(True, -2.0)
+    assert not lock.locked()
     lock.acquire()
     with pytest.raises(ValueError, match="non-blocking"):
         lock.acquire(False, 1.0)

@@ -49,8 +49,8 @@ cdef class Lock:
         return 0
 
     cdef bint _wait(self, double timeout) except -1:
-        # The slow path: sleep until the flag is clear, then set it; False if `timeout`
-        # (seconds; negative: none) passed first.
+        # Set the flag, at once if it is clear, else once a sleep finds it clear; False if
+        # `timeout` (seconds; negative: none) passed first.
         cdef double deadline = monotonic() + timeout if timeout >= 0 else 0.0
         cdef double left
         while self._held:
@@ -70,16 +70,13 @@ cdef class Lock:
 
     def acquire(self, bint blocking=True, double timeout=-1):
         """Acquire the lock as `threading.Lock.acquire` does; True if it was acquired."""
-        if not self._held:
-            self._held = True
-            return True
-        if not blocking:
-            if timeout != -1:
-                raise ValueError("can't specify a timeout for a non-blocking call")
-            return False
+        if not blocking and timeout != -1:
+            raise ValueError("can't specify a timeout for a non-blocking call")
         if timeout < 0 and timeout != -1:
             raise ValueError("timeout value must be a non-negative number")
-        return self._wait(timeout)
+        if not blocking and self._held:
+            return False
+        return self._wait(timeout)  # takes a free lock at once
 
     def release(self):
         """Release the lock; RuntimeError if it is not held."""
