@@ -221,15 +221,26 @@ def test_open_without_journal_refuses_unreplayed_segments(
 def test_compiled_bar_record_reads_back_with_struct_and_zlib(
     symbol: str, ts: int, price: float, vwap: float | None, count: int | None
 ) -> None:
-    from warehouse._hot import bar_record_size, write_bar_record
+    from warehouse._hot import SegmentWriter, bar_record_size
     from warehouse.journal import _BAR, _unpack_bar
 
     bar = Bar(symbol, ts, price, price, price, price, abs(price), vwap, count)
     size = bar_record_size(bar)
-    segment = bytearray(size + 16)
-    assert write_bar_record(segment, 4, 4 + size - 1, bar) == -1  # does not fit: nothing written
-    assert not any(segment)
-    assert write_bar_record(segment, 4, len(segment), bar) == 4 + size
+    writer = SegmentWriter()
+    # The writer keeps the segment's last 8 bytes zero (the end mark): one byte short of
+    # room for the record and the mark, nothing is written.
+    short = bytearray(4 + size - 1 + 8)
+    writer.attach(short, 4)
+    assert not writer.write(bar)
+    assert writer.pos == 4
+    writer.detach()
+    assert not any(short)
+    segment = bytearray(4 + size + 8)
+    writer.attach(segment, 4)
+    assert writer.write(bar)
+    assert writer.pos == 4 + size
+    writer.detach()
+    assert not any(segment[4 + size :])
     length, crc = struct.unpack_from("<II", segment, 4)
     payload = bytes(segment[12 : 12 + length])
     assert length == size - 8 == _BAR.size + len(symbol.encode())

@@ -829,19 +829,6 @@ cdef Py_ssize_t _pack(uint8_t* buf, Py_ssize_t at, Py_ssize_t limit, Bar bar) ex
     return end
 
 
-def write_bar_record(object segment, Py_ssize_t at, Py_ssize_t limit, Bar bar):
-    """Write ``bar``'s record into ``segment`` (a writable buffer) at ``at``; return its end.
-
-    Returns -1, writing nothing, if the record would end after ``limit`` (or the buffer).
-    """
-    cdef Py_buffer view
-    PyObject_GetBuffer(segment, &view, PyBUF_WRITABLE)
-    try:
-        return _pack(<uint8_t*>view.buf, at, min(limit, view.len), bar)
-    finally:
-        PyBuffer_Release(&view)
-
-
 @cython.final
 cdef class SegmentWriter:
     """Writes single-bar records into the journal's open segment, holding its buffer.
