@@ -195,7 +195,7 @@ class HotState:
             # Every new name was checked (`check_new_symbols`) before anything changed.
             series = self.series.get(name) or self._add_series(name)
             stamps = runs.stamps[start:end]
-            if int(stamps[0]) > series.last_ts:
+            if k not in late:  # all after the symbol's latest bar
                 series.stamps.frombytes(stamps.tobytes())
                 series.last_ts = int(stamps[-1])
                 if plan.long[k]:
@@ -414,6 +414,9 @@ class HotState:
 
     def _late_bars(self, runs: Runs) -> dict[int, list[Bar]]:
         """The bars of each run that reaches back before its symbol's latest bar, by run.
+
+        Its keys are the late runs: every other run lies after its symbol's latest bar (a new
+        symbol's included).
 
         Made with one conversion for all of them: a batch of late bars for every symbol (a
         market-wide gap filled, say) would otherwise pay a conversion per symbol.
