@@ -260,6 +260,30 @@ def test_epochs_in_each_unit_land_on_the_same_instant(
     assert [b.ts for b in stored(wh)] == [1732199400 * 1_000_000, 1732199460 * 1_000_000]
 
 
+@pytest.mark.parametrize("bad", ["-inf", "inf", "nan"])
+def test_a_non_finite_epoch_is_a_bad_row_and_never_decides_the_unit(
+    tmp_path: Path, wh: Warehouse, bad: str
+) -> None:
+    path = tmp_path / "spy.csv"
+    path.write_text(
+        "symbol,ts,open,high,low,close,volume\n"
+        "SPY,1763735400.0,1,2,0.5,1.5,10\n"
+        f"SPY,{bad},1,2,0.5,1.5,10\n"
+        "SPY,1763735460.0,1,2,0.5,1.5,10\n"
+    )
+    # The finite values are plainly seconds: without the unit the file is refused, whatever
+    # on_invalid says, rather than read as microseconds of 1970.
+    with pytest.raises(IngestError, match=r"row 1, column 'ts': .*look like epoch seconds"):
+        ingest(wh, path, on_invalid="skip")
+    assert count(wh) == 0
+    result = ingest(wh, path, ts_unit="s", on_invalid="report")
+    assert [b.ts for b in stored(wh)] == [1763735400_000_000, 1763735460_000_000]
+    assert result.rejects.select(["row", "column", "field", "value"]).to_pylist() == [
+        {"row": 2, "column": "ts", "field": "ts", "value": bad}
+    ]
+    assert result.rejects.column("reason").to_pylist() == [f"{bad!r} is not a finite number"]
+
+
 def test_integers_that_plainly_are_microseconds_need_no_unit(tmp_path: Path, wh: Warehouse) -> None:
     rows = [{**r, "t": r["t"] * 1_000_000} for r in EPOCH_ROWS]  # type: ignore[operator]
     ingest(wh, write_ndjson(tmp_path / "spy.ndjson", rows))

@@ -383,11 +383,13 @@ def _epoch_expression(value: str, kind: str, unit: TsUnit) -> tuple[str, str, st
     else:
         micros = f"CAST({number} * {PER_SECOND['us'] // per} AS BIGINT)"
     expr = f"CASE WHEN {number} BETWEEN {low} AND {high} THEN {micros} END"
+    double = f"TRY_CAST({value} AS DOUBLE)"
     reason = (
-        f"CASE WHEN {number} IS NULL THEN 'is not a number (an epoch in {unit})' "
+        f"CASE WHEN NOT isfinite({double}) THEN 'is not a finite number' "
+        f"WHEN {number} IS NULL THEN 'is not a number (an epoch in {unit})' "
         f"ELSE 'as epoch {unit} is outside 1900..2200' END"
     )
-    return expr, reason, f"TRY_CAST({value} AS DOUBLE)"
+    return expr, reason, double
 
 
 def _number_expression(

@@ -792,10 +792,15 @@ def _check_batch(
 
 
 def _check_unit(name: str, number: pa.Array, rows: np.ndarray, plan: Plan) -> None:
-    """Refuse integer epochs whose unit is not said, or that plainly are another unit."""
-    bounds = pc.min_max(number)
+    """Refuse integer epochs whose unit is not said, or that plainly are another unit.
+
+    The unit is judged on the finite values alone: an infinity or a NaN is its row's problem
+    (refused as not a finite number), and never hides the unit the other values plainly are.
+    """
+    finite = pc.fill_null(pc.is_finite(number), False)
+    bounds = pc.min_max(number.filter(finite))
     low, high = bounds["min"].as_py(), bounds["max"].as_py()
-    if low is None or not (np.isfinite(low) and np.isfinite(high)):
+    if low is None:
         return  # no number here: each row is refused as not one
     looks = plain_unit(int(low), int(high))
     said = plan.unit
