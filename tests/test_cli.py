@@ -38,7 +38,7 @@ def test_every_subcommand_has_help_text():
     actions = [a for a in parser._actions if a.dest == "command"]
     choices = actions[0].choices
     assert set(choices) == {"demo", "ingest", "sql", "query", "queries", "export", "archive",
-                            "replay", "generate", "quality", "plot", "fill"}
+                            "replay", "generate", "quality", "plot", "fill", "session", "info"}
     helps = {a.dest: a.help for a in actions[0]._choices_actions}
     for name in choices:
         assert helps.get(name), f"subcommand {name} has no help"

@@ -28,14 +28,16 @@ import re
 import sys
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any, NoReturn, get_args
+from zoneinfo import ZoneInfo
 
 import duckdb
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
@@ -51,7 +53,7 @@ from warehouse.quality import open_session, session_calendar
 from warehouse.queries import Queries, load_queries
 from warehouse.replay import read_bars, replay
 from warehouse.sample import generate_session, generate_sessions
-from warehouse.schema import COLUMNS, MINUTE, TsUnit, conform
+from warehouse.schema import COLUMNS, MINUTE, STORED_SCHEMA, TsUnit, conform
 from warehouse.session import Session
 from warehouse.sources import ArchiveSource, BarSource, DuckDBSource
 from warehouse.warehouse import Warehouse
@@ -306,13 +308,14 @@ def _parser() -> argparse.ArgumentParser:
     replay_.set_defaults(run=_replay)
 
     quality_ = commands.add_parser(
-        "quality", help="how complete the open session is: per symbol, and as a picture",
-        description="Per symbol of the warehouse's open session: the one-minute bars expected "
+        "quality", help="how complete a session is: per symbol, and as a picture",
+        description="Per symbol of the warehouse's open session (or, with --date and "
+        "--archive, of a sealed session read from the archive): the one-minute bars expected "
         "from the calendar by --now (default: the wall clock; at most the close), the ones "
         "present, bar quality in percent and the gaps, least complete first. --png also draws "
         "the coverage (symbols x minutes, gaps in red; needs pip install \"warehouse[plot]\").",
     )
-    quality_.add_argument("--db", type=Path, required=True, help="warehouse file (read-only)")
+    _session_options(quality_)
     quality_.add_argument("--now", type=_aware_datetime, default=None,
                           help="ISO time with offset the expected minutes run to")
     quality_.add_argument("--symbols", default="",
@@ -324,7 +327,8 @@ def _parser() -> argparse.ArgumentParser:
 
     plot = commands.add_parser(
         "plot", help="draw one symbol's session as candlesticks, its gaps and filled bars marked",
-        description="Draw SYMBOL's bars of the warehouse's open session as candlesticks over a "
+        description="Draw SYMBOL's bars of the warehouse's open session (or, with --date and "
+        "--archive, of a sealed session read from the archive) as candlesticks over a "
         "volume panel, on the session's time axis in the exchange's local time: the minutes "
         "due by --now without a bar shaded (the gaps `quality` reports), bars that gap filling "
         "inserted in a colour of their own, the minutes not yet due in grey. --interval draws "
@@ -334,7 +338,7 @@ def _parser() -> argparse.ArgumentParser:
         "\"warehouse[plot]\".",
     )
     plot.add_argument("symbol", metavar="SYMBOL", help="the symbol to draw")
-    plot.add_argument("--db", type=Path, required=True, help="warehouse file (read-only)")
+    _session_options(plot)
     plot.add_argument("--interval", default=None, metavar="N",
                       help="draw N-minute bars anchored to the open: 5m, 15min, 1h (default: "
                       "the one-minute bars)")
@@ -372,6 +376,41 @@ def _parser() -> argparse.ArgumentParser:
                       help="seconds each question to the source may take (default: 30)")
     fill.set_defaults(run=_fill)
 
+    session_ = commands.add_parser(
+        "session", help="start, end, roll or show the trading session of a warehouse file",
+        description="The session lifecycle from the command line. `start` opens a session of "
+        "the calendar (--date, by default the one in progress or the next): from then on the "
+        "file takes only bars inside its hours. `end` seals it: its bars go to the archive's "
+        "partition of its trading date, recorded in the manifest, and leave the file. `roll` "
+        "ends it and starts the calendar's next session. `status` shows the session held. "
+        "Each is crash-safe as its Python counterpart (start_session, end_session, roll).",
+    )
+    session_.add_argument("action", choices=["start", "end", "roll", "status"])
+    session_.add_argument("--db", type=Path, required=True,
+                          help="warehouse file (`start` creates it if missing)")
+    session_.add_argument("--archive", type=Path, default=None,
+                          help="archive directory sessions are sealed into (needed by end and "
+                          "roll; start reads its trailing sessions)")
+    session_.add_argument("--date", type=date.fromisoformat, default=None,
+                          help="with start: the session's trading date, YYYY-MM-DD (default: "
+                          "the session in progress, or the next)")
+    session_.add_argument("--calendar", default=None,
+                          help="exchange code for start, e.g. XNYS, XLON (default: the one the "
+                          "file's sessions use, else XNYS)")
+    session_.add_argument("--extended-hours", action="store_true",
+                          help="with start or roll: take pre- and post-market bars too")
+    session_.set_defaults(run=_session)
+
+    info = commands.add_parser(
+        "info", help="what a warehouse file holds: bars, symbols, session, journal, archive",
+        description="Describe a warehouse file, read-only: its bars (rows, symbols, first and "
+        "last ts), the session it holds and its status, journal segments a crashed writer "
+        "left, and with --archive the sealed sessions of the archive.",
+    )
+    info.add_argument("--db", type=Path, required=True, help="warehouse file (read-only)")
+    info.add_argument("--archive", type=Path, default=None, help="archive directory")
+    info.set_defaults(run=_info)
+
     generate = commands.add_parser("generate", help="write a synthetic session to Parquet")
     generate.add_argument("--symbols", type=_positive_int, default=8000,
                           help="number of symbols")
@@ -401,6 +440,17 @@ def _db_options(parser: argparse.ArgumentParser) -> None:
                         "other formats)")
     parser.add_argument("--output", "-o", type=Path, default=None, metavar="FILE",
                         help="write to FILE instead of stdout")
+
+
+def _session_options(parser: argparse.ArgumentParser) -> None:
+    """--db, or --date with --archive: which session `quality` and `plot` read."""
+    parser.add_argument("--db", type=Path, default=None,
+                        help="warehouse file whose open session is read (read-only)")
+    parser.add_argument("--date", type=date.fromisoformat, default=None,
+                        help="a sealed session's trading date, YYYY-MM-DD, read from --archive "
+                        "(or the --db file's session of that date)")
+    parser.add_argument("--archive", type=Path, default=None,
+                        help="with --date: the archive the session was sealed into")
 
 
 def _quiet_option(parser: argparse.ArgumentParser) -> None:
@@ -572,9 +622,8 @@ def _query(args: argparse.Namespace) -> int:
 
 
 def _quality(args: argparse.Namespace) -> int:
-    _require_file(args.db)
     symbols = [s.strip() for s in args.symbols.split(",") if s.strip()]
-    with Warehouse(args.db, read_only=True) as wh:
+    with _session_view(args, "warehouse quality") as wh:
         report = wh.quality(now=args.now, symbols=symbols)
         session = wh.session
         assert session is not None  # quality() raised otherwise
@@ -599,6 +648,155 @@ def _quality(args: argparse.Namespace) -> int:
                            title=f"Coverage of session {session.date} ({session.calendar}): "
                            f"bar quality {overall}")
         print(f"picture: {args.png}")
+    return 0
+
+
+@contextlib.contextmanager
+def _session_view(args: argparse.Namespace, what: str) -> Iterator[Warehouse]:
+    """The warehouse whose open session ``what`` reads: --db's, or a sealed one (--date).
+
+    A sealed session is read from the archive's day file into a warehouse in memory, with the
+    session started as it was sealed (calendar, hours), so that every read is the one of the
+    open session; nothing is written anywhere.
+    """
+    if args.date is None:
+        if args.archive is not None:
+            raise WarehouseError(f"{what}: --archive reads a sealed session; pass --date "
+                                 "YYYY-MM-DD too")
+        if args.db is None:
+            raise WarehouseError(f"{what}: pass --db FILE (its open session), or --date "
+                                 "YYYY-MM-DD with --archive DIR (a sealed session)")
+        _require_file(args.db)
+        with Warehouse(args.db, read_only=True) as wh:
+            yield wh
+        return
+    if args.db is not None:
+        _require_file(args.db)
+        with Warehouse(args.db, read_only=True) as wh:
+            held = wh.session
+            if held is not None and held.status == "open" and held.date == args.date:
+                yield wh
+                return
+    if args.archive is None:
+        where = f"{args.db} holds no open session of {args.date}; " if args.db else ""
+        raise WarehouseError(f"{what} --date {args.date}: {where}pass --archive DIR, the "
+                             "archive the session was sealed into")
+    with _archived_session(args.archive, args.date) as wh:
+        yield wh
+
+
+@contextlib.contextmanager
+def _archived_session(archive: Path, day: date) -> Iterator[Warehouse]:
+    """Session ``day`` of ``archive``, reopened in memory from its day file."""
+    if not archive.is_dir():
+        raise WarehouseError(f"--archive {archive} is not an archive directory")
+    entries = [e for e in read_manifest(archive)["sessions"]
+               if isinstance(e, dict) and e.get("date") == day.isoformat()]
+    if not entries or not isinstance(entries[-1].get("file"), str):
+        sealed = [e.get("date") for e in read_manifest(archive)["sessions"] if isinstance(e, dict)]
+        shown = ", ".join(str(d) for d in sealed[-5:]) or "none"
+        raise WarehouseError(f"session {day} is not sealed in {archive} (sealed, latest last: "
+                             f"{shown}); `warehouse archive list --archive {archive}` lists them")
+    entry = entries[-1]
+    path = archive / entry["file"]
+    try:
+        table = pq.read_table(path, schema=STORED_SCHEMA)
+    except (pa.ArrowException, OSError) as exc:
+        raise WarehouseError(f"session {day}: its file {path} cannot be read ({exc}); "
+                             f"`warehouse archive verify --archive {archive}` checks the "
+                             "archive") from exc
+    filled = pc.equal(table["origin"], "filled")
+    with Warehouse(":memory:", flush_interval=None,
+                   calendar=str(entry.get("calendar", "XNYS"))) as wh:
+        wh.start_session(day, extended_hours=bool(entry.get("extended_hours", False)))
+        wh.extend(table.filter(pc.invert(filled)))
+        wh.fill(table.filter(filled))
+        yield wh
+
+
+def _session(args: argparse.Namespace) -> int:
+    if args.action == "status":
+        if args.date is not None or args.calendar is not None or args.extended_hours:
+            raise WarehouseError("warehouse session status takes --db (and --archive) only")
+        _require_file(args.db)
+        with Warehouse(args.db, read_only=True) as wh:
+            print(_describe_session(wh))
+        return 0
+    if args.action in ("end", "roll") and args.archive is None:
+        raise WarehouseError(f"warehouse session {args.action} seals the session into the "
+                             "archive: pass --archive DIR")
+    if args.action != "start" and (args.date is not None or args.calendar is not None):
+        raise WarehouseError(f"warehouse session {args.action}: --date and --calendar are for "
+                             "start (roll takes the calendar's next session)")
+    if args.action == "start":
+        _make_directory(args.db.parent)
+    else:
+        _require_file(args.db)
+    if args.archive is not None:
+        _make_directory(args.archive)
+    options: dict[str, Any] = {} if args.calendar is None else {"calendar": args.calendar}
+    journal = has_segments(f"{args.db}.journal")  # a crashed writer's bars: replay them
+    with Warehouse(args.db, flush_interval=None, journal=journal, archive=args.archive,
+                   **options) as wh:
+        if args.action == "start":
+            wh.start_session(args.date, extended_hours=args.extended_hours)
+        elif args.action == "end":
+            ended = wh.session
+            result = wh.end_session()
+            assert ended is not None
+            print(f"sealed session {ended.date} ({ended.calendar}) into {args.archive}: "
+                  f"{_count(result.rows, 'bar')}")
+        else:
+            ended = wh.session
+            wh.roll(extended_hours=args.extended_hours or None)
+            assert ended is not None
+            print(f"sealed session {ended.date} ({ended.calendar}) into {args.archive}")
+        print(_describe_session(wh))
+    return 0
+
+
+def _describe_session(wh: Warehouse) -> str:
+    """One line: the session ``wh`` holds, its status, hours and window in exchange time."""
+    session = wh.session
+    if session is None:
+        return "no session was started: the file takes bars of any time"
+    tz = ZoneInfo(session_calendar(wh.calendar(), session).tz)
+    hours = "extended hours" if session.extended_hours else "regular hours"
+    opened, closed = session.open_time, session.close_time
+    return (f"session {session.date} {session.calendar} {hours}: {session.status}, "
+            f"{opened:%H:%M}Z to {closed:%H:%M}Z ({opened.astimezone(tz):%H:%M} to "
+            f"{closed.astimezone(tz):%H:%M} {tz})")
+
+
+def _count(n: int, noun: str) -> str:
+    """``n`` with ``noun``, plural unless one: "1 bar", "2,000 bars"."""
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
+def _info(args: argparse.Namespace) -> int:
+    _require_file(args.db)
+    pending = len(list(Path(f"{args.db}.journal").glob("*.journal")))
+    with Warehouse(args.db, read_only=True) as wh:
+        facts = wh.sql("SELECT count(*) AS rows, count(DISTINCT symbol) AS symbols, "
+                       "min(ts) AS first, max(ts) AS last FROM bars").to_pylist()[0]
+        described = _describe_session(wh)
+    size = args.db.stat().st_size
+    print(f"file: {args.db} ({size / 1e6:,.1f} MB)")
+    span = (f", {facts['first']:%Y-%m-%d %H:%M}Z to {facts['last']:%Y-%m-%d %H:%M}Z"
+            if facts["rows"] else "")
+    print(f"bars: {_count(facts['rows'], 'bar')} of {_count(facts['symbols'], 'symbol')}{span}")
+    print(described)
+    if pending:
+        print(f"journal: {_count(pending, 'segment')} a crashed writer left in {args.db}.journal "
+              "(not in the counts above); any writing command replays them (warehouse session "
+              "status reads as it is)")
+    if args.archive is not None:
+        if not args.archive.is_dir():
+            raise WarehouseError(f"--archive {args.archive} is not an archive directory")
+        sessions = [e for e in read_manifest(args.archive)["sessions"] if isinstance(e, dict)]
+        dates = [str(e.get("date")) for e in sessions]
+        span = f", {dates[0]} to {dates[-1]}" if dates else ""
+        print(f"archive: {args.archive}: {_count(len(sessions), 'sealed session')}{span}")
     return 0
 
 
@@ -636,8 +834,7 @@ def _plot(args: argparse.Namespace) -> int:
         raise WarehouseError(f"--interval: {exc}") from None
     png = args.png or Path(re.sub(r"[^\w.-]", "_", symbol)
                            + (f"_{interval}m" if args.interval is not None else "") + ".png")
-    _require_file(args.db)
-    with Warehouse(args.db, read_only=True) as wh:
+    with _session_view(args, "warehouse plot") as wh:
         session = open_session(wh.session, "warehouse plot")
         report = wh.quality(now=args.now, symbols=[symbol]).filter(pl.col("symbol") == symbol)
         if not report["has_bars"].item():
