@@ -284,6 +284,51 @@ def test_a_non_finite_epoch_is_a_bad_row_and_never_decides_the_unit(
     assert result.rejects.column("reason").to_pylist() == [f"{bad!r} is not a finite number"]
 
 
+#: Integers no double holds exactly: nanoseconds a microsecond short of a minute (and before
+#: 1970, where flooring and truncating differ), counts past 2**53.
+EXACT = [
+    (1763735579999999999, 9007199254740993),
+    (1763735580000000001, 2**63 - 1),
+    (-1000000001, 9007199254740995),
+]
+
+
+def exact_bars() -> list[tuple[int, int]]:
+    """What EXACT stores: ts floored to microseconds, the count as it is."""
+    return sorted((ns // 1000, n) for ns, n in EXACT)
+
+
+def test_integers_in_a_csv_are_read_exactly_never_through_a_double(
+    tmp_path: Path, wh: Warehouse
+) -> None:
+    path = tmp_path / "ns.csv"
+    path.write_text(
+        "symbol,ts,open,high,low,close,volume,trade_count\n"
+        + "".join(f"A,{ns},1,2,0.5,1.5,10,{n}\n" for ns, n in EXACT)
+    )
+    ingest(wh, path, ts_unit="ns")
+    assert [(b.ts, b.trade_count) for b in stored(wh)] == exact_bars()
+    held = wh.sql("SELECT ts FROM bars WHERE trade_count = 9007199254740993")
+    assert held["ts"][0].as_py() == datetime(2025, 11, 21, 14, 32, 59, 999999, tzinfo=UTC)
+
+
+def test_integer_nanoseconds_of_a_frame_are_read_exactly(wh: Warehouse) -> None:
+    frame = pl.DataFrame(
+        {
+            "symbol": ["A"] * len(EXACT),
+            "ts": [ns for ns, _ in EXACT],
+            "open": [1.0] * len(EXACT),
+            "high": [2.0] * len(EXACT),
+            "low": [0.5] * len(EXACT),
+            "close": [1.5] * len(EXACT),
+            "volume": [10.0] * len(EXACT),
+            "trade_count": [n for _, n in EXACT],
+        }
+    )
+    ingest(wh, frame, ts_unit="ns")
+    assert [(b.ts, b.trade_count) for b in stored(wh)] == exact_bars()
+
+
 def test_integers_that_plainly_are_microseconds_need_no_unit(tmp_path: Path, wh: Warehouse) -> None:
     rows = [{**r, "t": r["t"] * 1_000_000} for r in EPOCH_ROWS]  # type: ignore[operator]
     ingest(wh, write_ndjson(tmp_path / "spy.ndjson", rows))

@@ -335,7 +335,7 @@ def _ts_expression(
             raise IngestError(
                 file, f"holds timestamps, not integer epochs; drop --ts-unit {unit}", column=source
             )
-        return _epoch_expression(value, kind, unit or "us")
+        return _epoch_expression(value, kind, unit or "us", text)
     if kind == "aware" and not text:
         return f"epoch_us({value})", "'is not a timestamp'", None
     if kind == "naive" and not text:
@@ -367,29 +367,50 @@ def _ts_expression(
     return expr, reason, None
 
 
-def _epoch_expression(value: str, kind: str, unit: TsUnit) -> tuple[str, str, str]:
+def _epoch_expression(value: str, kind: str, unit: TsUnit, text: bool) -> tuple[str, str, str]:
     """SQL for an epoch in ``unit``: microseconds (null outside 1900..2200), reason, DOUBLE.
 
-    The DOUBLE is the value as given, for `_check_unit`.
+    An integer stays one (`_integer`): a double holds 53 bits, and nanoseconds of this century
+    take 61. The DOUBLE is the value as given, for `_check_unit`.
     """
     per = PER_SECOND[unit]
     low = -(-MIN_TS * per // PER_SECOND["us"])  # the smallest value inside, in the unit
     high = (MAX_TS - 1) * per // PER_SECOND["us"]
-    number = f"TRY_CAST({value} AS {'DOUBLE' if kind == 'float' else 'HUGEINT'})"
-    if unit == "ns":
-        micros = f"CAST(floor({number} / 1000) AS BIGINT)"
-    elif kind == "float":
-        micros = f"CAST(round({number} * {PER_SECOND['us'] // per}) AS BIGINT)"
-    else:
-        micros = f"CAST({number} * {PER_SECOND['us'] // per} AS BIGINT)"
-    expr = f"CASE WHEN {number} BETWEEN {low} AND {high} THEN {micros} END"
     double = f"TRY_CAST({value} AS DOUBLE)"
+    integer = _integer(value, kind, text, "HUGEINT")
+    if unit == "ns":
+        # Floored, as a nanosecond before 1970 belongs to the microsecond before it.
+        exact = f"({integer} // 1000 - CASE WHEN {integer} % 1000 < 0 THEN 1 ELSE 0 END)"
+        inexact = f"floor({double} / 1000)"
+    else:
+        exact = f"{integer} * {PER_SECOND['us'] // per}"
+        inexact = f"round({double} * {PER_SECOND['us'] // per})"
+    expr = f"CASE WHEN {double} BETWEEN {low} AND {high} THEN CAST({inexact} AS BIGINT) END"
+    if integer is not None:
+        expr = (
+            f"CASE WHEN {integer} IS NOT NULL THEN CASE WHEN {integer} BETWEEN {low} AND {high} "
+            f"THEN CAST({exact} AS BIGINT) END ELSE {expr} END"
+        )
     reason = (
         f"CASE WHEN NOT isfinite({double}) THEN 'is not a finite number' "
-        f"WHEN {number} IS NULL THEN 'is not a number (an epoch in {unit})' "
+        f"WHEN {double} IS NULL THEN 'is not a number (an epoch in {unit})' "
         f"ELSE 'as epoch {unit} is outside 1900..2200' END"
     )
     return expr, reason, double
+
+
+def _integer(value: str, kind: str, text: bool, to: str) -> str | None:
+    """SQL for the value as an integer of type ``to`` where it is written as one, else null.
+
+    None where the column holds no integers (a float type). Text is tested before the cast,
+    which would round ``'3.5'`` to 4.
+    """
+    if text or kind == "text":
+        written = f"regexp_full_match({value}, {literal('[+-]?[0-9]+')})"
+        return f"CASE WHEN {written} THEN TRY_CAST({value} AS {to}) END"
+    if kind == "integer":
+        return f"TRY_CAST({value} AS {to})"
+    return None
 
 
 def _number_expression(
@@ -405,17 +426,20 @@ def _number_expression(
 def _count_expression(
     file: str, source: str, value: str, kind: str, duck_type: str, text: bool
 ) -> tuple[str, str]:
-    if text or kind == "text":
-        number = f"TRY_CAST({value} AS DOUBLE)"
-    elif kind in ("integer", "float"):
-        number = f"CAST({value} AS DOUBLE)" if kind == "float" else value
-    else:
+    if kind not in ("integer", "float") and not (text or kind == "text"):
         raise IngestError(file, f"has type {duck_type}, not an integer", column=source)
+    integer = _integer(value, kind, text, "BIGINT")
     if kind == "integer" and not text:
-        return f"TRY_CAST({value} AS BIGINT)", "'is not an integer the store holds'"
-    # 3.0 is 3; 3.5 is no count of trades.
+        assert integer is not None
+        return integer, "'is not an integer the store holds'"
+    # 3.0 is 3; 3.5 is no count of trades. An integer's text is read as one, never through a
+    # double, which would change 9007199254740993 to ...992.
+    number = f"TRY_CAST({value} AS DOUBLE)"
+    from_double = f"CASE WHEN {number} = trunc({number}) THEN TRY_CAST({number} AS BIGINT) END"
+    if integer is None:
+        return from_double, "'is not an integer'"
     return (
-        f"CASE WHEN {number} = trunc({number}) THEN TRY_CAST({number} AS BIGINT) END",
+        f"CASE WHEN {integer} IS NOT NULL THEN {integer} ELSE {from_double} END",
         "'is not an integer'",
     )
 
