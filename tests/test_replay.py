@@ -15,7 +15,7 @@ import pytest
 from warehouse import Calendar, InvalidBarError, Warehouse, WarehouseError
 from warehouse.archive import read_manifest, verify_archive
 from warehouse.cli import main
-from warehouse.replay import read_bars, replay
+from warehouse.replay import read_bars, replay, sessions_of
 from warehouse.sample import generate_sessions
 
 XNYS = Calendar("XNYS")
@@ -103,10 +103,39 @@ def test_bars_outside_every_session_are_refused_before_anything_is_fed(
     batch = pa.concat_tables([week[0].select(bad.column_names).cast(bad.schema), bad])
     with Warehouse(tmp_path / "wh.duckdb", flush_interval=None,
                    archive=tmp_path / "archive") as wh:
-        with pytest.raises(InvalidBarError, match=r"in no session of XNYS \(1 bars are not\)"):
+        with pytest.raises(InvalidBarError, match=r"falls on Thu 2025-11-27 in America/New_York, "
+                           r"which is no session of XNYS \(a holiday or a weekend\); 1 bar in "
+                           r"no session, nothing was fed"):
             replay(wh, batch)
         assert wh.session is None
         assert wh.symbols() == []
+
+
+def test_a_bar_outside_regular_hours_names_the_flag_that_takes_it(
+    tmp_path: Path, week: list[pa.Table]
+) -> None:
+    early = XNYS.window(WEEK[0]).open - 30 * 60 * 1_000_000  # 09:00 New York, pre-market
+    bad = pa.table({"symbol": ["ZZ", "ZZ"], "ts": pa.array([early, early + 60_000_000]),
+                    "open": [1.0] * 2, "high": [2.0] * 2, "low": [0.5] * 2, "close": [1.5] * 2,
+                    "volume": [1.0] * 2})
+    with pytest.raises(InvalidBarError, match=r"outside the regular hours of XNYS's session "
+                       r"2025-11-24 \(pre- and post-market bars need --extended-hours; "
+                       r"extended_hours=True in Python\); 2 bars in no session"):
+        sessions_of(bad, XNYS)
+    assert sessions_of(bad, Calendar("XNYS", extended_hours=True)) == [WEEK[0]]
+
+
+def test_cli_replay_of_a_holiday_bar_leaves_no_file_behind(tmp_path: Path, capsys) -> None:
+    thanksgiving = XNYS.window(WEEK[2]).open + 24 * 3_600 * 1_000_000
+    stamp = pa.array([thanksgiving], pa.timestamp("us", "UTC"))
+    pq.write_table(pa.table({"symbol": ["ZZ"], "ts": stamp,
+                             "open": [1.0], "high": [2.0], "low": [0.5], "close": [1.5],
+                             "volume": [1.0]}), tmp_path / "day.parquet")
+    db, archive = tmp_path / "out" / "w.duckdb", tmp_path / "out" / "archive"
+    assert main(["replay", str(tmp_path / "day.parquet"), "--db", str(db), "--archive",
+                 str(archive)]) == 1
+    assert "which is no session of XNYS" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
 
 
 def test_read_bars_takes_parquet_and_csv_files_and_folders(

@@ -51,7 +51,7 @@ from warehouse.ingest import IngestResult, scan
 from warehouse.journal import has_segments
 from warehouse.quality import open_session, session_calendar
 from warehouse.queries import Queries, load_queries
-from warehouse.replay import read_bars, replay
+from warehouse.replay import read_bars, replay, sessions_of
 from warehouse.sample import generate_session, generate_sessions
 from warehouse.schema import COLUMNS, MINUTE, STORED_SCHEMA, TsUnit, conform
 from warehouse.session import Session
@@ -1009,10 +1009,11 @@ def _archive(args: argparse.Namespace) -> int:
 def _replay(args: argparse.Namespace) -> int:
     if bool(args.data) == bool(args.generate):
         raise WarehouseError("pass input files or folders, or --generate N (one of them)")
+    calendar = Calendar(args.calendar, extended_hours=args.extended_hours)
     if args.data:
-        bars = read_bars(args.data)  # read and checked before the warehouse is touched
+        bars = read_bars(args.data)
+        sessions_of(bars, calendar)  # a bar in no session: refused before anything is made
     else:
-        calendar = Calendar(args.calendar, extended_hours=args.extended_hours)
         bars = pa.concat_tables(generate_sessions(calendar, args.start, args.generate,
                                                   args.symbols))
     _make_directory(args.archive)

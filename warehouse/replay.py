@@ -15,16 +15,18 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from warehouse.calendar import Calendar
 from warehouse.errors import InvalidBarError, WarehouseError
-from warehouse.schema import conform
+from warehouse.schema import conform, from_micros
 from warehouse.warehouse import Warehouse
 
-__all__ = ["ReplayResult", "read_bars", "replay"]
+__all__ = ["ReplayResult", "read_bars", "replay", "sessions_of"]
 
 #: Called as bars are fed: (session date, bars of it fed so far, bars of it in all).
 ReplayProgress = Callable[[date, int, int], None]
@@ -124,31 +126,18 @@ def replay(
         return ReplayResult((), 0, 0.0)
     table = table.sort_by([("ts", "ascending"), ("symbol", "ascending")])
     stamps = table.column("ts").cast(pa.int64()).to_numpy()
-    calendar = wh.calendar(extended_hours=extended_hours)
     unique, first_rows = np.unique(stamps, return_index=True)
-    days = [calendar.session_of(int(ts)) for ts in unique.tolist()]
-    if None in days:
-        at = int(unique[days.index(None)])
-        row = int(first_rows[days.index(None)])
-        outside = sum(int(n) for n, d in zip(np.diff([*first_rows, len(stamps)]), days,
-                                             strict=True) if d is None)
-        raise InvalidBarError(
-            table.column("symbol")[row].as_py(), at, "ts", at,
-            f"is in no session of {calendar.code} ({outside:,} bars are not); nothing was "
-            "fed. Replay extended hours with extended_hours=True, or drop those bars",
-        )
+    days = _session_days(table, unique, first_rows, wh.calendar(extended_hours=extended_hours))
     ends = [*first_rows.tolist()[1:], len(stamps)]
     totals: dict[date, int] = {}
     last_of: dict[date, int] = {}  # a session's last timestamp (each session's are contiguous)
     for index, (begin, end, day) in enumerate(zip(first_rows.tolist(), ends, days, strict=True)):
-        assert day is not None
         totals[day] = totals.get(day, 0) + end - begin
         last_of[day] = index
     sessions: list[date] = []
     session_start, bar_start, fed = 0.0, 0, 0
     for index, (ts, begin, end, day) in enumerate(
             zip(unique.tolist(), first_rows.tolist(), ends, days, strict=True)):
-        assert day is not None
         if not sessions or sessions[-1] != day:
             _begin_session(wh, day, extended_hours)
             sessions.append(day)
@@ -164,6 +153,49 @@ def replay(
         if index == last_of[day]:
             wh.end_session()
     return ReplayResult(tuple(sessions), table.num_rows, time.perf_counter() - started)
+
+
+def sessions_of(bars: pa.Table, calendar: Calendar) -> list[date]:
+    """The sessions of ``calendar`` that ``bars`` fall in, in date order.
+
+    Raises
+    ------
+    InvalidBarError
+        A bar falls in no session (the error names it, and why: a day that is no session, or
+        a time outside the session's hours).
+    """
+    table = conform(bars)
+    stamps = table.column("ts").cast(pa.int64()).to_numpy()
+    unique, first_rows = np.unique(stamps, return_index=True)
+    return sorted(set(_session_days(table, unique, first_rows, calendar)))
+
+
+def _session_days(
+    table: pa.Table, unique: np.ndarray, first_rows: np.ndarray, calendar: Calendar
+) -> list[date]:
+    """The session of each distinct ts (``unique``, first found at ``first_rows``)."""
+    found = [calendar.session_of(int(ts)) for ts in unique.tolist()]
+    days = [day for day in found if day is not None]
+    if len(days) == len(found):
+        return days
+    index = found.index(None)
+    at, row = int(unique[index]), int(first_rows[index])
+    counts = np.diff([*first_rows.tolist(), table.num_rows])
+    outside = sum(int(n) for n, d in zip(counts, found, strict=True) if d is None)
+    local = from_micros(at).astimezone(ZoneInfo(calendar.tz))
+    if not calendar.is_session(local.date()):
+        why = (f"falls on {local:%a %Y-%m-%d} in {calendar.tz}, which is no session of "
+               f"{calendar.code} (a holiday or a weekend)")
+    elif calendar.extended_hours:
+        why = f"is outside the extended hours of {calendar.code}'s session {local.date()}"
+    else:
+        why = (f"is outside the regular hours of {calendar.code}'s session {local.date()} "
+               f"(pre- and post-market bars need --extended-hours; extended_hours=True in "
+               f"Python)")
+    raise InvalidBarError(
+        table.column("symbol")[row].as_py(), at, "ts", at,
+        f"{why}; {outside:,} bar{'s' if outside != 1 else ''} in no session, nothing was fed",
+    )
 
 
 def _begin_session(wh: Warehouse, day: date, extended_hours: bool) -> None:
