@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 import pyarrow.parquet as pq
 import pytest
 
-from warehouse import Warehouse
+from warehouse import Warehouse, WarehouseError
 from warehouse.calendar import Calendar
 from warehouse.cli import main
 from warehouse.sample import generate_session
@@ -170,3 +170,29 @@ def test_info_names_journal_segments_a_crash_left(tmp_path, capsys):
     code, out, _ = run(capsys, "info", "--db", db)
     assert code == 0
     assert "journal: 1 segment a crashed writer left" in out
+
+
+def test_sql_over_history_without_an_archive_says_to_pass_one(tmp_path, capsys):
+    db = tmp_path / "w.duckdb"
+    Warehouse(db).close()
+    code, _, err = run(capsys, "sql", "SELECT count(*) FROM history", "--db", db)
+    assert code == 1
+    assert "`history` holds the archive's sealed sessions" in err
+    assert "--archive DIR" in err
+    assert "Catalog Error" not in err
+    with Warehouse(":memory:") as wh, pytest.raises(WarehouseError, match="archive=DIR"):
+        wh.sql("SELECT * FROM bars_all")
+
+
+def test_sql_over_an_empty_bars_after_a_seal_points_at_the_archive(tmp_path, capsys):
+    db, archive = tmp_path / "w.duckdb", tmp_path / "archive"
+    with Warehouse(db, archive=archive) as wh:
+        wh.start_session(datetime.fromisoformat(DAY1).date())
+        wh.extend(day_bars(DAY1))
+        wh.end_session()
+    code, out, err = run(capsys, "sql", "SELECT count(*) AS n FROM bars", "--db", db, "--csv")
+    assert (code, out) == (0, "n\n0\n")
+    assert f"note: bars is empty: session {DAY1} was sealed" in err
+    code, out, err = run(capsys, "sql", "SELECT count(*) AS n FROM bars_all", "--db", db,
+                         "--archive", archive, "--csv")
+    assert (code, out, err) == (0, "n\n90\n", "")

@@ -607,8 +607,23 @@ def _sql(args: argparse.Namespace) -> int:
             frame = wh.sql_polars(args.query, params)
         except StoreError as exc:
             raise _sql_param_error(exc) from exc
+        note = _sealed_note(wh, args.query)
     _write_result(args, frame)
+    if note:
+        print(note, file=sys.stderr)
     return 0
+
+
+def _sealed_note(wh: Warehouse, query: str) -> str | None:
+    """A word on an empty ``bars`` whose session was sealed: its bars are in the archive."""
+    session = wh.session
+    if session is None or session.status != "sealed" or wh.symbols() \
+            or not re.search(r"\bbars\b", query, re.IGNORECASE):
+        return None
+    where = ("the views history and bars_all" if wh.archive is not None
+             else "the view history, with --archive DIR")
+    return (f"note: bars is empty: session {session.date} was sealed, and its bars are in the "
+            f"archive ({where})")
 
 
 def _query(args: argparse.Namespace) -> int:
