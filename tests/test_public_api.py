@@ -62,3 +62,12 @@ def test_errors_module_docstring_draws_every_error() -> None:
     drawn = set(re.findall(r"[├└]── (\w+)", doc))
     subclasses = {cls.__name__ for cls in warehouse.WarehouseError.__subclasses__()}
     assert drawn == subclasses
+
+
+def test_sample_path_finds_the_bundled_sample_from_any_directory(tmp_path, monkeypatch):
+    import pyarrow.parquet as pq
+
+    monkeypatch.chdir(tmp_path)
+    path = warehouse.sample_path()
+    assert path.is_absolute()
+    assert pq.read_metadata(path).num_rows == 400 * 390

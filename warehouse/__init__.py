@@ -28,6 +28,7 @@ from warehouse.errors import (
 )
 from warehouse.metrics import SessionMetrics
 from warehouse.queries import load_queries
+from warehouse.sample import sample_path
 from warehouse.schema import BAR_SCHEMA, Bar
 from warehouse.session import Session
 from warehouse.sources import ArchiveSource, BarSource, CallableSource, DuckDBSource
@@ -76,4 +77,5 @@ __all__ = [
     "get_session_data",
     "load_queries",
     "reset_session_data",
+    "sample_path",
 ]

@@ -52,20 +52,11 @@ from warehouse.journal import has_segments
 from warehouse.quality import open_session, session_calendar
 from warehouse.queries import Queries, load_queries
 from warehouse.replay import read_bars, replay, sessions_of
-from warehouse.sample import generate_session, generate_sessions
+from warehouse.sample import generate_session, generate_sessions, sample_path
 from warehouse.schema import COLUMNS, MINUTE, STORED_SCHEMA, TsUnit, conform
 from warehouse.session import Session
 from warehouse.sources import ArchiveSource, BarSource, DuckDBSource
 from warehouse.warehouse import Warehouse
-
-_PACKAGE = Path(__file__).resolve().parent
-#: The bundled sample: inside an installed wheel, else in the checkout's data/ folder.
-SAMPLE = next(
-    (p for p in (_PACKAGE / "data" / "sample_session.parquet",
-                 _PACKAGE.parent / "data" / "sample_session.parquet") if p.exists()),
-    _PACKAGE.parent / "data" / "sample_session.parquet",
-)
-
 
 #: Exit statuses besides 0 and 1 (see the module docstring).
 EXIT_USAGE = 2
@@ -234,7 +225,8 @@ def _parser() -> argparse.ArgumentParser:
         "and checked first. --db is created if missing; an existing file is emptied and reused "
         "only if an earlier demo created it, and any other file is refused, untouched.",
     )
-    demo.add_argument("--data", type=Path, default=SAMPLE, help="session Parquet file to replay")
+    demo.add_argument("--data", type=Path, default=sample_path(),
+                      help="session Parquet file to replay (default: the bundled sample)")
     demo.add_argument("--db", type=Path, default=Path("out/demo.duckdb"),
                       help="warehouse file to create, or to reuse if the demo created it "
                       "(default: out/demo.duckdb)")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import string
 from datetime import UTC, date, datetime, time
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -20,6 +21,24 @@ from warehouse.schema import BAR_SCHEMA
 SESSION_OPEN_UTC = time(14, 30)
 SAMPLE_DAY = date(2025, 11, 21)
 WELL_KNOWN = ["AAPL", "MSFT", "NVDA", "AMZN", "GOOGL", "META", "TSLA", "SPY", "QQQ", "JPM"]
+_PACKAGE = Path(__file__).resolve().parent
+_SAMPLE_NAME = "sample_session.parquet"
+
+
+def sample_path() -> Path:
+    """The bundled sample session (400 symbols x 390 one-minute bars of 2025-11-21), a Parquet file.
+
+    Inside an installed wheel it is the package's ``data/`` folder, in a checkout the top-level
+    ``data/``: either way this path, from any working directory.
+
+    Examples
+    --------
+    >>> import pyarrow.parquet as pq
+    >>> pq.read_metadata(sample_path()).num_rows
+    156000
+    """
+    installed = _PACKAGE / "data" / _SAMPLE_NAME
+    return installed if installed.exists() else _PACKAGE.parent / "data" / _SAMPLE_NAME
 
 
 def make_symbols(count: int, *, seed: int = 7) -> list[str]:
