@@ -289,6 +289,54 @@ def test_a_session_sealed_again_replaces_its_manifest_entry_and_keeps_its_bars(
     assert verify_archive(archive) == []
 
 
+def test_damaged_manifest_entries_are_named_kept_and_never_crash_verify_list_or_a_seal(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Entries a seal does not understand (not an object, no file, no date, a file outside the
+    archive) are named by verify and list, and a seal keeps them as they are."""
+    from warehouse.cli import main
+
+    archive = tmp_path / "archive"
+    with open_wh(tmp_path) as wh:
+        wh.start_session(date(2025, 11, 25))
+        feed(wh, date(2025, 11, 25), minutes=3)
+        wh.roll()
+        feed(wh, date(2025, 11, 26), minutes=3)
+        path = archive / MANIFEST_NAME
+        manifest = json.loads(path.read_text())
+        damaged = [5, {"date": "2025-11-26", "rows": 6}, {"file": "date=2025-11-20/bars.parquet"},
+                   {"date": "2025-11-21", "file": "../elsewhere.parquet"}]
+        manifest["sessions"] += damaged
+        path.write_text(json.dumps(manifest))
+        problems = verify_archive(archive)
+        assert len(problems) == 4, problems
+        assert "entry 2 of " in problems[0]
+        assert "is not an object" in problems[0]
+        assert "entry 3" in problems[1]
+        assert "no 'file'" in problems[1]
+        assert "entry 4" in problems[2]
+        assert "no valid 'date'" in problems[2]
+        assert "entry 5" in problems[3]
+        assert "not inside the archive" in problems[3]
+        wh.end_session()  # seals 11-26 beside an entry of that date it does not understand
+    sessions = read_manifest(archive)["sessions"]
+    assert [s for s in sessions if s not in damaged] == [
+        s for s in sessions if isinstance(s, dict) and set(s) > {"date", "file", "rows"}]
+    assert [s["date"] for s in sessions if s not in damaged] == ["2025-11-25", "2025-11-26"]
+    assert [s for s in sessions if s in damaged] == damaged  # kept, unchanged, in their order
+    assert len(verify_archive(archive)) == 4
+    assert main(["archive", "verify", "--archive", str(archive)]) == 1
+    captured = capsys.readouterr()
+    assert "entry 3 of " in captured.out  # the sessions first, then what is not understood
+    assert "4 problem(s)" in captured.err
+    assert "bug" not in captured.err
+    assert main(["archive", "list", "--archive", str(archive)]) == 0
+    captured = capsys.readouterr()
+    assert "2025-11-26  XNYS regular" in captured.out
+    assert "entry 3: is not an object" in captured.out
+    assert "bug" not in captured.err
+
+
 # -- kill -9 anywhere in end_session and roll --------------------------------------------------
 
 CHILD = textwrap.dedent(

@@ -30,7 +30,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 import pyarrow as pa
@@ -339,8 +339,11 @@ def record_session(root: Path, session: Session, path: Path) -> dict[str, Any]:
         root.mkdir(parents=True, exist_ok=True)
         with _day_lock(root):
             manifest = read_manifest(root)
-            sessions = [s for s in manifest["sessions"] if s["date"] != entry["date"]]
-            manifest["sessions"] = sorted([*sessions, entry], key=lambda s: str(s["date"]))
+            # An entry this code does not understand is kept as it is (verify names it): a
+            # seal never loses what a person might still repair.
+            sessions = [s for s in manifest["sessions"]
+                        if entry_problem(s) is not None or s["date"] != entry["date"]]
+            manifest["sessions"] = sorted([*sessions, entry], key=_entry_order)
             manifest["bar_schema"] = _schema_description()  # the newest file's columns
             _write_json(root / MANIFEST_NAME, manifest)
     except (OSError, *_UNREADABLE) as exc:
@@ -388,8 +391,13 @@ def verify_archive(directory: str | Path) -> list[str]:
     """
     root = Path(directory)
     problems = []
-    for entry in read_manifest(root)["sessions"]:
-        path = root / str(entry["file"])
+    for number, entry in enumerate(read_manifest(root)["sessions"], start=1):
+        problem = entry_problem(entry)
+        if problem is not None:
+            problems.append(f"entry {number} of {root / MANIFEST_NAME}: {problem}; correct or "
+                            "remove it (sealing its session again records it anew)")
+            continue
+        path = root / entry["file"]
         where = f"session {entry['date']} ({path})"
         if not path.is_file():
             problems.append(f"{where}: the file is missing")
@@ -404,6 +412,29 @@ def verify_archive(directory: str | Path) -> list[str]:
                 problems.append(f"{where}: {key} is {value!r}, the manifest says "
                                 f"{entry.get(key)!r}")
     return problems
+
+
+def entry_problem(entry: object) -> str | None:
+    """What makes a manifest entry unusable (not an object, no date, no file...), or None."""
+    if not isinstance(entry, dict):
+        return f"is not an object but {entry!r}"
+    day = entry.get("date")
+    if not isinstance(day, str) or _day_of(f"date={day}") is None:
+        return f"has no valid 'date' ({day!r})"
+    file = entry.get("file")
+    if not isinstance(file, str) or not file:
+        return f"has no 'file' (session {day})"
+    relative = PurePosixPath(file)
+    if relative.is_absolute() or ".." in relative.parts:
+        return f"its file {file!r} is not inside the archive (session {day})"
+    return None
+
+
+def _entry_order(entry: object) -> tuple[int, str]:
+    """Sessions in date order; entries not understood after them, in their order."""
+    if isinstance(entry, dict) and entry_problem(entry) is None:
+        return (0, str(entry["date"]))
+    return (1, "")
 
 
 def _file_facts(path: Path) -> dict[str, Any]:

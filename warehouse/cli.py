@@ -43,7 +43,7 @@ from tqdm import tqdm
 
 from warehouse import __version__
 from warehouse._output import FORMATS, TABLE_ROWS, OutputFormat, format_of, write_frame
-from warehouse.archive import read_manifest, verify_archive
+from warehouse.archive import entry_problem, read_manifest, verify_archive
 from warehouse.calendar import Calendar
 from warehouse.derive import interval_minutes, resample_params
 from warehouse.errors import StoreError, WarehouseError
@@ -996,10 +996,15 @@ def _archive(args: argparse.Namespace) -> int:
         raise WarehouseError(f"{args.archive} is not an archive directory")
     sessions = read_manifest(args.archive)["sessions"]
     if args.action == "list":
-        for entry in sessions:
-            hours = "extended" if entry["extended_hours"] else "regular"
-            print(f"{entry['date']}  {entry['calendar']} {hours}  {entry['rows']:>12,} bars  "
-                  f"{entry['symbols']:>6,} symbols  {entry['file']}")
+        for number, entry in enumerate(sessions, start=1):
+            problem = entry_problem(entry)
+            if problem is not None:
+                print(f"entry {number}: {problem}")
+                continue
+            hours = "extended" if entry.get("extended_hours") else "regular"
+            print(f"{entry['date']}  {entry.get('calendar')} {hours}  "
+                  f"{_count(entry.get('rows')):>12} bars  {_count(entry.get('symbols')):>6} "
+                  f"symbols  {entry['file']}")
         print(f"{len(sessions)} sealed session(s) in {args.archive}")
         return 0
     problems = verify_archive(args.archive)
@@ -1011,6 +1016,11 @@ def _archive(args: argparse.Namespace) -> int:
     print(f"{len(sessions)} sealed session(s) in {args.archive} verified: counts and "
           "checksums match")
     return 0
+
+
+def _count(value: object) -> str:
+    """A manifest's count with thousands separators ("?" where the entry lacks it)."""
+    return f"{value:,}" if isinstance(value, int) else "?"
 
 
 def _replay(args: argparse.Namespace) -> int:
