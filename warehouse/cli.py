@@ -1003,7 +1003,7 @@ def _archive(args: argparse.Namespace) -> int:
                 continue
             hours = "extended" if entry.get("extended_hours") else "regular"
             print(f"{entry['date']}  {entry.get('calendar')} {hours}  "
-                  f"{_count(entry.get('rows')):>12} bars  {_count(entry.get('symbols')):>6} "
+                  f"{_recorded(entry.get('rows')):>12} bars  {_recorded(entry.get('symbols')):>6} "
                   f"symbols  {entry['file']}")
         print(f"{len(sessions)} sealed session(s) in {args.archive}")
         return 0
@@ -1018,7 +1018,7 @@ def _archive(args: argparse.Namespace) -> int:
     return 0
 
 
-def _count(value: object) -> str:
+def _recorded(value: object) -> str:
     """A manifest's count with thousands separators ("?" where the entry lacks it)."""
     return f"{value:,}" if isinstance(value, int) else "?"
 
