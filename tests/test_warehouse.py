@@ -457,6 +457,35 @@ def test_read_only_warehouse_reads_and_refuses_writes(
     assert reader.count("ES") == 3
 
 
+@pytest.mark.parametrize("link", ["hard link", "symlink"])
+@pytest.mark.parametrize("first", ["original", "link"])
+def test_second_writer_through_another_name_of_the_file_is_refused(
+    tmp_path: Path, bar: MakeBar, link: str, first: str
+) -> None:
+    db = tmp_path / "wh.duckdb"
+    with Warehouse(db, flush_interval=None) as made:  # a hard link needs the file to exist
+        made.append(*bar("ES", 0))
+    other = tmp_path / "elsewhere" / "alias.duckdb"
+    other.parent.mkdir()
+    if link == "hard link":
+        other.hardlink_to(db)
+    else:
+        other.symlink_to(db)
+    names = (db, other) if first == "original" else (other, db)
+    writer = Warehouse(names[0], journal=True, flush_interval=None)
+    try:
+        writer.extend([bar("ES", m) for m in range(1, 1_000)])
+        writer.flush()
+        with pytest.raises(StoreError, match="already open for writing in this process"):
+            Warehouse(names[1], journal=True, flush_interval=None)
+        writer.append(*bar("ES", 1_000))  # the refused open changed nothing for the first
+    finally:
+        writer.close()
+    with Warehouse(names[1], flush_interval=None) as again:  # free once closed, by any name
+        assert again.count("ES") == 1_001
+        assert sql_count(again) == 1_001
+
+
 def test_checkpoint_folds_wal_into_file(file_wh: Any, bar: MakeBar) -> None:
     wh = file_wh()
     wh.extend([bar("ES", m) for m in range(100)])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 import weakref
@@ -19,6 +18,7 @@ import polars as pl
 import pyarrow as pa
 
 from warehouse import quality as _quality
+from warehouse._files import FileKey, file_keys
 from warehouse.archive import Compression, ExportResult, Progress, export_parquet
 from warehouse.buffer import AppendBuffer, ExtendResult, OnInvalid
 from warehouse.calendar import Calendar
@@ -962,36 +962,58 @@ class _Writers:
 
     DuckDB's file lock keeps other processes out, but not a second connection in this one: two
     handles would store the same keys twice and, with the journal, release each other's
-    segments. Keyed by the file's real path; a handle whose store is closed no longer counts.
+    segments. A file is known by every key of `file_keys`: its real path (all a file not made
+    yet has) and, once it exists, its device and inode, which a hard link shares with it. A
+    handle whose store is closed no longer counts.
     """
 
     _lock: ClassVar[threading.Lock] = threading.Lock()
-    # None while the claiming handle is still opening its store.
-    _open: ClassVar[dict[str, weakref.ref[BarStore] | None]] = {}
+    _open: ClassVar[dict[FileKey, _Claim]] = {}
 
     @classmethod
-    def claim(cls, path: str | Path) -> str:
-        key = os.path.realpath(path)
+    def claim(cls, path: str | Path) -> _Claim:
+        claim = _Claim(path)
         with cls._lock:
-            if key in cls._open:
-                ref = cls._open[key]
-                holder = None if ref is None else ref()
-                if ref is None or (holder is not None and not holder.closed):
+            for key in claim.keys:
+                held = cls._open.get(key)
+                if held is not None and held.holds():
                     raise StoreError(
                         f"{path} is already open for writing in this process; use that "
                         "Warehouse (or close it first): two writers would store bars twice"
                     )
-            cls._open[key] = None
-        return key
+            for key in claim.keys:
+                cls._open[key] = claim
+        return claim
 
     @classmethod
-    def bind(cls, key: str | None, store: BarStore) -> None:
-        if key is not None:
+    def bind(cls, claim: _Claim | None, store: BarStore) -> None:
+        if claim is not None:
             with cls._lock:
-                cls._open[key] = weakref.ref(store)
+                claim.store = weakref.ref(store)
+                claim.keys |= file_keys(claim.path)  # the open made the file: its identity
+                for key in claim.keys:
+                    cls._open[key] = claim
 
     @classmethod
-    def release(cls, key: str | None) -> None:
-        if key is not None:
+    def release(cls, claim: _Claim | None) -> None:
+        if claim is not None:
             with cls._lock:
-                cls._open.pop(key, None)
+                for key in claim.keys:
+                    if cls._open.get(key) is claim:  # not a later handle's
+                        del cls._open[key]
+
+
+class _Claim:
+    """One handle's hold on a file in `_Writers`: the file's keys, and its store once open."""
+
+    __slots__ = ("keys", "path", "store")
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = path
+        self.keys = file_keys(path)
+        # None while the claiming handle is still opening its store.
+        self.store: weakref.ref[BarStore] | None = None
+
+    def holds(self) -> bool:
+        store = None if self.store is None else self.store()
+        return self.store is None or (store is not None and not store.closed)
