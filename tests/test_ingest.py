@@ -8,6 +8,9 @@ pandas frames) and checks the bars read back against ones worked out by hand.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -17,9 +20,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+import warehouse as warehouse_package
 from warehouse import Bar, IngestError, Warehouse
 from warehouse.ingest import INGEST_REJECTS_SCHEMA, ingest, input_files, scan
 from warehouse.schema import bars_from_table
+
+ROOT = Path(warehouse_package.__file__).resolve().parent.parent
+CHILD_ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 
 
 def micros(text: str) -> int:
@@ -360,6 +367,49 @@ def test_glob_patterns_expand_in_order(tmp_path: Path) -> None:
     ]
     with pytest.raises(IngestError, match=r"\*\.ndjson: matches no"):
         input_files([str(tmp_path / "*.ndjson")])
+
+
+def bar_csv(path: Path, symbol: str, minute: int = 0) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("symbol,ts,open,high,low,close,volume\n"
+                    f"{symbol},2025-11-21T14:{30 + minute}:00Z,10,11,9,10.5,100\n")
+    return path
+
+
+def test_each_file_is_read_once_whatever_names_reach_it(tmp_path: Path, wh: Warehouse) -> None:
+    data = tmp_path / "data"
+    first = bar_csv(data / "a.csv", "ES")
+    (data / "b_link.csv").hardlink_to(first)
+    bar_csv(data / "sub" / "c.csv", "NQ")
+    (data / "sub" / "up").symlink_to(data, target_is_directory=True)  # a loop
+    (data / "zlink").symlink_to(data / "sub", target_is_directory=True)  # a second name
+    expected = [first, data / "sub" / "c.csv"]
+    assert input_files([data]) == expected
+    assert input_files([str(data / "**" / "*.csv")]) == expected
+    assert input_files([first, data, str(data / "**" / "*.csv"), data / "b_link.csv"]) == [
+        first, data / "sub" / "c.csv"]
+    result = ingest(wh, [str(data / "**" / "*.csv"), data])
+    assert result.files == tuple(map(str, expected))
+    assert result.rows == 2
+    assert result.replaced == 0
+    assert [(b.symbol, b.ts) for b in stored(wh)] == [("ES", micros("2025-11-21T14:30:00Z")),
+                                                      ("NQ", micros("2025-11-21T14:30:00Z"))]
+
+
+def test_a_glob_over_two_symlink_loops_ends_reading_each_file_once(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    for name, symbol in (("x", "ES"), ("y", "NQ")):
+        bar_csv(data / name / f"{name}.csv", symbol)
+        (data / name / "up").symlink_to(data, target_is_directory=True)
+    # A glob that follows every link would walk 2^40 paths: in a child, so that it cannot hang
+    # the suite, bounded by a timeout far above the second or so it takes.
+    done = subprocess.run(
+        [sys.executable, "-m", "warehouse", "ingest", str(data / "**" / "*.csv"), "--db",
+         str(tmp_path / "wh.duckdb")],
+        cwd=ROOT, env=CHILD_ENV, capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("ingested 2 bars from 2 files"), done.stdout
 
 
 # -- frames -----------------------------------------------------------------------------------

@@ -65,6 +65,7 @@ from warehouse._columns import (
     match_columns,
     plan_select,
 )
+from warehouse._files import identity
 from warehouse.archive import duckdb_path
 from warehouse.buffer import OnInvalid
 from warehouse.errors import ExportError, IngestError, InvalidBarError, SchemaMismatchError
@@ -327,6 +328,12 @@ def scan(
 def input_files(paths: Iterable[str | Path]) -> list[Path]:
     """The files that paths name: files as they are, folders' data files, glob matches.
 
+    Each file once, whatever names reach it (a hard link, a symlink, a folder and a pattern
+    over it): files are told apart by device and inode, the first name in path order is kept.
+    Folders are read recursively, a folder symlink followed only to a folder not walked yet,
+    so a link back up the tree (a loop) is never followed and no folder is read twice. In a
+    folder, file names starting with ``.`` or ``_`` are skipped (as dataset readers do).
+
     Raises
     ------
     IngestError
@@ -334,17 +341,18 @@ def input_files(paths: Iterable[str | Path]) -> list[Path]:
         a format not known by its suffix.
     """
     files: list[Path] = []
+    seen: set[tuple[int, int]] = set()
     for item in paths:
         path = Path(item)
         if path.is_dir():
             found = sorted(
                 p
-                for p in path.rglob("*")
+                for folder in _folders(path)
+                for p in _listing(folder)
                 if p.is_file() and _format_of(p) and not p.name.startswith((".", "_"))
             )
             if not found:
                 raise IngestError(str(path), "holds no .csv, .parquet or .ndjson file")
-            files += found
         elif path.is_file():
             if _format_of(path) is None:
                 raise IngestError(
@@ -352,17 +360,73 @@ def input_files(paths: Iterable[str | Path]) -> list[Path]:
                     "is not a .csv, .parquet, .ndjson or .jsonl file "
                     "(optionally .gz); rename it to say its format",
                 )
-            files.append(path)
+            found = [path]
         elif glob.has_magic(str(item)):
-            # glob.glob, not Path.glob: a pattern may be absolute (/data/*.csv).
-            matches = glob.glob(str(item), recursive=True)  # noqa: PTH207
-            found = sorted(Path(p) for p in matches if Path(p).is_file() and _format_of(Path(p)))
+            found = sorted(p for p in _glob(str(item)) if p.is_file() and _format_of(p))
             if not found:
                 raise IngestError(str(item), "matches no .csv, .parquet or .ndjson file")
-            files += found
         else:
             raise IngestError(str(path), "does not exist")
+        for file in found:
+            key = identity(file)
+            if key is not None and key not in seen:
+                seen.add(key)
+                files.append(file)
     return files
+
+
+def _folders(top: Path, *, hidden: bool = True) -> Iterator[Path]:
+    """``top`` and the folders under it, in name order, each real folder once (see input_files).
+
+    ``hidden=False`` leaves out folders whose names start with a dot, as a ``**`` of glob does.
+    """
+    seen: set[tuple[int, int]] = set()
+    stack = [top]
+    while stack:
+        folder = stack.pop()
+        key = identity(folder)
+        if key is None or key in seen:  # gone, or reached again through a symlink
+            continue
+        seen.add(key)
+        yield folder
+        inner = [p for p in _listing(folder)
+                 if (hidden or not p.name.startswith(".")) and p.is_dir()]
+        stack.extend(reversed(inner))
+
+
+def _listing(folder: Path) -> list[Path]:
+    """A folder's entries in name order; none if it cannot be listed."""
+    try:
+        return sorted(folder.iterdir())
+    except OSError:
+        return []
+
+
+def _glob(pattern: str) -> Iterator[Path]:
+    """What a glob pattern matches, ``**`` walking folders as `_folders` does (no loops).
+
+    glob.glob follows every folder symlink under ``**``: a link back up the tree makes it read
+    the same files again down to the kernel's 40 links, and two such links never end. A
+    pattern without ``**`` reads each part one level deep, so glob.glob is used for it.
+    """
+    parts = Path(pattern).parts
+    if "**" not in parts:
+        # glob.glob, not Path.glob: a pattern may be absolute (/data/*.csv).
+        yield from map(Path, glob.glob(pattern))  # noqa: PTH207
+        return
+    at = parts.index("**")
+    head = str(Path(*parts[:at])) if at else "."
+    rest = parts[at + 1 :]
+    bases = glob.glob(head) if glob.has_magic(head) else [head]  # noqa: PTH207
+    for base in map(Path, bases):
+        if not base.is_dir():
+            continue
+        for folder in _folders(base, hidden=False):
+            below = glob.escape(str(folder))
+            if rest:
+                yield from _glob(str(Path(below, *rest)))
+            else:  # a trailing ** matches what the folders hold
+                yield from _glob(str(Path(below, "*")))
 
 
 # -- the staged rows ------------------------------------------------------------------------------
