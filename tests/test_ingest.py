@@ -22,6 +22,7 @@ import pytest
 
 import warehouse as warehouse_package
 from warehouse import Bar, IngestError, Warehouse
+from warehouse.cli import main
 from warehouse.ingest import INGEST_REJECTS_SCHEMA, ingest, input_files, scan
 from warehouse.schema import bars_from_table
 
@@ -520,6 +521,122 @@ def test_ts_format_reads_other_layouts(tmp_path: Path, wh: Warehouse) -> None:
     path.write_text("Date,Open,High,Low,Close,Volume\n11/21/2024 09:30,1,2,0.5,1.5,10\n")
     ingest(wh, path, symbol="X", ts_format="%m/%d/%Y %H:%M", tz="America/New_York")
     assert stored(wh)[0].ts == micros("2024-11-21T14:30:00Z")
+
+
+# -- local times a daylight-saving change repeats or skips ---------------------------------------
+
+
+def local_minutes(day: date, hours: list[int]) -> list[str]:
+    """Naive local minute stamps: each hour of ``hours`` (repeats allowed) of ``day``."""
+    return [f"{day} {hour:02d}:{minute:02d}:00" for hour in hours for minute in range(60)]
+
+
+def local_csv(path: Path, stamps: list[str]) -> Path:
+    path.write_text(
+        "symbol,datetime,open,high,low,close,volume\n"
+        + "".join(f"AAPL,{stamp},1,2,0.5,1.5,10\n" for stamp in stamps)
+    )
+    return path
+
+
+#: New York's fall-back night of 2025-11-02 as a feed writes it in naive local time: 00:00 to
+#: 02:59, the hour from 01:00 twice (first in EDT, 05:00Z, then in EST, 06:00Z): 240 rows.
+FALL_BACK = local_minutes(date(2025, 11, 2), [0, 1, 1, 2])
+#: The spring-forward night of 2025-03-09: 02:00 to 02:59 never happen in New York.
+SPRING_FORWARD = local_minutes(date(2025, 3, 9), [1, 2, 3])
+
+
+def test_a_repeated_local_time_is_a_bad_row_naming_both_instants(
+    tmp_path: Path, wh: Warehouse
+) -> None:
+    path = local_csv(tmp_path / "night.csv", FALL_BACK)
+    with pytest.raises(
+        IngestError,
+        match=r"night\.csv: row 61, column 'datetime': '2025-11-02 01:00:00' is ambiguous in "
+        r"America/New_York: 2025-11-02 05:00:00Z or 06:00:00Z .*--ambiguous earliest or latest",
+    ):
+        ingest(wh, path, tz="America/New_York")
+    assert count(wh) == 0
+    result = ingest(wh, path, tz="America/New_York", on_invalid="report")
+    assert (result.rows, result.added, result.rejected, result.replaced) == (240, 120, 120, 0)
+    assert result.rejects.column("row").to_pylist() == list(range(61, 181))
+    assert set(result.rejects.column("field").to_pylist()) == {"ts"}
+    assert [b.time for b in stored(wh)][58:62] == [
+        datetime(2025, 11, 2, 4, 58, tzinfo=UTC),
+        datetime(2025, 11, 2, 4, 59, tzinfo=UTC),
+        datetime(2025, 11, 2, 7, 0, tzinfo=UTC),  # 02:00 EST
+        datetime(2025, 11, 2, 7, 1, tzinfo=UTC),
+    ]
+
+
+@pytest.mark.parametrize(("rule", "hour"), [("earliest", 5), ("latest", 6)])
+def test_a_rule_for_repeated_local_times_picks_one_instant(
+    tmp_path: Path, wh: Warehouse, rule: str, hour: int
+) -> None:
+    path = local_csv(tmp_path / "night.csv", local_minutes(date(2025, 11, 2), [0, 1, 2]))
+    result = ingest(wh, path, tz="America/New_York", ambiguous=rule)  # type: ignore[arg-type]
+    assert (result.added, result.rejected) == (180, 0)
+    times = [b.time for b in stored(wh)]
+    assert times[60] == datetime(2025, 11, 2, hour, 0, tzinfo=UTC)
+    assert times[-1] == datetime(2025, 11, 2, 7, 59, tzinfo=UTC)
+
+
+def test_a_skipped_local_time_is_a_bad_row_whatever_the_rule(
+    tmp_path: Path, wh: Warehouse
+) -> None:
+    path = local_csv(tmp_path / "night.csv", SPRING_FORWARD)
+    for rule in ("invalid", "earliest", "latest"):
+        with pytest.raises(
+            IngestError,
+            match=r"row 61, column 'datetime': '2025-03-09 02:00:00' does not exist in "
+            r"America/New_York",
+        ):
+            ingest(wh, path, tz="America/New_York", ambiguous=rule)  # type: ignore[arg-type]
+    result = ingest(wh, path, tz="America/New_York", on_invalid="skip")
+    assert (result.added, result.rejected) == (120, 60)
+    times = [b.time for b in stored(wh)]
+    assert times[59:61] == [
+        datetime(2025, 3, 9, 6, 59, tzinfo=UTC),  # 01:59 EST
+        datetime(2025, 3, 9, 7, 0, tzinfo=UTC),  # 03:00 EDT
+    ]
+
+
+def test_naive_timestamps_of_a_frame_follow_the_same_rule(wh: Warehouse) -> None:
+    frame = pl.DataFrame(
+        {
+            "ts": [datetime(2025, 11, 2, 0, 30), datetime(2025, 11, 2, 1, 30)],  # noqa: DTZ001
+            "open": [1.0, 1.0],
+            "high": [2.0, 2.0],
+            "low": [0.5, 0.5],
+            "close": [1.5, 1.5],
+            "volume": [10.0, 10.0],
+        }
+    )
+    with pytest.raises(IngestError, match=r"row 2, column 'ts': .* is ambiguous"):
+        ingest(wh, frame, symbol="ES", tz="America/New_York")
+    ingest(wh, frame, symbol="ES", tz="America/New_York", ambiguous="latest")
+    assert [b.time for b in stored(wh)] == [
+        datetime(2025, 11, 2, 4, 30, tzinfo=UTC),
+        datetime(2025, 11, 2, 6, 30, tzinfo=UTC),
+    ]
+
+
+def test_cli_fall_back_night_exits_1_naming_the_row_and_stores_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = local_csv(tmp_path / "night.csv", FALL_BACK)
+    db = tmp_path / "bars.duckdb"
+    assert main(["ingest", str(path), "--db", str(db), "--tz", "America/New_York"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "row 61, column 'datetime': '2025-11-02 01:00:00' is ambiguous" in err
+    assert not db.exists()
+    hours = local_csv(tmp_path / "hours.csv", local_minutes(date(2025, 11, 2), [0, 1, 2]))
+    argv = ["ingest", str(hours), "--db", str(db), "--tz", "America/New_York", "--quiet"]
+    assert main([*argv, "--ambiguous", "latest"]) == 0
+    with Warehouse(db, read_only=True) as wh:
+        assert count(wh) == 180
+        assert stored(wh)[60].time == datetime(2025, 11, 2, 6, 0, tzinfo=UTC)
 
 
 # -- bad input: one error naming file, row and column; nothing stored ----------------------------

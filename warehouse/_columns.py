@@ -11,9 +11,19 @@ from __future__ import annotations
 import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal, get_args
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from warehouse.errors import IngestError
 from warehouse.schema import COLUMNS, MAX_TS, MIN_TS, PER_SECOND, REQUIRED, TsUnit
+
+#: What a local time the clocks repeat (a daylight-saving change back) is taken as: a bad row
+#: (``invalid``), its first instant or its second.
+Ambiguous = Literal["invalid", "earliest", "latest"]
 
 
 @dataclass(frozen=True)
@@ -25,6 +35,7 @@ class ColumnOptions:
     tz: str | None
     ts_unit: TsUnit | None
     ts_format: str | None
+    ambiguous: Ambiguous = "invalid"
 
     @classmethod
     def of(
@@ -37,6 +48,7 @@ class ColumnOptions:
         tz: str | None = None,
         ts_unit: TsUnit | None = None,
         ts_format: str | None = None,
+        ambiguous: Ambiguous = "invalid",
     ) -> ColumnOptions:
         """Check the options and gather the columns named into one mapping.
 
@@ -47,10 +59,18 @@ class ColumnOptions:
         """
         if ts_unit is not None and ts_unit not in PER_SECOND:
             raise IngestError(None, f"unknown ts unit {ts_unit!r}; use one of s, ms, us, ns")
+        if ambiguous not in get_args(Ambiguous):
+            raise IngestError(
+                None, f"unknown rule {ambiguous!r} for ambiguous local times; use one of "
+                f"{', '.join(get_args(Ambiguous))}"
+            )
         if tz is not None:
             try:
+                # Both know it: polars converts local times, and takes some names that are
+                # no IANA zone ('', which it reads as none).
                 zoneinfo.ZoneInfo(tz)
-            except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+                pl.Series([], dtype=pl.Datetime("us")).dt.replace_time_zone(tz)
+            except (zoneinfo.ZoneInfoNotFoundError, ValueError, pl.exceptions.ComputeError):
                 raise IngestError(
                     None,
                     f"unknown time zone {tz!r}; use an IANA name such as "
@@ -80,7 +100,7 @@ class ColumnOptions:
                         None, f"two columns named for {target!r}: {mapping[target]!r} and {named!r}"
                     )
                 mapping[target] = named
-        return cls(symbol, mapping, tz, ts_unit, ts_format)
+        return cls(symbol, mapping, tz, ts_unit, ts_format, ambiguous)
 
 
 #: The names vendors give each bar field, after the field's own, compared lower-cased.
@@ -130,6 +150,7 @@ class Plan:
     ignored: tuple[str, ...]
     epoch: bool  # ts is an integer or float epoch (checked per batch against its unit)
     unit: TsUnit | None  # the unit said, or None (then the values must plainly be us)
+    local: bool  # ts holds wall clocks of the tz where ts_local is true (`resolve_local`)
 
 
 def plan_select(
@@ -161,13 +182,14 @@ def plan_select(
     -------
     Plan
         Its SELECT gives the bar columns (ts as integer microseconds), ``ts_number`` when ts is
-        an epoch, and for each row the first field whose value did not parse: ``_bad_field``,
-        ``_bad_value`` (the text) and ``_bad_reason``.
+        an epoch, ``ts_local`` when it may be a local time, and for each row the first field
+        whose value did not parse: ``_bad_field``, ``_bad_value`` (the text) and
+        ``_bad_reason``.
     """
     raw: list[str] = []
     parsed: list[str] = []
     reasons: list[tuple[str, str]] = []  # (field, SQL reason of a value that did not parse)
-    epoch = False
+    extra: list[str] = []  # ts_number, ts_local: what the batch checks need of ts
     for name in COLUMNS:
         source = columns[name]
         if source is None:
@@ -181,10 +203,14 @@ def plan_select(
         kind = _kind(types[source])
         value = f"trim({name}_raw)" if text or kind == "text" else f"{name}_raw"
         if name == "ts":
-            expr, reason, number = _ts_expression(file, source, value, kind, text, options)
-            if number is not None:
-                epoch = True
-                parsed.append(f"{number} AS ts_number")
+            ts = _ts_expression(file, source, value, kind, text, options)
+            expr, reason = ts.expr, ts.reason
+            if ts.number is not None:
+                extra.append("ts_number")
+                parsed.append(f"{ts.number} AS ts_number")
+            if ts.local is not None:
+                extra.append("ts_local")
+                parsed.append(f"{ts.local} AS ts_local")
         elif name == "symbol":
             if not (text or kind in ("text", "integer")):
                 raise IngestError(file, f"has type {types[source]}, not text", column=source)
@@ -203,14 +229,13 @@ def plan_select(
         f"CASE {' '.join(f'{w} CAST({n}_raw AS VARCHAR)' for n, _, w in when)} END AS _bad_value, "
         f"CASE {' '.join(f'{w} {r}' for _, r, w in when)} END AS _bad_reason"
     )
-    ts_number = ", ts_number" if epoch else ""
     sql = (
-        f"SELECT {', '.join(COLUMNS)}{ts_number}, {checks} FROM ("
+        f"SELECT {', '.join([*COLUMNS, *extra])}, {checks} FROM ("
         f"SELECT *, {', '.join(parsed)} FROM (SELECT {', '.join(raw)} FROM {relation}))"
     )
     used = {c for c in columns.values() if c is not None}
     ignored = tuple(c for c in types if c not in used)
-    return Plan(sql, columns, ignored, epoch, options.ts_unit)
+    return Plan(sql, columns, ignored, "ts_number" in extra, options.ts_unit, "ts_local" in extra)
 
 
 def match_columns(file: str, names: list[str], options: ColumnOptions) -> dict[str, str | None]:
@@ -305,14 +330,24 @@ def _kind(duck_type: str) -> str:
     return "other"
 
 
+@dataclass(frozen=True)
+class _Ts:
+    """SQL for ts: each row's integer microseconds, and what to check of them per batch."""
+
+    expr: str  # UTC microseconds; for a local time, its wall clock as if it were UTC
+    reason: str  # why a value that does not convert failed
+    number: str | None = None  # an epoch as DOUBLE, whose unit each batch checks
+    local: str | None = None  # true where expr is a wall clock of tz (`resolve_local`)
+
+
 def _ts_expression(
     file: str, source: str, value: str, kind: str, text: bool, options: ColumnOptions
-) -> tuple[str, str, str | None]:
-    """SQL for ts: (integer microseconds, the reason of a value that fails, the epoch as DOUBLE).
+) -> _Ts:
+    """SQL for ts.
 
     ``kind`` is the column's type (for text files, the one DuckDB sniffed from a sample);
-    ``text``: the values are read as text whatever it is. The third part is None unless the
-    column holds epochs, whose unit each batch checks (`_check_unit`).
+    ``text``: the values are read as text whatever it is. Local times are left as wall clocks
+    here: which instant each is, if any, is worked out per batch (`resolve_local`).
     """
     unit, tz = options.ts_unit, options.tz
     if options.ts_format is not None:
@@ -324,12 +359,8 @@ def _ts_expression(
                 column=source,
             )
         stamp = f"try_strptime(CAST({value} AS VARCHAR), {literal(options.ts_format)})"
-        expr = (
-            f"epoch_us({stamp})"
-            if aware
-            else f"epoch_us(timezone({literal(tz or 'UTC')}, {stamp}))"
-        )
-        return expr, f"'does not match --ts-format {sql_text(options.ts_format)}'", None
+        reason = f"'does not match --ts-format {sql_text(options.ts_format)}'"
+        return _Ts(f"epoch_us({stamp})", reason, local=None if aware else "TRUE")
     if unit is not None or kind in ("integer", "float"):
         if kind in ("aware", "naive"):
             raise IngestError(
@@ -337,22 +368,18 @@ def _ts_expression(
             )
         return _epoch_expression(value, kind, unit or "us", text)
     if kind == "aware" and not text:
-        return f"epoch_us({value})", "'is not a timestamp'", None
+        return _Ts(f"epoch_us({value})", "'is not a timestamp'")
     if kind == "naive" and not text:
         if tz is None:
             raise IngestError(
                 file, f"holds times without a zone (naive); {NAIVE_HINT}", column=source
             )
-        return (
-            f"epoch_us(timezone({literal(tz)}, CAST({value} AS TIMESTAMP)))",
-            "'is not a timestamp'",
-            None,
-        )
+        return _Ts(f"epoch_us(CAST({value} AS TIMESTAMP))", "'is not a timestamp'", local="TRUE")
     if not (text or kind == "text"):
         raise IngestError(file, f"has type {kind}, not a timestamp", column=source)
     string = f"CAST({value} AS VARCHAR)"
     offset = f"regexp_matches({string}, {literal(_OFFSET)})"
-    local = f"epoch_us(timezone({literal(tz)}, TRY_CAST({string} AS TIMESTAMP)))" if tz else "NULL"
+    local = f"epoch_us(TRY_CAST({string} AS TIMESTAMP))" if tz else "NULL"
     expr = f"CASE WHEN {offset} THEN epoch_us(TRY_CAST({string} AS TIMESTAMPTZ)) ELSE {local} END"
     # Without tz, a time that parses but has no offset is the file's problem (`_check_batch`).
     naive = (
@@ -364,10 +391,70 @@ def _ts_expression(
         )
     )
     reason = f"CASE WHEN {offset} THEN 'is not a timestamp' ELSE {naive} END"
-    return expr, reason, None
+    return _Ts(expr, reason, local=f"NOT {offset}" if tz else None)
 
 
-def _epoch_expression(value: str, kind: str, unit: TsUnit, text: bool) -> tuple[str, str, str]:
+def resolve_local(batch: pa.RecordBatch, tz: str, ambiguous: Ambiguous) -> pa.RecordBatch:
+    """A batch's local wall clocks (``ts`` where ``ts_local``) as the UTC instants they are.
+
+    The zone database decides: a wall clock the clocks pass twice (they go back) is taken as
+    ``ambiguous`` says, or is its row's problem, naming both instants; one they skip (they go
+    forward) is always its row's problem, as no instant has it.
+    """
+    wall = pl.Series(batch.column("ts"))
+    local = pl.Series(batch.column("ts_local")).fill_null(False)
+    rule: Literal["earliest", "latest", "null"] = "null" if ambiguous == "invalid" else ambiguous
+    distinct = wall.unique()
+    if 2 * len(distinct) <= len(wall):
+        # Bars of many symbols share each time: each is converted once (5 ms a batch of
+        # 200,000 rows of 1,000 symbols, against 17-26 ms row by row).
+        instants = wall.replace_strict(distinct, _instants(distinct, tz, rule))
+    else:
+        instants = _instants(wall, tz, rule)
+    ts = instants.zip_with(local, wall)
+    bad = local & wall.is_not_null() & instants.is_null()
+    names = batch.schema.names
+    if not bad.any():
+        return batch.set_column(names.index("ts"), "ts", ts.to_arrow())
+    # Only where no other field failed first: a row names one problem.
+    bad &= pl.Series(batch.column("_bad_field")).is_null()
+    walls = wall.filter(bad).cast(pl.Datetime("us"))
+    earliest = walls.dt.replace_time_zone(tz, ambiguous="earliest", non_existent="null")
+    latest = walls.dt.replace_time_zone(tz, ambiguous="latest", non_existent="null")
+    reasons = [
+        f"does not exist in {tz}: the clocks skip it (a daylight-saving change)"
+        if first is None
+        else f"is ambiguous in {tz}: {_utc(first):%Y-%m-%d %H:%M:%S}Z or "
+        f"{_utc(second):%H:%M:%S}Z (the clocks pass it twice); take one with --ambiguous "
+        "earliest or latest"
+        for first, second in zip(earliest, latest, strict=True)
+    ]
+    mask = bad.to_arrow()
+    for name, values in (
+        ("_bad_field", ["ts"] * len(reasons)),
+        ("_bad_value", [w.isoformat(sep=" ") for w in walls]),
+        ("_bad_reason", reasons),
+    ):
+        at = names.index(name)
+        column = batch.column(at)
+        batch = batch.set_column(
+            at, name, pc.replace_with_mask(column, mask, pa.array(values, column.type))
+        )
+    ts = ts.scatter(bad.arg_true(), None)
+    return batch.set_column(names.index("ts"), "ts", ts.to_arrow())
+
+
+def _instants(wall: pl.Series, tz: str, rule: Literal["earliest", "latest", "null"]) -> pl.Series:
+    """Wall clocks of ``tz`` (integer microseconds) as UTC ones, null where ``rule`` says none."""
+    local = wall.cast(pl.Datetime("us"))
+    return local.dt.replace_time_zone(tz, ambiguous=rule, non_existent="null").dt.epoch("us")
+
+
+def _utc(instant: datetime) -> datetime:
+    return instant.astimezone(UTC)
+
+
+def _epoch_expression(value: str, kind: str, unit: TsUnit, text: bool) -> _Ts:
     """SQL for an epoch in ``unit``: microseconds (null outside 1900..2200), reason, DOUBLE.
 
     An integer stays one (`_integer`): a double holds 53 bits, and nanoseconds of this century
@@ -396,7 +483,7 @@ def _epoch_expression(value: str, kind: str, unit: TsUnit, text: bool) -> tuple[
         f"WHEN {double} IS NULL THEN 'is not a number (an epoch in {unit})' "
         f"ELSE 'as epoch {unit} is outside 1900..2200' END"
     )
-    return expr, reason, double
+    return _Ts(expr, reason, number=double)
 
 
 def _integer(value: str, kind: str, text: bool, to: str) -> str | None:

@@ -47,7 +47,7 @@ from warehouse.archive import entry_problem, read_manifest, verify_archive
 from warehouse.calendar import Calendar
 from warehouse.derive import interval_minutes, resample_params
 from warehouse.errors import StoreError, WarehouseError
-from warehouse.ingest import IngestResult, scan
+from warehouse.ingest import Ambiguous, IngestResult, scan
 from warehouse.journal import has_segments
 from warehouse.quality import open_session, session_calendar
 from warehouse.queries import Queries, load_queries
@@ -207,6 +207,9 @@ def _parser() -> argparse.ArgumentParser:
     ingest.add_argument("--ts-format", metavar="FORMAT",
                         help="strptime codes for timestamps that are not ISO 8601, e.g. "
                         "'%%m/%%d/%%Y %%H:%%M'")
+    ingest.add_argument("--ambiguous", choices=get_args(Ambiguous), default="invalid",
+                        help="a local time the clocks pass twice (they go back): a bad row "
+                        "(invalid, the default), or its earliest or latest instant")
     ingest.add_argument("--on-invalid", choices=["raise", "skip", "report"], default="raise",
                         help="a bad row: stop, storing nothing (raise, the default); store "
                         "the other rows (skip); or also list the rejected rows (report)")
@@ -922,7 +925,8 @@ def _ingest(args: argparse.Namespace) -> int:
     with _progress_bar(args.quiet, desc="read", unit="row", unit_scale=True) as bar:
         staged = scan(args.files, symbol=args.symbol, symbol_col=args.symbol_col,
                       ts_col=args.ts_col, rename=rename, tz=args.tz, ts_unit=args.ts_unit,
-                      ts_format=args.ts_format, on_invalid=args.on_invalid,
+                      ts_format=args.ts_format, ambiguous=args.ambiguous,
+                      on_invalid=args.on_invalid,
                       batch_rows=args.batch_rows, staging_dir=staging,
                       progress=lambda _, done: bar.update(done - bar.n))
     with staged:

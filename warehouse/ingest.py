@@ -20,8 +20,9 @@ Timestamps become UTC instants:
 - ISO 8601 strings with an offset (``2024-11-21T09:30:00-05:00``, ``...Z``): as they say;
 - strings without an offset, dates, and naive timestamps: local times of ``tz`` (an IANA zone,
   ``America/New_York`` or ``UTC``), which must then be given; a string with an offset keeps
-  its own offset even then. Local times that a daylight-saving change skips or repeats are
-  resolved as DuckDB's ``timezone()`` does;
+  its own offset even then. A local time the clocks pass twice (a daylight-saving change
+  back) is a bad row naming both instants, unless ``ambiguous`` picks one; one they skip is a
+  bad row;
 - ``ts_format`` (strptime codes, ``%m/%d/%Y %H:%M``) for strings in another form;
 - integers (and floats) are epochs in ``ts_unit`` (``s``, ``ms``, ``us`` or ``ns``). Without
   ``ts_unit`` they are refused, unless every value plainly is microseconds (the unit of
@@ -59,11 +60,13 @@ import pyarrow.compute as pc
 from warehouse._columns import (
     NAIVE_HINT,
     NO_OFFSET,
+    Ambiguous,
     ColumnOptions,
     Plan,
     literal,
     match_columns,
     plan_select,
+    resolve_local,
 )
 from warehouse._files import identity
 from warehouse.archive import duckdb_path
@@ -86,6 +89,7 @@ from warehouse.warehouse import Warehouse
 __all__ = [
     "BATCH_ROWS",
     "INGEST_REJECTS_SCHEMA",
+    "Ambiguous",
     "IngestResult",
     "Progress",
     "Staged",
@@ -188,6 +192,7 @@ def ingest(
     tz: str | None = None,
     ts_unit: TsUnit | None = None,
     ts_format: str | None = None,
+    ambiguous: Ambiguous = "invalid",
     on_invalid: OnInvalid = "raise",
     batch_rows: int = BATCH_ROWS,
     spill_bytes: int = SPILL_BYTES,
@@ -217,6 +222,10 @@ def ingest(
         The unit of integer epoch timestamps: ``"s"``, ``"ms"``, ``"us"`` or ``"ns"``.
     ts_format
         strptime codes for timestamp strings that are not ISO 8601 (``"%m/%d/%Y %H:%M"``).
+    ambiguous
+        A local time the clocks pass twice (they go back): ``"invalid"`` (default), a bad row
+        that follows ``on_invalid``; ``"earliest"`` or ``"latest"``, the first or second
+        instant it names. A local time they skip is always a bad row.
     on_invalid
         ``"raise"`` (default): a bad row stores nothing of any input. ``"skip"``: the valid
         rows are stored. ``"report"``: as skip, with every refused row in the result.
@@ -259,6 +268,7 @@ def ingest(
         tz=tz,
         ts_unit=ts_unit,
         ts_format=ts_format,
+        ambiguous=ambiguous,
         on_invalid=on_invalid,
         batch_rows=batch_rows,
         spill_bytes=spill_bytes,
@@ -278,6 +288,7 @@ def scan(
     tz: str | None = None,
     ts_unit: TsUnit | None = None,
     ts_format: str | None = None,
+    ambiguous: Ambiguous = "invalid",
     on_invalid: OnInvalid = "raise",
     batch_rows: int = BATCH_ROWS,
     spill_bytes: int = SPILL_BYTES,
@@ -306,6 +317,7 @@ def scan(
         tz=tz,
         ts_unit=ts_unit,
         ts_format=ts_format,
+        ambiguous=ambiguous,
     )
     options = _Options(columns, on_invalid, batch_rows)
     inputs = _inputs(source)
@@ -783,6 +795,9 @@ def _check_batch(
     rows = np.arange(first, first + n, dtype=np.int64)  # each row's number in the file
     if plan.epoch:
         _check_unit(item.name, batch.column("ts_number"), rows, plan)
+    if plan.local:
+        assert options.columns.tz is not None
+        batch = resolve_local(batch, options.columns.tz, options.columns.ambiguous)
     reasons = batch.column("_bad_reason")
     if reasons.null_count < n:
         naive = pc.fill_null(pc.equal(reasons, NO_OFFSET), False)
