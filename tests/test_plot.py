@@ -94,6 +94,17 @@ def test_coverage_cells_mark_present_missing_and_not_due(db):
     assert (cells[none, :270] == 1).all()
 
 
+def test_coverage_axis_reads_in_exchange_time_like_the_candles(db):
+    with Warehouse(db, read_only=True) as wh:
+        report, bars = wh.quality(now=NOW), aapl(wh)
+    _, grid = coverage_figure(report, XNYS.minutes(DAY), tz=XNYS.tz)
+    _, _, volume = candle_figure(bars, XNYS.minutes(DAY), tz=XNYS.tz)
+    labels = [t.get_text() for t in grid.get_xticklabels()]
+    assert labels[:3] == ["09:30", "10:00", "10:30"]
+    assert labels == [t.get_text() for t in volume.get_xticklabels()]
+    assert grid.get_xlabel() == "time (America/New_York)"
+
+
 def test_quality_command_without_a_session_fails_in_one_line(tmp_path, capsys):
     path = tmp_path / "plain.duckdb"
     with Warehouse(path, flush_interval=None) as wh:
@@ -172,8 +183,8 @@ def test_plot_command_shades_the_gap_between_the_candles(db, tmp_path, capsys):
     png = tmp_path / "aapl.png"
     assert main(["plot", "AAPL", "--db", str(db), "--now", NOW, "--png", str(png)]) == 0
     out = capsys.readouterr().out
-    assert out == (f"wrote {png}: 360 one-minute bars of AAPL, session 2025-11-21 XNYS; "
-                   "1 gap(s), 30 minute(s) without a bar; 0 filled\n")
+    assert out == (f"wrote {png}: 240 one-minute bars of AAPL (120 after --now, not drawn), "
+                   "session 2025-11-21 XNYS; 1 gap(s), 30 minute(s) without a bar; 0 filled\n")
     image = matplotlib.image.imread(png)
     bars, figure, price, volume = redraw(db)
     assert image.shape[:2] == (int(figure.bbox.height), int(figure.bbox.width))
@@ -189,9 +200,15 @@ def test_plot_command_shades_the_gap_between_the_candles(db, tmp_path, capsys):
     busy = before.slice(1).sort("volume").row(-1, named=True)
     assert near(image, volume, busy["k"] + 0.5, busy["volume"] / 2, direction(busy), atol=0.05)
     assert not near(image, price, GAP, between_ticks(price), direction(body), atol=0.1)
-    # After --now: not due yet (grey), though the generated bars run to the close.
-    assert np.allclose(pixel(image, volume, 380.5, volume.get_ylim()[1] * 0.95),
-                       rgb(COLORS["not due"]), atol=0.02)
+    # After --now: not due yet (grey), though the generated bars run to the close: no bar of
+    # those minutes is drawn over it (the candles' bodies and volume bars would be coloured).
+    grey = rgb(COLORS["not due"])
+    assert np.allclose(pixel(image, volume, 380.5, volume.get_ylim()[1] * 0.95), grey, atol=0.02)
+    for k, bar in enumerate(bars.slice(240).iter_rows(named=True), start=270):
+        middle = (bar["open"] + bar["close"]) / 2
+        if k % 10 == 0 and price.get_ylim()[0] < middle < price.get_ylim()[1]:
+            assert np.allclose(pixel(image, price, k + 0.5, middle), grey, atol=0.02)
+            assert np.allclose(pixel(image, volume, k + 0.5, bar["volume"] / 2), grey, atol=0.02)
 
 
 def test_plot_command_with_an_interval_draws_the_five_minute_bars_and_the_gap(db, tmp_path,
@@ -199,7 +216,7 @@ def test_plot_command_with_an_interval_draws_the_five_minute_bars_and_the_gap(db
     png = tmp_path / "aapl5.png"
     argv = ["plot", "AAPL", "--db", str(db), "--now", NOW, "--interval", "5m", "--png", str(png)]
     assert main(argv) == 0
-    assert "72 5-minute bars of AAPL" in capsys.readouterr().out
+    assert "48 5-minute bars of AAPL (24 after --now, not drawn)" in capsys.readouterr().out
     image = matplotlib.image.imread(png)
     bars, _, price, volume = redraw(db, 5)
     assert bars.height == 72
@@ -305,7 +322,7 @@ def test_plot_command_writes_symbol_png_in_the_current_directory(db, tmp_path, m
     assert (tmp_path / "AAPL_60m.png").is_file()
     out = capsys.readouterr().out
     assert "wrote AAPL.png:" in out
-    assert "wrote AAPL_60m.png: 7 60-minute bars" in out  # the last 15:30-16:00
+    assert "wrote AAPL_60m.png: 5 60-minute bars of AAPL (2 after --now, not drawn)" in out
 
 
 @pytest.mark.parametrize(

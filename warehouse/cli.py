@@ -326,8 +326,9 @@ def _parser() -> argparse.ArgumentParser:
         "--archive, of a sealed session read from the archive) as candlesticks over a "
         "volume panel, on the session's time axis in the exchange's local time: the minutes "
         "due by --now without a bar shaded (the gaps `quality` reports), bars that gap filling "
-        "inserted in a colour of their own, the minutes not yet due in grey. --interval draws "
-        "the session-anchored bars of the named query resample_bars instead; one holding a "
+        "inserted in a colour of their own, the minutes not yet due in grey (their bars, if "
+        "any, are not drawn). --interval draws the session-anchored bars of the named query "
+        "resample_bars instead; one holding a "
         "filled minute is drawn as filled. Writes a PNG: --png, by default SYMBOL.png (or "
         "SYMBOL_5m.png with --interval 5m) in the current directory. Needs pip install "
         "\"warehouse[plot]\".",
@@ -637,7 +638,8 @@ def _quality(args: argparse.Namespace) -> int:
         report = wh.quality(now=args.now, symbols=symbols)
         session = wh.session
         assert session is not None  # quality() raised otherwise
-        minutes = session_calendar(wh.calendar(), session).minutes(session.date)
+        calendar = session_calendar(wh.calendar(), session)
+        minutes, tz = calendar.minutes(session.date), calendar.tz
     due = int(report["expected"].to_numpy().max()) if report.height else 0
     present, expected = int(report["present"].sum()), due * report.height
     overall = f"{present / expected * 100:.2f}%" if expected else "-"
@@ -654,7 +656,7 @@ def _quality(args: argparse.Namespace) -> int:
     if args.png is not None:
         from warehouse.plot import write_coverage_png
 
-        write_coverage_png(report, minutes, args.png, rows=args.rows,
+        write_coverage_png(report, minutes, args.png, rows=args.rows, tz=tz,
                            title=f"Coverage of session {session.date} ({session.calendar}): "
                            f"bar quality {overall}")
         print(f"picture: {args.png}")
@@ -857,17 +859,25 @@ def _plot(args: argparse.Namespace) -> int:
         calendar = session_calendar(wh.calendar(), session)
     gaps = report["ranges"].explode().drop_nulls().struct.unnest()
     due, quality = int(report["expected"].item()), report["quality"].item()
+    minutes = calendar.minutes(session.date)
+    if due < len(minutes):  # bars of minutes not yet due are not drawn (see candle_figure)
+        later = bars.height
+        bars = bars.filter(pl.col("ts").dt.epoch("us") < int(minutes[due]))
+        later -= bars.height
+    else:
+        later = 0
     filled = int((bars["origin"] == "filled").sum()) if "origin" in bars.columns else 0
     size = "one-minute" if interval == 1 else f"{interval}-minute"
     share = "-" if quality is None else f"{quality:.2f}%"
     from warehouse.plot import write_candle_png
 
-    write_candle_png(bars, calendar.minutes(session.date), png, interval=interval, gaps=gaps,
+    write_candle_png(bars, minutes, png, interval=interval, gaps=gaps,
                      due=due, tz=calendar.tz,
                      title=f"{symbol}: {size} bars of session {session.date} "
                      f"({session.calendar}), bar quality {share} of {due} minutes due")
     missing = int(gaps["minutes"].sum()) if gaps.height else 0
-    print(f"wrote {png}: {bars.height} {size} bars of {symbol}, session {session.date} "
+    after = f" ({later} after --now, not drawn)" if later else ""
+    print(f"wrote {png}: {bars.height} {size} bars of {symbol}{after}, session {session.date} "
           f"{session.calendar}; {gaps.height} gap(s), {missing} minute(s) without a bar; "
           f"{filled} filled")
     return 0

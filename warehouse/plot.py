@@ -88,6 +88,7 @@ def coverage_figure(
     minutes: NDArray[np.int64],
     *,
     rows: int = 40,
+    tz: str = "UTC",
     title: str | None = None,
 ) -> tuple[Figure, Any]:
     """Draw a quality report over the session's minutes.
@@ -100,6 +101,8 @@ def coverage_figure(
         The session's minutes (`Calendar.minutes`), UTC microseconds.
     rows
         How many symbols get a row of their own: the least complete ones, then by symbol.
+    tz
+        The time zone of the axis labels (an IANA name, e.g. the calendar's ``tz``).
     title
         The figure's title.
 
@@ -148,12 +151,10 @@ def coverage_figure(
         ],
         fontsize=7,
     )
-    ticks = np.arange(0, n, 30)
+    ticks, labels = _time_ticks(minutes, tz)
     grid.set_xticks(ticks)
-    grid.set_xticklabels(
-        [f"{(EPOCH + timedelta(microseconds=int(minutes[t]))):%H:%M}" for t in ticks], fontsize=8
-    )
-    grid.set_xlabel("minute of the session (UTC)")
+    grid.set_xticklabels(labels, fontsize=8)
+    grid.set_xlabel(f"time ({tz})")
     worst = f"{len(cells)} least complete of {report.height} symbols"
     figure.suptitle(title or f"Coverage: {worst}", fontsize=10)
     figure.subplots_adjust(
@@ -168,10 +169,11 @@ def write_coverage_png(
     path: str | Path,
     *,
     rows: int = 40,
+    tz: str = "UTC",
     title: str | None = None,
 ) -> Path:
     """Draw `coverage_figure` into a PNG file at ``path``; returns the path."""
-    figure, _ = coverage_figure(report, minutes, rows=rows, title=title)
+    figure, _ = coverage_figure(report, minutes, rows=rows, tz=tz, title=title)
     target = Path(path)
     figure.savefig(target, format="png", dpi=figure.dpi)
     return target
@@ -195,7 +197,8 @@ def candle_figure(
         The bars: columns ``ts`` (the bar's start, UTC), ``open``, ``high``, ``low``,
         ``close``, ``volume``, and optionally ``origin``: a bar whose origin is ``'filled'``
         is drawn in the filled colour whichever way it went; without the column every bar is
-        live. A bar outside the session's minutes is not drawn.
+        live. A bar outside the session's minutes, or starting in a minute not yet due
+        (``due``), is not drawn.
     minutes
         The session's minutes (`Calendar.minutes`), UTC microseconds: the time axis.
     interval
@@ -206,7 +209,8 @@ def candle_figure(
         end)``), as in the ``ranges`` of `Warehouse.quality`.
     due
         How many of the session's minutes are due (the report's ``expected``): the minutes
-        after them are shaded as not yet due. None: no shading.
+        after them are shaded as not yet due, and their bars are not drawn. None: every bar,
+        no shading.
     tz
         The time zone of the axis labels (an IANA name, e.g. the calendar's ``tz``).
     title
@@ -242,6 +246,8 @@ def candle_figure(
     first = np.searchsorted(minutes, starts)
     last = np.searchsorted(minutes, starts + interval * MINUTE)
     shown = last > first  # outside the session's minutes (or its break): not drawn
+    if due is not None:
+        shown &= first < due  # a bar of a minute not yet due is not drawn: its time is to come
     first, width = first[shown], (last - first)[shown]
     centre = first + width / 2
     values = {name: bars[name].to_numpy()[shown] for name in CANDLE_COLUMNS[1:]}
@@ -259,11 +265,13 @@ def candle_figure(
         2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1], "hspace": 0.05}
     )
     spans = _gap_spans(gaps, minutes)
+    # A bucket that began before `due` is drawn whole: the shading begins after it.
+    not_due = None if due is None else max(due, int((first + width).max(initial=0)))
     for axes in (price, volumes):
         for start, stop in spans:
             axes.axvspan(start, stop, color=CANDLE_COLORS["gap"], linewidth=0, zorder=0)
-        if due is not None and due < n:
-            axes.axvspan(due, n, color=COLORS["not due"], linewidth=0, zorder=0)
+        if not_due is not None and not_due < n:
+            axes.axvspan(not_due, n, color=COLORS["not due"], linewidth=0, zorder=0)
     price.vlines(centre, low, high, colors=colours, linewidth=0.7, zorder=1)
     price.bar(
         centre,
@@ -298,7 +306,7 @@ def candle_figure(
         Patch(color=CANDLE_COLORS["gap"], label=f"no bar ({missing} min in {len(spans)} "
               f"gap{'s' if len(spans) != 1 else ''})"),
     ]
-    if due is not None and due < n:
+    if not_due is not None and not_due < n:
         handles.append(Patch(color=COLORS["not due"], label="not due yet"))
     figure.legend(
         handles=handles, loc="upper center", ncol=len(handles), fontsize=8, frameon=False,
