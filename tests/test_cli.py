@@ -40,8 +40,9 @@ def test_every_subcommand_has_help_text():
     assert set(choices) == {"demo", "ingest", "sql", "query", "queries", "export", "archive",
                             "replay", "generate", "quality", "plot", "fill", "session", "info"}
     helps = {a.dest: a.help for a in actions[0]._choices_actions}
-    for name in choices:
+    for name, parser in choices.items():
         assert helps.get(name), f"subcommand {name} has no help"
+        assert parser.description, f"subcommand {name} has no description for --help"
 
 
 def test_demo_replays_session_then_exports_parquet(tmp_path, session_file, capsys):

@@ -237,12 +237,25 @@ def _parser() -> argparse.ArgumentParser:
                       help="Parquet archive directory (default: out/archive)")
     demo.set_defaults(run=_demo)
 
-    sql = commands.add_parser("sql", help="run ad-hoc SQL over `bars` in a warehouse file")
+    sql = commands.add_parser(
+        "sql", help="run ad-hoc SQL over `bars` in a warehouse file",
+        description="Run one SQL statement over the warehouse file, opened read-only: `bars` "
+        "holds its bars (the open session's, or any time's without a session), and with "
+        "--archive the views `history` (the archive's sealed sessions, with a `date` column) "
+        "and `bars_all` (both). $name parameters are bound from --param, never formatted into "
+        "the text. The result is printed as a table, or written as CSV, JSON, NDJSON or "
+        "Parquet (--format, or --output's suffix).",
+    )
     sql.add_argument("query", help="SQL text; the table is `bars`")
     _db_options(sql)
     sql.set_defaults(run=_sql)
 
-    query = commands.add_parser("query", help="run a named query from sql/ on a warehouse file")
+    query = commands.add_parser(
+        "query", help="run a named query from sql/ on a warehouse file",
+        description="Run a named query of sql/ (`warehouse queries` lists them with their "
+        "parameters) over the warehouse file, opened read-only. Each --param is checked "
+        "against the query's parameters before anything runs. Output as for `warehouse sql`.",
+    )
     query.add_argument("name", help="query name (see `warehouse queries`)")
     _db_options(query)
     query.set_defaults(run=_query)
@@ -407,7 +420,13 @@ def _parser() -> argparse.ArgumentParser:
     info.add_argument("--archive", type=Path, default=None, help="archive directory")
     info.set_defaults(run=_info)
 
-    generate = commands.add_parser("generate", help="write a synthetic session to Parquet")
+    generate = commands.add_parser(
+        "generate", help="write a synthetic session to Parquet",
+        description="Write a synthetic session of one-minute bars (a random walk per symbol "
+        "with a U-shaped volume profile, from 2025-11-21 14:30Z) to a Parquet file, in arrival "
+        "order: the same --seed gives the same file on every machine. The benchmark's and the "
+        "demo's data.",
+    )
     generate.add_argument("--symbols", type=_positive_int, default=8000,
                           help="number of symbols")
     generate.add_argument("--minutes", type=_positive_int, default=390, help="bars per symbol")

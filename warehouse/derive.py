@@ -8,7 +8,7 @@ sessions. These are the buckets of the named query ``resample_bars`` given the s
 ``group_by_dynamic`` offset to the open).
 
 Declared intervals (``Warehouse(derived=("5m", "15m"))``, the default; at most
-`MAX_DERIVED`) are kept incrementally (issue 9): each symbol's `Series` holds, per interval,
+`MAX_DERIVED`) are kept incrementally: each symbol's `Series` holds, per interval,
 the running aggregate of the bucket of its newest bar (OHLC, volume, the vwap's numerator,
 trade and bar counts). What keeps it, on each path:
 
