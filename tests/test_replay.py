@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import random
 from datetime import date
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 from warehouse import Calendar, InvalidBarError, Warehouse, WarehouseError
 from warehouse.archive import read_manifest, verify_archive
 from warehouse.cli import main
+from warehouse.ingest import input_files
 from warehouse.replay import read_bars, replay, sessions_of
 from warehouse.sample import generate_sessions
 
@@ -153,6 +155,27 @@ def test_read_bars_takes_parquet_and_csv_files_and_folders(
     (tmp_path / "bad.csv").write_text("symbol,when\nES,yesterday\n")
     with pytest.raises(WarehouseError, match=r"bad\.csv"):
         read_bars([tmp_path / "bad.csv"])
+
+
+def test_replay_takes_every_file_ingest_takes_whatever_the_case_of_its_suffix(
+    tmp_path: Path, week: list[pa.Table], capsys: pytest.CaptureFixture[str]
+) -> None:
+    days = [table.slice(0, 12 * 20) for table in week[:3]]  # each session's first 20 minutes
+    folder = tmp_path / "in"
+    folder.mkdir()
+    pq.write_table(days[0], folder / "DAY1.PARQUET")
+    pl.from_arrow(days[1]).write_csv(folder / "DAY2.CSV")  # type: ignore[union-attr]
+    text = pl.from_arrow(days[2]).write_csv().encode()  # type: ignore[union-attr]
+    (folder / "day3.csv.gz").write_bytes(gzip.compress(text))
+    files = input_files([folder])
+    assert [f.name for f in files] == ["DAY1.PARQUET", "DAY2.CSV", "day3.csv.gz"]
+    assert keys(read_bars([folder])) == sorted(keys(days[0]) + keys(days[1]) + keys(days[2]))
+    archive = tmp_path / "archive"
+    assert main(["replay", str(folder), "--db", str(tmp_path / "wh.duckdb"), "--archive",
+                 str(archive)]) == 0
+    assert "replayed 720 bars of 3 session(s)" in capsys.readouterr().out
+    assert [s["date"] for s in read_manifest(archive)["sessions"]] == [
+        d.isoformat() for d in WEEK[:3]]
 
 
 def test_cli_replays_generated_sessions_and_files(

@@ -295,9 +295,11 @@ def _parser() -> argparse.ArgumentParser:
         description="Feed bars of several trading sessions into a warehouse in time order, one "
         "session after the other: each is started, fed (as fast as possible, or at --speed), "
         "then sealed into the archive, so the next starts with it in `history`. The input is "
-        "Parquet or CSV files or folders of them, or --generate N sessions of the calendar.",
+        "files, folders or glob patterns of them as `ingest` takes them (CSV, Parquet, NDJSON), or "
+        "--generate N sessions of the calendar.",
     )
-    replay_.add_argument("data", nargs="*", type=Path, help="Parquet/CSV files or folders")
+    replay_.add_argument("data", nargs="*", type=Path,
+                         help="files, folders or glob patterns (as for ingest)")
     replay_.add_argument("--db", type=Path, required=True, help="warehouse file")
     replay_.add_argument("--archive", type=Path, required=True,
                          help="archive directory the sessions are sealed into")

@@ -4,8 +4,8 @@
 date order, starts it (sealing the one before), feeds its bars one timestamp at a time in
 (ts, symbol) order, as a live feed would deliver them (as fast as possible, or paced to a
 chosen speed), and seals it with `Warehouse.end_session`, so that the next session starts with
-it in ``history`` and in its trailing statistics. `read_bars` reads the input: Parquet or CSV
-files, or folders of them.
+it in ``history`` and in its trailing statistics. `read_bars` reads the input as `ingest` does:
+CSV, Parquet or NDJSON files, folders of them or glob patterns.
 """
 
 from __future__ import annotations
@@ -18,19 +18,18 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import numpy as np
-import polars as pl
 import pyarrow as pa
 
 from warehouse.calendar import Calendar
-from warehouse.errors import InvalidBarError, WarehouseError
-from warehouse.schema import conform, from_micros
+from warehouse.errors import InvalidBarError
+from warehouse.ingest import input_files, scan
+from warehouse.schema import BAR_SCHEMA, COLUMNS, conform, from_micros
 from warehouse.warehouse import Warehouse
 
 __all__ = ["ReplayResult", "read_bars", "replay", "sessions_of"]
 
 #: Called as bars are fed: (session date, bars of it fed so far, bars of it in all).
 ReplayProgress = Callable[[date, int, int], None]
-_SUFFIXES = {".parquet", ".csv"}
 
 
 @dataclass(frozen=True)
@@ -43,43 +42,21 @@ class ReplayResult:
 
 
 def read_bars(paths: Iterable[str | Path]) -> pa.Table:
-    """Read bars from Parquet or CSV files, or folders of them (read recursively), as one table.
+    """Read bars from files, folders (read recursively) or glob patterns, as one table.
+
+    The files and their reading are `ingest`'s (`input_files`, `scan`): CSV, Parquet and
+    NDJSON of any case of suffix, each file once; so `warehouse replay` takes every file that
+    `warehouse ingest` takes, and reads it the same way.
 
     Raises
     ------
     WarehouseError
-        A path is missing, a folder holds no such file, or a file is not readable as bars (the
-        message names the file).
+        A path is missing, a folder holds no such file, or a file is not readable as bars
+        (`IngestError`, naming the file, and the row and column at fault).
     """
-    files: list[Path] = []
-    for path in map(Path, paths):
-        if path.is_dir():
-            found = sorted(p for p in path.rglob("*")
-                           if p.suffix in _SUFFIXES and p.is_file()
-                           and not p.name.startswith((".", "_")))
-            if not found:
-                raise WarehouseError(f"{path} holds no .parquet or .csv file")
-            files += found
-        elif path.is_file():
-            files.append(path)
-        else:
-            raise WarehouseError(f"{path} does not exist")
-    tables = []
-    for file in files:
-        try:
-            if file.suffix == ".csv":
-                frame = pl.read_csv(file, try_parse_dates=True)
-            else:  # a partition column (date=...) is not a bar column
-                frame = pl.read_parquet(file, hive_partitioning=False)
-        except (OSError, pl.exceptions.PolarsError) as exc:
-            raise WarehouseError(f"{file} cannot be read: {exc}") from exc
-        try:
-            tables.append(conform(frame))
-        except WarehouseError as exc:
-            raise WarehouseError(f"{file}: {exc}") from exc
-    if not tables:
-        raise WarehouseError("no input: pass Parquet or CSV files, or folders of them")
-    return pa.concat_tables(tables)
+    with scan(input_files(paths)) as staged:
+        tables = [table.select(list(COLUMNS)) for table in staged.tables()]
+    return pa.concat_tables(tables) if tables else BAR_SCHEMA.empty_table()
 
 
 def replay(
