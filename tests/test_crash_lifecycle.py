@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+from datetime import date
 from pathlib import Path
 
 import pyarrow as pa
@@ -174,3 +175,176 @@ def test_kill_at_a_step_of_close_keeps_every_journaled_bar_once(
     db, lines = run_child(tmp_path, "close", step, when, True)
     assert "OLD 300" in lines
     assert stored(db, True) == {"OLD": minutes(300)}
+
+
+# -- kill -9 at each step of sealing a date that another warehouse sealed already ------------
+
+SEAL_CHILD = textwrap.dedent(
+    """
+    import os, pathlib, signal, sys
+    sys.path.insert(0, {root!r})
+    from datetime import date
+    from warehouse import Warehouse, archive
+    from warehouse.store import BarStore
+
+    target, when = {target!r}, {when!r}
+    armed, steps = [], []
+
+    def kind(path):
+        name = pathlib.Path(path).name
+        if archive.MANIFEST_NAME in name:
+            return "manifest"
+        return "day file" if archive.FILE_NAME in name else "folder"
+
+    def watch(owner, method, label):
+        original = getattr(owner, method)
+
+        def wrapped(*args, **kwargs):
+            if not armed:
+                return original(*args, **kwargs)
+            steps.append(label(args))
+            print("STEP", len(steps) - 1, steps[-1], flush=True)
+            here = (steps[-1], steps.count(steps[-1])) == target
+            if here and when == "before":
+                os.kill(os.getpid(), signal.SIGKILL)
+            result = original(*args, **kwargs)
+            if here and when == "after":
+                os.kill(os.getpid(), signal.SIGKILL)
+            return result
+
+        setattr(owner, method, wrapped)
+
+    watch(BarStore, "write_parquet", lambda args: "write day file")
+    watch(BarStore, "clear", lambda args: "clear warehouse")
+    watch(archive, "_fsync", lambda args: "fsync " + kind(args[0]))
+    watch(pathlib.Path, "replace", lambda args: "rename " + kind(args[0]))
+
+    wh = Warehouse({db!r}, flush_interval=None, archive={archive!r})
+    session = wh.start_session(date.fromisoformat({day!r}))
+    for symbol, minute, close in {bars!r}:
+        wh.append(symbol, session.open + minute * 60_000_000, 1.0, 2.0, 0.5, close, 10.0)
+    wh.flush()  # acknowledged: durable without a journal
+    print("READY", flush=True)
+    armed.append(True)
+    wh.end_session()
+    armed.clear()
+    print("SEALED", flush=True)
+    wh.close()
+    """
+)
+#: The steps of sealing a date already sealed, in order (the child's names for them).
+RESEAL_STEPS = [
+    "write day file", "fsync day file",                          # the merged file, beside
+    "fsync manifest", "rename manifest", "fsync folder",         # its entry, pending
+    "rename day file", "fsync folder",                           # the day's file replaced
+    "fsync manifest", "rename manifest", "fsync folder",         # its entry, sealed
+    "clear warehouse",
+]
+SEAL_DAY = "2025-11-26"
+#: The first warehouse's bars (sealed before the child runs), then the second's: ES's first
+#: five minutes again with another close (replaced key for key), and NQ.
+FIRST = [("ES", m, 1.5) for m in range(10)] + [("CL", m, 1.5) for m in range(10)]
+SECOND = [("ES", m, 1.25) for m in range(5)] + [("NQ", m, 1.25) for m in range(30)]
+
+
+def seal_first(tmp_path: Path) -> Path:
+    from warehouse import Calendar
+
+    archive = tmp_path / "archive"
+    opens = Calendar("XNYS").window(date.fromisoformat(SEAL_DAY)).open
+    with Warehouse(tmp_path / "first.duckdb", flush_interval=None, archive=archive) as wh:
+        wh.start_session(date.fromisoformat(SEAL_DAY))
+        for symbol, minute, close in FIRST:
+            wh.append(symbol, opens + minute * 60_000_000, 1.0, 2.0, 0.5, close, 10.0)
+        wh.end_session()
+    return archive
+
+
+def reseal(tmp_path: Path, target: tuple[str, int] | None, when: str) -> tuple[Path, list[str]]:
+    """Seal SEAL_DAY again from a second warehouse, killed at the ``target`` step (its name
+    and which of the steps of that name; None: never)."""
+    archive = seal_first(tmp_path)
+    db = tmp_path / "second.duckdb"
+    script = SEAL_CHILD.format(root=str(ROOT), db=str(db), archive=str(archive), target=target,
+                               when=when, day=SEAL_DAY, bars=SECOND)
+    child = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                           timeout=120, check=False)
+    lines = [line.strip() for line in child.stdout.splitlines(keepends=True)
+             if line.endswith("\n")]
+    if target is None:
+        assert child.returncode == 0, child.stderr
+    else:
+        assert child.returncode == -signal.SIGKILL, child.stderr
+        said = [line.split(" ", 2)[2] for line in lines if line.startswith("STEP")]
+        assert (said[-1], said.count(said[-1])) == target, lines  # killed at that step
+    return db, lines
+
+
+def sealed_closes(archive: Path) -> dict[tuple[str, int], float]:
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(archive / f"date={SEAL_DAY}" / "bars.parquet")
+    minutes = table.column("ts").cast(pa.int64()).to_pylist()
+    first = min(minutes)
+    return {(s, (t - first) // 60_000_000): c for s, t, c in zip(
+        table.column("symbol").to_pylist(), minutes, table.column("close").to_pylist(),
+        strict=True)}
+
+
+def check_reseal(tmp_path: Path, db: Path) -> None:
+    from warehouse.archive import read_manifest, verify_archive
+
+    archive = tmp_path / "archive"
+    first = {(s, m): c for s, m, c in FIRST}
+    both = {**first, **{(s, m): c for s, m, c in SECOND}}
+    # As the kill left it: the day's file is the first seal's or the merged one, and the
+    # manifest agrees with it, whichever it is.
+    assert verify_archive(archive) == []
+    assert sealed_closes(archive) in (first, both)
+    with Warehouse(tmp_path / "third.duckdb", flush_interval=None, archive=archive) as other:
+        session = other.start_session(date(2025, 11, 28))  # the next seal, of another date,
+        other.append("ES", session.open, 1.0, 2.0, 0.5, 1.5, 10.0)  # settles it
+        other.end_session()
+    assert "pending" not in read_manifest(archive)
+    assert verify_archive(archive) == []
+    with Warehouse(db, flush_interval=None, archive=archive) as wh:
+        assert wh.session is not None
+        if wh.session.status == "open":  # killed before the clear: the session is whole
+            assert wh.count("NQ") == 30
+            wh.end_session()
+    manifest = read_manifest(archive)
+    assert [(s["date"], s["rows"], s["symbols"]) for s in manifest["sessions"]] == [
+        (SEAL_DAY, len(both), 3), ("2025-11-28", 1, 1)]
+    assert "pending" not in manifest
+    assert sealed_closes(archive) == both
+    assert verify_archive(archive) == []
+
+
+def test_resealing_a_sealed_date_goes_through_the_steps_that_the_kills_target(
+    tmp_path: Path,
+) -> None:
+    db, lines = reseal(tmp_path, None, "")
+    assert [line.split(" ", 2)[2] for line in lines if line.startswith("STEP")] == RESEAL_STEPS
+    assert lines[-1] == "SEALED"
+    check_reseal(tmp_path, db)
+
+
+#: Each step as (its name, which of the steps of that name).
+RESEAL_TARGETS = [(name, RESEAL_STEPS[: i + 1].count(name)) for i, name in enumerate(RESEAL_STEPS)]
+#: In the default suite: right after the day's file is replaced, and after each manifest
+#: rename; every other step is `slow`.
+DEFAULT_KILLS = {("after", ("rename day file", 1)), ("after", ("rename manifest", 1)),
+                 ("after", ("rename manifest", 2))}
+RESEAL_KILLS = [
+    pytest.param(target, when, id=f"{when}-{target[0].replace(' ', '-')}-{target[1]}",
+                 marks=() if (when, target) in DEFAULT_KILLS else pytest.mark.slow)
+    for target in RESEAL_TARGETS for when in ("before", "after")
+]
+
+
+@pytest.mark.parametrize(("target", "when"), RESEAL_KILLS)
+def test_kill_at_a_step_of_resealing_a_date_leaves_file_and_manifest_agreeing(
+    tmp_path: Path, target: tuple[str, int], when: str
+) -> None:
+    db, _ = reseal(tmp_path, target, when)
+    check_reseal(tmp_path, db)

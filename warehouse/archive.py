@@ -4,6 +4,11 @@
 atomically; `end_session` seals a session into the partition of its trading date and the
 manifest (`record_session`, `verify_archive`). `warehouse.history` reads the archive back.
 
+A seal records its new file in the manifest as pending before the file replaces the day's,
+then as the session's entry: killed between the two, the day's file is the pending entry's, and
+the next seal or warehouse opened on the archive completes the entry
+(`finish_interrupted_seals`).
+
 Layout: ``<directory>/date=YYYY-MM-DD/bars.parquet``, zstd, sorted by (symbol, ts), timestamps
 INT64 microseconds adjusted to UTC.
 
@@ -24,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import sys
 import uuid
@@ -44,6 +50,8 @@ from warehouse.store import BarStore
 
 if sys.platform != "win32":
     import fcntl
+
+log = logging.getLogger("warehouse")
 
 Compression = Literal["zstd", "snappy", "uncompressed"]
 #: Each `Compression` as pyarrow's Parquet writer names it.
@@ -120,6 +128,8 @@ def export_parquet(
     root = Path(directory)
     files: list[Path] = []
     rows = 0
+    if session is not None:
+        finish_interrupted_seals(root)
     with store.lock:
         try:
             # Exports read the compacted table alone: a union with the tail would make DuckDB
@@ -137,12 +147,11 @@ def export_parquet(
                 end = start + timedelta(days=1)
             else:  # the session's every bar, whatever its UTC date
                 start, end = from_micros(MIN_TS), from_micros(MAX_TS)
-            files.append(_export_day(store, root, day["date"], compression, start, end))
+            files.append(_export_day(store, root, day["date"], compression, start, end,
+                                     session))
             rows += int(day["bar_count"])
             if progress is not None:
                 progress(done, len(days))
-        if session is not None:
-            record_session(root, session, files[0])
     return ExportResult(root, tuple(files), rows)
 
 
@@ -226,9 +235,14 @@ def duckdb_path(path: Path) -> str:
 
 def _export_day(
     store: BarStore, root: Path, day: date, compression: Compression, start: datetime,
-    end: datetime,
+    end: datetime, session: Session | None = None,
 ) -> Path:
-    """Write the stored bars with ``start <= ts < end`` to the partition of ``day``."""
+    """Write the stored bars with ``start <= ts < end`` to the partition of ``day``.
+
+    With ``session``, the new file is recorded in the manifest as pending before it replaces
+    the day's file, and as sealed after (`record_session`), all under the day's lock: killed
+    anywhere, the day's file is the one of the manifest's entry or of its pending entry.
+    """
     partition = root / f"date={day.isoformat()}"
     final = partition / FILE_NAME
     temporary = partition / f".{FILE_NAME}.{uuid.uuid4().hex}.tmp"
@@ -248,8 +262,13 @@ def _export_day(
             store.write_parquet(store.statements[query], params, temporary, STORED_SCHEMA,
                                 compression=_CODECS[compression])
             _fsync(temporary)
+            entry = None if session is None else _session_entry(root, session, final, temporary)
+            if entry is not None:
+                record_session(root, entry, pending=True)
             temporary.replace(final)
             _fsync(partition)
+            if entry is not None:
+                record_session(root, entry, pending=False)
     except BaseException as exc:
         # Whatever stopped the export (an error, an interrupt), the temporary file goes; if the
         # partition is a file, unlinking inside it raises too, and there is nothing to remove.
@@ -283,21 +302,26 @@ def _archived_path(day: date, final: Path) -> str:
 
 
 @contextlib.contextmanager
-def _day_lock(partition: Path) -> Iterator[None]:
+def _day_lock(partition: Path, *, wait: bool = True) -> Iterator[bool]:
     """Hold an exclusive lock on a day's folder while its file is read, merged and replaced.
 
     Two exports of one day (other threads or processes, other warehouses) then take turns, and
     the second merges the first's bars instead of writing over them; the lock also keeps one
     export's stale-file sweep off the other's temporary file. The kernel drops the lock of a
-    killed process. (Not on Windows, which has no ``flock``.)
+    killed process. (Not on Windows, which has no ``flock``.) With ``wait=False`` it yields
+    whether the lock was free (and is now held) instead of waiting for it.
     """
     if sys.platform == "win32":
-        yield
+        yield True
         return
     fd = os.open(partition, os.O_RDONLY)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
     finally:
         os.close(fd)  # releases the lock
 
@@ -313,43 +337,140 @@ def _fsync(path: Path) -> None:
 # -- the manifest of sealed sessions ----------------------------------------------------------
 
 
-def record_session(root: Path, session: Session, path: Path) -> dict[str, Any]:
-    """Record a sealed session's partition in the archive's manifest, and return its entry.
+def _session_entry(root: Path, session: Session, path: Path, written: Path) -> dict[str, Any]:
+    """The manifest entry of a session sealed into ``path``, from the file ``written``.
 
     The entry holds what `verify_archive` checks: the file, its row and symbol counts, its
-    first and last ts and its SHA-256, with the session's calendar and window. The manifest is
+    first and last ts and its SHA-256, with the session's calendar and window. ``written`` is
+    the file that is about to become ``path`` (the same bytes), or ``path`` itself.
+
+    Raises
+    ------
+    ExportError
+        ``written`` cannot be read back.
+    """
+    try:
+        facts = _file_facts(written)
+    except _UNREADABLE as exc:
+        raise ExportError(f"sealing session {session.date}: {written} cannot be read back: "
+                          f"{exc}") from exc
+    return {
+        "date": session.date.isoformat(),
+        "file": path.relative_to(root).as_posix(),
+        **facts,
+        "calendar": session.calendar,
+        "extended_hours": session.extended_hours,
+        "open": session.open_time.isoformat(),
+        "close": session.close_time.isoformat(),
+    }
+
+
+def record_session(root: Path, entry: dict[str, Any], *, pending: bool) -> None:
+    """Record a session's entry (`_session_entry`) in the archive's manifest.
+
+    A seal records its new file twice: as ``pending`` before the file replaces the day's file,
+    then as the session's entry once it has (which drops the pending one). A kill between the
+    two leaves a pending entry that matches the day's file; `finish_interrupted_seals` makes it
+    the session's entry then (or drops it if the file was never replaced). The manifest is
     rewritten beside its final name and renamed over it, under the archive's lock, so a reader
     sees the old manifest or the new one, and two sessions sealed at once both land.
 
     Raises
     ------
     ExportError
-        The file cannot be read back, or the manifest cannot be written.
+        The manifest cannot be read or written.
     """
     try:
-        entry = {
-            "date": session.date.isoformat(),
-            "file": path.relative_to(root).as_posix(),
-            **_file_facts(path),
-            "calendar": session.calendar,
-            "extended_hours": session.extended_hours,
-            "open": session.open_time.isoformat(),
-            "close": session.close_time.isoformat(),
-        }
         root.mkdir(parents=True, exist_ok=True)
         with _day_lock(root):
             manifest = read_manifest(root)
-            # An entry this code does not understand is kept as it is (verify names it): a
-            # seal never loses what a person might still repair.
-            sessions = [s for s in manifest["sessions"]
-                        if entry_problem(s) is not None or s["date"] != entry["date"]]
-            manifest["sessions"] = sorted([*sessions, entry], key=_entry_order)
+            others = [p for p in manifest.get("pending", []) if _date_of(p) != entry["date"]]
+            if pending:
+                others.append(entry)
+            else:
+                manifest["sessions"] = _with_entry(manifest["sessions"], entry)
+            _set_pending(manifest, others)
             manifest["bar_schema"] = _schema_description()  # the newest file's columns
             _write_json(root / MANIFEST_NAME, manifest)
-    except (OSError, *_UNREADABLE) as exc:
-        raise ExportError(f"recording session {session.date} in {root / MANIFEST_NAME} "
+    except OSError as exc:
+        raise ExportError(f"recording session {entry['date']} in {root / MANIFEST_NAME} "
                           f"failed: {exc}") from exc
-    return entry
+
+
+def finish_interrupted_seals(directory: str | Path) -> list[str]:
+    """Settle the pending entries a killed seal left in the manifest (see `record_session`).
+
+    A pending entry whose file is now the day's file becomes the session's entry; any other is
+    dropped (the seal was killed before its file replaced the day's). A day being sealed right
+    now is left to that seal. Never raises: an archive that cannot be read or written is left
+    as it is (`verify_archive` tells what is wrong with it).
+
+    Returns
+    -------
+    list[str]
+        The dates whose entry was completed.
+    """
+    root = Path(directory)
+    try:
+        pending = [p for p in read_manifest(root).get("pending", []) if _date_of(p)]
+    except ExportError:
+        return []
+    completed = []
+    for entry in pending:
+        partition = root / f"date={entry['date']}"
+        try:
+            with contextlib.ExitStack() as stack:
+                if partition.is_dir() and not stack.enter_context(
+                        _day_lock(partition, wait=False)):
+                    continue  # a seal of that day runs: it records its entry itself
+                stack.enter_context(_day_lock(root))
+                manifest = read_manifest(root)
+                found = [p for p in manifest.get("pending", []) if _date_of(p) == entry["date"]]
+                if not found:
+                    continue
+                if _file_matches(root / found[0]["file"], found[0]):
+                    manifest["sessions"] = _with_entry(manifest["sessions"], found[0])
+                    completed.append(entry["date"])
+                _set_pending(manifest, [p for p in manifest["pending"] if p not in found])
+                _write_json(root / MANIFEST_NAME, manifest)
+        except (OSError, ExportError) as exc:
+            log.warning("cannot settle the interrupted seal of %s in %s: %s", entry["date"],
+                        root, exc)
+    for day in completed:
+        log.info("the seal of %s into %s was interrupted after its file was written; its "
+                 "manifest entry is now complete", day, root)
+    return completed
+
+
+def _with_entry(sessions: list[Any], entry: dict[str, Any]) -> list[Any]:
+    """The manifest's sessions with ``entry`` in place of its date's entry, in date order.
+
+    An entry this code does not understand is kept as it is (verify names it): a seal never
+    loses what a person might still repair.
+    """
+    kept = [s for s in sessions if entry_problem(s) is not None or s["date"] != entry["date"]]
+    return sorted([*kept, entry], key=_entry_order)
+
+
+def _set_pending(manifest: dict[str, Any], pending: list[Any]) -> None:
+    if pending:
+        manifest["pending"] = pending
+    else:
+        manifest.pop("pending", None)
+
+
+def _date_of(entry: object) -> str | None:
+    """The date of a manifest entry that can be understood, else None."""
+    return entry["date"] if isinstance(entry, dict) and entry_problem(entry) is None else None
+
+
+def _file_matches(path: Path, entry: dict[str, Any]) -> bool:
+    """Whether the file at ``path`` is the one ``entry`` describes."""
+    try:
+        facts = _file_facts(path)
+    except _UNREADABLE:
+        return False
+    return all(entry.get(key) == value for key, value in facts.items())
 
 
 def read_manifest(directory: str | Path) -> dict[str, Any]:
@@ -369,7 +490,8 @@ def read_manifest(directory: str | Path) -> dict[str, Any]:
     except (OSError, ValueError) as exc:
         raise ExportError(f"{path} cannot be read as a manifest: {exc}") from exc
     if not isinstance(manifest, dict) or manifest.get("format") != "warehouse-archive" \
-            or not isinstance(manifest.get("sessions"), list):
+            or not isinstance(manifest.get("sessions"), list) \
+            or not isinstance(manifest.get("pending", []), list):
         raise ExportError(f"{path} is not a warehouse archive manifest")
     if manifest.get("version") != MANIFEST_VERSION:
         raise ExportError(f"{path} has manifest version {manifest.get('version')!r}; this "
@@ -381,7 +503,8 @@ def verify_archive(directory: str | Path) -> list[str]:
     """Check every sealed session of an archive against its manifest entry.
 
     Recomputes each file's SHA-256, row and symbol counts, first and last ts, and checks its
-    schema is the bar schema.
+    schema is the bar schema. A file that is the one of its date's pending entry (a seal killed
+    after replacing the file, before recording it: `record_session`) is whole.
 
     Returns
     -------
@@ -391,7 +514,15 @@ def verify_archive(directory: str | Path) -> list[str]:
     """
     root = Path(directory)
     problems = []
-    for number, entry in enumerate(read_manifest(root)["sessions"], start=1):
+    manifest = read_manifest(root)
+    pending = {}
+    for number, entry in enumerate(manifest.get("pending", []), start=1):
+        problem = entry_problem(entry)
+        if problem is None:
+            pending[entry["date"]] = entry
+        else:
+            problems.append(f"pending entry {number} of {root / MANIFEST_NAME}: {problem}")
+    for number, entry in enumerate(manifest["sessions"], start=1):
         problem = entry_problem(entry)
         if problem is not None:
             problems.append(f"entry {number} of {root / MANIFEST_NAME}: {problem}; correct or "
@@ -406,6 +537,9 @@ def verify_archive(directory: str | Path) -> list[str]:
             facts = _file_facts(path)
         except _UNREADABLE as exc:
             problems.append(f"{where}: cannot be read as bars: {exc}")
+            continue
+        interrupted = pending.get(entry["date"], {})
+        if all(interrupted.get(key) == value for key, value in facts.items()):
             continue
         for key, value in facts.items():
             if entry.get(key) != value:

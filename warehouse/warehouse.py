@@ -19,7 +19,13 @@ import pyarrow as pa
 
 from warehouse import quality as _quality
 from warehouse._files import FileKey, file_keys
-from warehouse.archive import Compression, ExportResult, Progress, export_parquet
+from warehouse.archive import (
+    Compression,
+    ExportResult,
+    Progress,
+    export_parquet,
+    finish_interrupted_seals,
+)
 from warehouse.buffer import AppendBuffer, ExtendResult, OnInvalid
 from warehouse.calendar import Calendar
 from warehouse.derive import (
@@ -212,6 +218,8 @@ class Warehouse:
             self.session: Session | None = None
             self._set_session(Session.from_meta({k: self._store.meta(k) for k in META_KEYS}))
             if self.archive is not None:
+                if not read_only:
+                    finish_interrupted_seals(self.archive)
                 self._publish_history()
                 if self.session is not None and self.session.status == "open":
                     self._trailing = trailing_stats(self._history_files(self.session.date))
