@@ -3,6 +3,8 @@
 - `demo` checks its input before it touches anything, reuses only a warehouse file it created
   itself (marked ``origin = demo`` in ``warehouse_meta``), and goes through DuckDB's lock.
 - `sql`, `query` and `export` never create the file they are asked to read.
+- No output (``--output``, ``--rejects``, ``--png``, ``--out``, an ingest's ``--db``) writes over
+  the warehouse file, its WAL or journal, an input or an archive file, by any name of them.
 - Every failure is one ``warehouse: error: ...`` line on stderr and a non-zero exit: no traceback.
 - Progress bars draw only on a terminal.
 """
@@ -17,6 +19,7 @@ import sys
 import textwrap
 import time
 from collections.abc import Callable
+from datetime import date
 from pathlib import Path
 
 import duckdb
@@ -28,6 +31,7 @@ import pytest
 import warehouse as warehouse_package
 import warehouse.cli as cli
 from warehouse import Warehouse
+from warehouse.calendar import Calendar
 from warehouse.cli import main
 from warehouse.sample import generate_session
 
@@ -620,3 +624,167 @@ def test_quiet_draws_no_progress_bar_even_on_a_terminal(
     assert main(["export", "--db", str(db), "--out", str(tmp_path / "b"), "--quiet"]) == 0
     assert terminal.getvalue() == ""
     assert capsys.readouterr().out == ""
+
+
+# -- 5. no output over the warehouse file, its WAL and journal, an input or an archive -----------
+
+DAY0, DAY1 = date(2025, 11, 21), date(2025, 11, 24)
+
+
+def day_bars(day: date, symbols: int = 3, minutes: int = 30) -> pa.Table:
+    return generate_session(symbols, minutes, start=Calendar("XNYS").window(day).open_time)
+
+
+@pytest.fixture(scope="module")
+def live_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A journaled warehouse with DAY0 sealed into its archive and DAY1 open (90 bars each)."""
+    folder = tmp_path_factory.mktemp("live")
+    with Warehouse(folder / "wh.duckdb", journal=True, flush_interval=None,
+                   archive=folder / "archive") as wh:
+        wh.start_session(DAY0)
+        wh.extend(day_bars(DAY0))
+        wh.end_session()
+        wh.start_session(DAY1)
+        wh.extend(day_bars(DAY1))
+    return folder
+
+
+@pytest.fixture
+def live(live_template: Path, tmp_path: Path) -> Path:
+    """A fresh copy of `live_template`'s folder: wh.duckdb, wh.duckdb.journal/, archive/."""
+    folder = tmp_path / "live"
+    shutil.copytree(live_template, folder)
+    return folder
+
+
+def _hard_link(target: Path, tmp_path: Path, name: str) -> Path:
+    link = tmp_path / "links" / name
+    link.parent.mkdir(exist_ok=True)
+    link.hardlink_to(target)
+    return link
+
+
+def _symlink(target: Path, tmp_path: Path, name: str) -> Path:
+    link = tmp_path / "links" / name
+    link.parent.mkdir(exist_ok=True)
+    link.symlink_to(target)
+    return link
+
+
+#: Ways to name what no output may replace: (db, archive, tmp_path) -> the output path.
+OVERWRITES: dict[str, Callable[[Path, Path, Path], Path]] = {
+    "the-file": lambda db, archive, tmp: db,
+    "another-spelling": lambda db, archive, tmp: db.parent / "." / db.name,
+    "a-hard-link": lambda db, archive, tmp: _hard_link(db, tmp, "hard.csv"),
+    "a-symlink": lambda db, archive, tmp: _symlink(db, tmp, "soft.csv"),
+    "its-wal": lambda db, archive, tmp: Path(f"{db}.wal"),
+    "a-symlink-to-its-wal": lambda db, archive, tmp: _symlink(Path(f"{db}.wal"), tmp, "w.csv"),
+    "into-its-journal": lambda db, archive, tmp: Path(f"{db}.journal") / "out.csv",
+    "a-day-file": lambda db, archive, tmp: archive / f"date={DAY0}" / "bars.parquet",
+    "the-manifest": lambda db, archive, tmp: archive / "_manifest.json",
+}
+
+#: Every output option, on the --db of the `live` folder: {db}, {out}, {csv} filled in.
+OUTPUT_OPTIONS = {
+    "sql--output": ["sql", "SELECT * FROM bars", "--db", "{db}", "--output", "{out}"],
+    "query--output": ["query", "session_ohlcv", "--db", "{db}", "--output", "{out}"],
+    "ingest--rejects": ["ingest", "{csv}", "--db", "{db}", "--on-invalid", "report",
+                        "--rejects", "{out}"],
+    "quality--png": ["quality", "--db", "{db}", "--png", "{out}"],
+    "plot--png": ["plot", "AAPL", "--db", "{db}", "--png", "{out}"],
+}
+
+
+def _snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:
+    """Every file under ``folder`` (links not followed): its bytes and mtime."""
+    return {str(p.relative_to(folder)): (p.read_bytes(), p.stat().st_mtime_ns)
+            for p in sorted(folder.rglob("*")) if p.is_file() and not p.is_symlink()}
+
+
+def _bars_csv(path: Path) -> Path:
+    """One bar of DAY1 and one crossed (rejected) bar."""
+    path.write_text("symbol,ts,open,high,low,close,volume\n"
+                    "ES,2025-11-24T15:00:00Z,10,11,9,10.5,100\n"
+                    "ES,2025-11-24T15:01:00Z,10,9,11,10.5,100\n")
+    return path
+
+
+@pytest.mark.parametrize("target", sorted(OVERWRITES))
+@pytest.mark.parametrize("command", sorted(OUTPUT_OPTIONS))
+def test_output_path_that_names_the_warehouse_journal_or_archive_is_refused(
+    live: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str, target: str
+) -> None:
+    db, archive = live / "wh.duckdb", live / "archive"
+    csv = _bars_csv(tmp_path / "bars.csv")
+    out = OVERWRITES[target](db, archive, tmp_path)
+    before = _snapshot(live)
+    argv = [a.format(db=db, out=out, csv=csv) for a in OUTPUT_OPTIONS[command]]
+    assert main(argv) == 1
+    message = one_error_line(capsys.readouterr().err)
+    assert f"{out} would write over " in message
+    assert message.endswith(f"; pass another {argv[-2]}")
+    assert _snapshot(live) == before  # nothing written: not the file, its WAL, journal, archive
+    assert bar_count(db) == 90
+
+
+def test_output_into_the_archive_given_or_a_hard_link_to_its_files_is_refused(
+    live: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db, archive = live / "wh.duckdb", live / "archive"
+    day_file = archive / f"date={DAY0}" / "bars.parquet"
+    before = _snapshot(live)
+    for out in (archive / "notes.csv", _hard_link(day_file, tmp_path, "day.parquet"),
+                _symlink(archive, tmp_path, "arch") / "x.csv"):
+        assert main(["sql", "SELECT * FROM history", "--db", str(db), "--archive",
+                     str(archive), "--output", str(out)]) == 1
+        message = one_error_line(capsys.readouterr().err)
+        assert f"--output {out} would write over " in message
+        assert str(archive) in message
+    assert _snapshot(live) == before
+    assert pq.read_table(day_file).num_rows == 90
+
+
+def test_a_sealed_session_drawn_over_its_own_day_file_is_refused(
+    live: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    archive = live / "archive"
+    day_file = archive / f"date={DAY0}" / "bars.parquet"
+    before = _snapshot(live)
+    for command in (["quality"], ["plot", "AAPL"]):
+        assert main([*command, "--date", str(DAY0), "--archive", str(archive), "--png",
+                     str(day_file)]) == 1
+        assert "would write over" in one_error_line(capsys.readouterr().err)
+    assert _snapshot(live) == before
+
+
+@pytest.mark.parametrize("given", ["the-file", "its-folder", "a-glob"])
+def test_ingest_rejects_over_one_of_its_inputs_is_refused_before_anything_is_stored(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], given: str
+) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    first = _bars_csv(data / "a.csv")
+    _bars_csv(data / "b.csv")
+    source = {"the-file": first, "its-folder": data, "a-glob": data / "*.csv"}[given]
+    before = _snapshot(data)
+    db = tmp_path / "wh.duckdb"
+    for out in (first, data / "b.csv", _hard_link(first, tmp_path, "a_again.csv")):
+        if given == "the-file" and out == data / "b.csv":
+            continue  # not an input then
+        assert main(["ingest", str(source), "--db", str(db), "--on-invalid", "report",
+                     "--rejects", str(out)]) == 1
+        message = one_error_line(capsys.readouterr().err)
+        assert message.startswith(f"--rejects {out} would write over the input file ")
+        assert _snapshot(data) == before
+        assert not db.exists()
+
+
+def test_ingest_into_one_of_its_inputs_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = _bars_csv(tmp_path / "bars.csv")
+    before = data.read_bytes()
+    assert main(["ingest", str(data), "--db", str(data)]) == 1
+    assert one_error_line(capsys.readouterr().err) == (
+        f"--db {data} would write over the input file {data}; pass another --db")
+    assert data.read_bytes() == before

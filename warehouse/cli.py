@@ -15,7 +15,8 @@ non-zero exit (never a traceback):
 
 No command deletes or replaces a warehouse file it did not create: `demo` reuses only a file it
 made itself (``origin = demo`` in ``warehouse_meta``), and `sql`, `query` and `export` never
-create the file they read.
+create the file they read. No output option writes over the warehouse file, its WAL or journal,
+an input or an archive, by any name of them (`_refuse_overwrites`).
 """
 
 from __future__ import annotations
@@ -42,12 +43,13 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from warehouse import __version__
+from warehouse._files import Protected
 from warehouse._output import FORMATS, TABLE_ROWS, OutputFormat, format_of, write_frame
 from warehouse.archive import entry_problem, read_manifest, verify_archive
 from warehouse.calendar import Calendar
 from warehouse.derive import interval_minutes, resample_params
 from warehouse.errors import StoreError, WarehouseError
-from warehouse.ingest import Ambiguous, IngestResult, scan
+from warehouse.ingest import Ambiguous, IngestResult, input_files, scan
 from warehouse.journal import has_segments
 from warehouse.quality import open_session, session_calendar
 from warehouse.queries import Queries, load_queries
@@ -591,6 +593,26 @@ def _require_file(db: Path) -> None:
         raise WarehouseError(f"{db} is not a file")
 
 
+def _refuse_overwrites(
+    outputs: dict[str, Path | None],
+    *,
+    db: Path | None = None,
+    archive: Path | None = None,
+    inputs: Sequence[Path] = (),
+) -> None:
+    """Refuse an output (option to path) that would write over what the command must keep.
+
+    That is the warehouse file ``db`` with its WAL and journal, the ``archive`` (and any
+    archive's partitions and manifest), and the ``inputs``, by any name of them: a hard link or
+    a symlink too (`Protected`). Called before anything is written, so a refusal leaves every
+    file as it was.
+    """
+    protected = Protected.around(db, archive=archive, inputs=tuple(inputs))
+    for option, path in outputs.items():
+        if path is not None:
+            protected.check(path, option)
+
+
 def _open_read_only(args: argparse.Namespace) -> Warehouse:
     _require_file(args.db)
     return Warehouse(args.db, read_only=True, archive=args.archive)
@@ -618,6 +640,7 @@ def _write_result(args: argparse.Namespace, frame: pl.DataFrame) -> None:
 
 
 def _sql(args: argparse.Namespace) -> int:
+    _refuse_overwrites({"--output": args.output}, db=args.db, archive=args.archive)
     params = _parse_params(args.param) or None
     with _open_read_only(args) as wh:
         try:
@@ -647,6 +670,7 @@ def _query(args: argparse.Namespace) -> int:
     queries: Queries = load_queries()
     text = queries[args.name]  # an unknown name fails before the file is opened
     params = _parse_params(args.param, queries.parameter_types(args.name), args.name)
+    _refuse_overwrites({"--output": args.output}, db=args.db, archive=args.archive)
     with _open_read_only(args) as wh:
         frame = wh.sql_polars(text, params or None)
     _write_result(args, frame)
@@ -654,6 +678,7 @@ def _query(args: argparse.Namespace) -> int:
 
 
 def _quality(args: argparse.Namespace) -> int:
+    _refuse_overwrites({"--png": args.png}, db=args.db, archive=args.archive)
     symbols = [s.strip() for s in args.symbols.split(",") if s.strip()]
     with _session_view(args, "warehouse quality") as wh:
         report = wh.quality(now=args.now, symbols=symbols)
@@ -867,6 +892,7 @@ def _plot(args: argparse.Namespace) -> int:
         raise WarehouseError(f"--interval: {exc}") from None
     png = args.png or Path(re.sub(r"[^\w.-]", "_", symbol)
                            + (f"_{interval}m" if args.interval is not None else "") + ".png")
+    _refuse_overwrites({"--png": png}, db=args.db, archive=args.archive)
     with _session_view(args, "warehouse plot") as wh:
         session = open_session(wh.session, "warehouse plot")
         report = wh.quality(now=args.now, symbols=[symbol]).filter(pl.col("symbol") == symbol)
@@ -949,12 +975,15 @@ def _ingest(args: argparse.Namespace) -> int:
             raise WarehouseError(f"--rename {item!r}: expected COLUMN=FIELD, FIELD one of "
                                  f"{', '.join(COLUMNS)}")
         rename[column] = field
-    staging = args.db.parent if args.db.parent.is_dir() else None
     started = time.perf_counter()
+    files = input_files(args.files)
+    _refuse_overwrites({"--db": args.db}, inputs=files)
+    _refuse_overwrites({"--rejects": args.rejects}, db=args.db, inputs=files)
+    staging = args.db.parent if args.db.parent.is_dir() else None
     # Every input is read and checked before the warehouse is opened: bad input leaves --db
     # as it was (or not there at all).
     with _progress_bar(args.quiet, desc="read", unit="row", unit_scale=True) as bar:
-        staged = scan(args.files, symbol=args.symbol, symbol_col=args.symbol_col,
+        staged = scan(files, symbol=args.symbol, symbol_col=args.symbol_col,
                       ts_col=args.ts_col, rename=rename, tz=args.tz, ts_unit=args.ts_unit,
                       ts_format=args.ts_format, ambiguous=args.ambiguous,
                       on_invalid=args.on_invalid,
@@ -1006,6 +1035,7 @@ def _queries(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     _require_file(args.db)
+    _refuse_overwrites({"--out": args.out}, db=args.db)
     # Read-only: exporting changes nothing in the file, unless a crashed process left bars to
     # settle first, which takes a writer: journaled ones to replay (a plain writer open refuses
     # the file then), or flushed ones still to compact.
@@ -1063,7 +1093,9 @@ def _replay(args: argparse.Namespace) -> int:
         raise WarehouseError("pass input files or folders, or --generate N (one of them)")
     calendar = Calendar(args.calendar, extended_hours=args.extended_hours)
     if args.data:
-        bars = read_bars(args.data)
+        files = input_files(args.data)
+        _refuse_overwrites({"--db": args.db}, inputs=files)
+        bars = read_bars(files)
         sessions_of(bars, calendar)  # a bar in no session: refused before anything is made
     else:
         bars = pa.concat_tables(generate_sessions(calendar, args.start, args.generate,
@@ -1159,6 +1191,8 @@ def _open_demo_warehouse(db: Path) -> Warehouse:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    _refuse_overwrites({"--db": args.db, "--out": args.out}, inputs=[args.data])
+    _refuse_overwrites({"--out": args.out}, db=args.db)
     table = _read_session(args.data)
     # An unusable --out fails now, before the warehouse is touched, not after the replay.
     _make_directory(args.out)
