@@ -3,6 +3,7 @@ trailing statistics (`prev_close`, `trailing`) as hot reads, and `prepare_sessio
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
@@ -126,3 +127,53 @@ def test_history_without_an_archive_is_a_clear_error(tmp_path: Path) -> None:
     with Warehouse(tmp_path / "wh.duckdb", flush_interval=None) as wh, \
             pytest.raises(ValueError, match="archive="):
         wh.history("ES")
+
+
+def damage(path: Path, how: str) -> None:
+    data = bytearray(path.read_bytes())
+    if how == "footer":
+        path.write_bytes(bytes(data[: len(data) // 2]))  # cut short: no footer
+    else:  # the footer whole, the pages zeroed: only reading the data finds it
+        data[4 : len(data) // 2] = bytes(len(data) // 2 - 4)
+        path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("how", ["footer", "pages"])
+def test_a_damaged_day_is_left_out_of_trailing_statistics_and_never_blocks_a_session(
+    tmp_path: Path, archive: Path, how: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    damaged = archive / f"date={DAYS[-1].isoformat()}" / "bars.parquet"
+    damage(damaged, how)
+    with open_live(tmp_path, archive, sessions=None) as wh:
+        wh.start_session(TODAY)  # the damaged day is skipped: the others still count
+        found = wh.trailing("ES")
+        assert found is not None
+        assert found.prev_date == DAYS[-2]
+        assert found.sessions == 3
+        assert str(damaged) in caplog.text
+        wh.append("ES", XNYS.window(TODAY).open, 1.0, 2.0, 0.5, 1.5, 5.0)
+    with Warehouse(tmp_path / "live.duckdb", read_only=True, archive=archive) as reader:
+        assert reader.session is not None  # a read-only open of the open session works too
+        assert reader.count("ES") == 1
+        assert reader.prev_close("ES") == found.prev_close
+
+
+def test_a_crashed_session_is_recovered_from_its_journal_over_a_damaged_archive(
+    tmp_path: Path, archive: Path, abandon: Callable[[Warehouse], None]
+) -> None:
+    wh = Warehouse(tmp_path / "live.duckdb", flush_interval=None, archive=archive, journal=True)
+    session = wh.start_session(TODAY)
+    stamps = XNYS.minutes(TODAY)[:100].tolist()
+    for symbol in ("ES", "NQ", "CL"):
+        for ts in stamps:
+            wh.append(symbol, ts, 1.0, 2.0, 0.5, 1.5, 5.0)
+    abandon(wh)  # killed: 300 acknowledged bars in the journal only
+    damage(archive / f"date={DAYS[0].isoformat()}" / "bars.parquet", "pages")
+    with Warehouse(tmp_path / "live.duckdb", flush_interval=None, archive=archive,
+                   journal=True) as wh:
+        assert wh.session == session
+        assert wh.recovery is not None
+        assert wh.recovery.records == 300
+        assert wh.sql("SELECT count(*) AS n FROM bars")["n"][0].as_py() == 300
+        assert wh.trailing("NQ") is not None
+        assert wh.trailing("CL") is None  # its one archived day is the damaged one

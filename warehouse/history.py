@@ -63,23 +63,57 @@ def history_files(
 def trailing_stats(files: list[Path]) -> dict[str, Trailing]:
     """Per symbol, its `Trailing` statistics over the day files ``files`` (one per session).
 
+    A file that cannot be read (its footer, or DuckDB reading its pages) is left out, with a
+    warning on the ``warehouse`` logger naming it: the statistics are those of the other
+    sessions, as if it were not archived.
+
     Raises
     ------
     ExportError
-        A file cannot be read (the message names the reason).
+        A path cannot be handed to DuckDB literally (`duckdb_path`).
     """
+    readable = []
+    for f in files:
+        reason = unreadable_reason(f)
+        if reason is None:
+            readable.append(f)
+        else:
+            _skip(f, reason)
+    try:
+        return _trailing_stats(readable)
+    except duckdb.Error:
+        # A footer that reads over pages that do not: find the files DuckDB cannot read alone.
+        whole = [f for f in readable if _reads_alone(f)]
+    try:
+        return _trailing_stats(whole)
+    except duckdb.Error as exc:
+        raise ExportError(f"cannot compute trailing statistics over {len(whole)} archived "
+                          f"sessions: {exc}") from exc
+
+
+def _trailing_stats(files: list[Path]) -> dict[str, Trailing]:
     if not files:
         return {}
     listed = "', '".join(_sql_text(duckdb_path(f)) for f in files)
     sql = load_statements()["trailing_stats"].format(files=listed)
-    try:
-        with duckdb.connect() as con:
-            con.execute("SET TimeZone = 'UTC'")
-            rows = con.execute(sql, {"sessions": len(files)}).fetchall()
-    except duckdb.Error as exc:
-        raise ExportError(f"cannot compute trailing statistics over {len(files)} archived "
-                          f"sessions: {exc}") from exc
+    with duckdb.connect() as con:
+        con.execute("SET TimeZone = 'UTC'")
+        rows = con.execute(sql, {"sessions": len(files)}).fetchall()
     return {row[0]: Trailing(*row[1:]) for row in rows}
+
+
+def _reads_alone(path: Path) -> bool:
+    try:
+        _trailing_stats([path])
+    except duckdb.Error as exc:
+        _skip(path, str(exc))
+        return False
+    return True
+
+
+def _skip(path: Path, reason: str) -> None:
+    log.warning("the archive file %s cannot be read; the trailing statistics leave its "
+                "session out: %s", path, reason)
 
 
 def publish_history(

@@ -36,7 +36,7 @@ from warehouse.derive import (
     derived_steps,
     resample_params,
 )
-from warehouse.errors import ClosedError, SessionError, StoreError, WarehouseError
+from warehouse.errors import ClosedError, ExportError, SessionError, StoreError, WarehouseError
 from warehouse.history import Trailing, history_files, publish_history, trailing_stats
 from warehouse.journal import Journal, Recovery, has_segments
 from warehouse.metrics import SessionMetrics
@@ -217,17 +217,17 @@ class Warehouse:
             #: time are taken). See `start_session`.
             self.session: Session | None = None
             self._set_session(Session.from_meta({k: self._store.meta(k) for k in META_KEYS}))
-            if self.archive is not None:
-                if not read_only:
-                    finish_interrupted_seals(self.archive)
-                self._publish_history()
-                if self.session is not None and self.session.status == "open":
-                    self._trailing = trailing_stats(self._history_files(self.session.date))
             if self._journal is not None:
                 self.recovery = self._journal.replay(
                     lambda table: self._buffer.extend(self._store.bars_not_stored(table)))
                 if self.recovery is not None:
                     self._flush()  # seals the open segment; committed, every older one goes
+            if self.archive is not None:
+                if not read_only:
+                    finish_interrupted_seals(self.archive)
+                self._publish_history()
+                if self.session is not None and self.session.status == "open":
+                    self._trailing = self._trailing_before(self.session.date)
         except BaseException:
             # A half-opened warehouse must not keep the file (and DuckDB's lock on it).
             if self._journal is not None:
@@ -850,12 +850,23 @@ class Warehouse:
         calendar = self.calendar(extended_hours=extended_hours)
         chosen = calendar.current_or_next(now) if day is None else day
         session = Session.of(calendar.window(chosen), calendar.code, extended_hours)
-        return session, trailing_stats(self._history_files(session.date))
+        return session, self._trailing_before(session.date)
 
-    def _history_files(self, before: date) -> list[Path]:
+    def _trailing_before(self, day: date) -> dict[str, Trailing]:
+        """The trailing statistics of the sessions archived before ``day``.
+
+        A session's bars never depend on them: an archive that cannot be read gives none (a
+        warning says why), and a damaged day is left out (`trailing_stats`).
+        """
         if self.archive is None:
-            return []
-        return history_files(self.archive, before=before, sessions=self.history_sessions)
+            return {}
+        try:
+            files = history_files(self.archive, before=day, sessions=self.history_sessions)
+            return trailing_stats(files)
+        except (OSError, ExportError) as exc:
+            log.warning("no trailing statistics for session %s: the archive %s cannot be "
+                        "read: %s", day, self.archive, exc)
+            return {}
 
     def _publish_history(self) -> None:
         """(Re)define ``history`` and ``bars_all`` for the session held (if any)."""
