@@ -177,3 +177,28 @@ def test_a_crashed_session_is_recovered_from_its_journal_over_a_damaged_archive(
         assert wh.sql("SELECT count(*) AS n FROM bars")["n"][0].as_py() == 300
         assert wh.trailing("NQ") is not None
         assert wh.trailing("CL") is None  # its one archived day is the damaged one
+
+
+def test_a_session_prepared_before_the_previous_one_is_sealed_takes_that_session_too(
+    tmp_path: Path,
+) -> None:
+    """prepare_session(next) while today is open, then roll(): the prefetch ran before today
+    was sealed, so its trailing statistics are computed again, with today."""
+    days = [date(2025, 11, 24), date(2025, 11, 25), date(2025, 11, 26)]
+    with Warehouse(tmp_path / "wh.duckdb", flush_interval=None,
+                   archive=tmp_path / "archive") as wh:
+        first = wh.start_session(days[0])
+        wh.append("ES", first.open, 100.0, 100.0, 100.0, 100.0, 10.0)
+        second = wh.roll()
+        wh.append("ES", second.open, 200.0, 200.0, 200.0, 200.0, 10.0)
+        assert wh.prepare_session(days[2]).result(timeout=60).date == days[2]
+        assert wh.roll().date == days[2]
+        found = wh.trailing("ES")
+        assert found is not None
+        assert (found.prev_date, found.prev_close, found.sessions) == (days[1], 200.0, 2)
+        # Prepared with nothing sealed since: taken as it is.
+        wh.append("ES", XNYS.window(days[2]).open, 300.0, 300.0, 300.0, 300.0, 10.0)
+        wh.end_session()
+        prepared = wh.prepare_session(TODAY).result(timeout=60)
+        assert wh.start_session() == prepared
+        assert wh.prev_close("ES") == 300.0

@@ -26,7 +26,8 @@ from warehouse.errors import ExportError, StoreError
 from warehouse.queries import load_statements
 from warehouse.store import BarStore
 
-__all__ = ["Trailing", "history_files", "publish_history", "trailing_stats"]
+__all__ = ["FilesState", "Trailing", "files_state", "history_files", "publish_history",
+           "trailing_stats"]
 
 log = logging.getLogger("warehouse")
 
@@ -58,6 +59,25 @@ def history_files(
     if sessions is not None:
         files = files[len(files) - sessions:] if sessions > 0 else []
     return files
+
+
+#: Day files as `files_state` sees them: each one's path, inode, size and modification time.
+FilesState = tuple[tuple[str, int, int, int], ...]
+
+
+def files_state(files: list[Path]) -> FilesState:
+    """Each day file's path, inode, size and modification time, to tell whether they changed.
+
+    A seal adds a day's file or renames a new one over it (another inode): the state of a list
+    read after it differs.
+
+    Raises
+    ------
+    OSError
+        A file cannot be looked at.
+    """
+    stats = [(str(f), f.stat()) for f in files]
+    return tuple((name, s.st_ino, s.st_size, s.st_mtime_ns) for name, s in stats)
 
 
 def trailing_stats(files: list[Path]) -> dict[str, Trailing]:

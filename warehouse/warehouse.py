@@ -37,7 +37,14 @@ from warehouse.derive import (
     resample_params,
 )
 from warehouse.errors import ClosedError, ExportError, SessionError, StoreError, WarehouseError
-from warehouse.history import Trailing, history_files, publish_history, trailing_stats
+from warehouse.history import (
+    FilesState,
+    Trailing,
+    files_state,
+    history_files,
+    publish_history,
+    trailing_stats,
+)
 from warehouse.journal import Journal, Recovery, has_segments
 from warehouse.metrics import SessionMetrics
 from warehouse.metrics import frame as metrics_frame
@@ -50,8 +57,9 @@ from warehouse.upkeep import Upkeep, UpkeepStats
 
 log = logging.getLogger("warehouse")
 
-#: A prepared session: its window and its symbols' trailing statistics.
-_Prepared = tuple[Session, dict[str, Trailing]]
+#: A prepared session: its window, its symbols' trailing statistics, and the state of the day
+#: files they were computed from (`history.files_state`).
+_Prepared = tuple[Session, dict[str, Trailing], FilesState | None]
 
 
 class Warehouse:
@@ -227,7 +235,7 @@ class Warehouse:
                     finish_interrupted_seals(self.archive)
                 self._publish_history()
                 if self.session is not None and self.session.status == "open":
-                    self._trailing = self._trailing_before(self.session.date)
+                    self._trailing = self._trailing_before(self.session.date)[0]
         except BaseException:
             # A half-opened warehouse must not keep the file (and DuckDB's lock on it).
             if self._journal is not None:
@@ -476,9 +484,12 @@ class Warehouse:
         prepared = self._prepared
         if prepared is not None and prepared[1] == extended_hours and day in (None, prepared[0]):
             self._prepared = None
-            session, trailing = prepared[2].result()  # waits if the prefetch still runs
+            session, trailing, seen = prepared[2].result()  # waits if the prefetch still runs
+            if seen is None or seen != self._archive_state(session.date):
+                # A session was sealed (or sealed again) since: the prefetch did not see it.
+                trailing = self._trailing_before(session.date)[0]
         else:
-            session, trailing = self._prepare(day, extended_hours, now)
+            session, trailing, _ = self._prepare(day, extended_hours, now)
         with self._store.lock, self._buffer.lock:
             self._check_open()
             if self.session is not None and self.session.status == "open":
@@ -508,7 +519,9 @@ class Warehouse:
         The session's window comes from the calendar and its trailing statistics (`trailing`)
         from the archive, so that `start_session` for it (or for the default session, which
         then is this one) is a matter of milliseconds. The returned future gives the session
-        (or raises what `start_session` would raise for it: a `CalendarError`, say).
+        (or raises what `start_session` would raise for it: a `CalendarError`, say). If a
+        session was sealed into the archive since (say, `roll` ended the open one), the
+        statistics are computed again when the session starts.
         """
         self._check_writable()
         if day is None:
@@ -850,23 +863,35 @@ class Warehouse:
         calendar = self.calendar(extended_hours=extended_hours)
         chosen = calendar.current_or_next(now) if day is None else day
         session = Session.of(calendar.window(chosen), calendar.code, extended_hours)
-        return session, self._trailing_before(session.date)
+        return session, *self._trailing_before(session.date)
 
-    def _trailing_before(self, day: date) -> dict[str, Trailing]:
-        """The trailing statistics of the sessions archived before ``day``.
+    def _trailing_before(self, day: date) -> tuple[dict[str, Trailing], FilesState | None]:
+        """The trailing statistics of the sessions archived before ``day``, and their files.
 
+        The files' state (`files_state`; None: unknown) tells later whether they changed since.
         A session's bars never depend on them: an archive that cannot be read gives none (a
         warning says why), and a damaged day is left out (`trailing_stats`).
         """
-        if self.archive is None:
-            return {}
         try:
-            files = history_files(self.archive, before=day, sessions=self.history_sessions)
-            return trailing_stats(files)
+            files = self._history_files(day)
+            state = files_state(files)  # before reading: a seal meanwhile then shows
+            return trailing_stats(files), state
         except (OSError, ExportError) as exc:
             log.warning("no trailing statistics for session %s: the archive %s cannot be "
                         "read: %s", day, self.archive, exc)
-            return {}
+            return {}, None
+
+    def _archive_state(self, day: date) -> FilesState | None:
+        """`files_state` of the day files the trailing statistics before ``day`` read."""
+        try:
+            return files_state(self._history_files(day))
+        except OSError:
+            return None
+
+    def _history_files(self, before: date) -> list[Path]:
+        if self.archive is None:
+            return []
+        return history_files(self.archive, before=before, sessions=self.history_sessions)
 
     def _publish_history(self) -> None:
         """(Re)define ``history`` and ``bars_all`` for the session held (if any)."""
