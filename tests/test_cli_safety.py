@@ -38,6 +38,8 @@ from warehouse.sample import generate_session
 ROOT = Path(warehouse_package.__file__).resolve().parent.parent
 CHILD_ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 PREFIX = "warehouse: error: "
+#: A sealed session and an open one (XNYS).
+DAY0, DAY1 = date(2025, 11, 21), date(2025, 11, 24)
 
 
 # -- fixtures and helpers ----------------------------------------------------------------------
@@ -367,6 +369,49 @@ def test_export_settles_what_a_crashed_process_left(
     assert bar_count(path) == 3
 
 
+SESSION_CRASHER = textwrap.dedent("""
+    import os, sys
+    from warehouse import Warehouse
+    wh = Warehouse(sys.argv[1], journal=True, flush_interval=None)  # its session open
+    for m in range(3):
+        wh.append("AAPL", f"2025-11-24T14:3{m}:00Z", 10.0, 11.0, 9.0, 10.5, 100.0 + m)
+    os._exit(0)  # no flush, no close: the bars are only in the journal
+""")
+
+
+def test_read_only_commands_say_that_a_crashed_writers_journaled_bars_are_not_shown(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "crashed.duckdb"
+    with Warehouse(db, flush_interval=None) as wh:
+        wh.start_session(DAY1)
+    subprocess.run([sys.executable, "-c", SESSION_CRASHER, str(db)], cwd=ROOT, env=CHILD_ENV,
+                   check=True, timeout=60)
+    segments = len(list(Path(f"{db}.journal").glob("*.journal")))
+    assert segments >= 1
+    before = _snapshot(tmp_path)
+    now = "2025-11-24T15:00:00+00:00"
+    # sql's open is query's too, and plot's is quality's.
+    for argv in (["sql", "SELECT count(*) AS n FROM bars", "--csv"],
+                 ["plot", "AAPL", "--now", now, "--png", str(tmp_path / "a.png")]):
+        code = main([*argv, "--db", str(db)])
+        err = capsys.readouterr().err
+        # plot has no bar of AAPL to draw: the journaled ones are not read
+        assert code == (1 if argv[0] == "plot" else 0), err
+        warning = err.splitlines()[0]
+        assert warning == (
+            f"warehouse: warning: {db}.journal holds {segments} segment(s) of bars a crashed "
+            "writer acknowledged but never flushed; a read-only command does not read them: "
+            f"`warehouse export --db {db} --out DIR` replays them into the file")
+    assert _snapshot(tmp_path) == before  # read-only: nothing written, the journal kept
+    assert main(["export", "--db", str(db), "--out", str(tmp_path / "out")]) == 0
+    capsys.readouterr()
+    assert main(["sql", "SELECT count(*) AS n FROM bars", "--csv", "--db", str(db)]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == "n\n3\n"
+    assert captured.err == ""
+
+
 # -- 3. every failure is one line ----------------------------------------------------------------
 
 
@@ -627,9 +672,6 @@ def test_quiet_draws_no_progress_bar_even_on_a_terminal(
 
 
 # -- 5. no output over the warehouse file, its WAL and journal, an input or an archive -----------
-
-DAY0, DAY1 = date(2025, 11, 21), date(2025, 11, 24)
-
 
 def day_bars(day: date, symbols: int = 3, minutes: int = 30) -> pa.Table:
     return generate_session(symbols, minutes, start=Calendar("XNYS").window(day).open_time)

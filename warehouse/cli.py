@@ -613,9 +613,28 @@ def _refuse_overwrites(
             protected.check(path, option)
 
 
-def _open_read_only(args: argparse.Namespace) -> Warehouse:
-    _require_file(args.db)
-    return Warehouse(args.db, read_only=True, archive=args.archive)
+def _open_read_only(db: Path, archive: Path | None = None) -> Warehouse:
+    """``db`` (which must exist) opened read-only, with a word if its journal holds bars.
+
+    A crashed writer's journaled bars (acknowledged, never flushed) are replayed by a writer
+    open only: a read-only open must not write the file, nor take the journal's segments. So
+    the command says on stderr that they are not in what it reads, and how to settle them.
+    """
+    _require_file(db)
+    wh = Warehouse(db, read_only=True, archive=archive)
+    pending = _pending_segments(db)
+    if pending:
+        with contextlib.suppress(OSError, ValueError):
+            print(f"warehouse: warning: {db}.journal holds {pending} segment(s) of bars a "
+                  "crashed writer acknowledged but never flushed; a read-only command does not "
+                  f"read them: `warehouse export --db {db} --out DIR` replays them into the "
+                  "file", file=sys.stderr, flush=True)
+    return wh
+
+
+def _pending_segments(db: Path) -> int:
+    """Journal segments a crashed writer left beside ``db``, not replayed into it yet."""
+    return len(list(Path(f"{db}.journal").glob("*.journal")))
 
 
 def _progress_bar(quiet: bool = False, **options: Any) -> Any:
@@ -642,7 +661,7 @@ def _write_result(args: argparse.Namespace, frame: pl.DataFrame) -> None:
 def _sql(args: argparse.Namespace) -> int:
     _refuse_overwrites({"--output": args.output}, db=args.db, archive=args.archive)
     params = _parse_params(args.param) or None
-    with _open_read_only(args) as wh:
+    with _open_read_only(args.db, args.archive) as wh:
         try:
             frame = wh.sql_polars(args.query, params)
         except StoreError as exc:
@@ -671,7 +690,7 @@ def _query(args: argparse.Namespace) -> int:
     text = queries[args.name]  # an unknown name fails before the file is opened
     params = _parse_params(args.param, queries.parameter_types(args.name), args.name)
     _refuse_overwrites({"--output": args.output}, db=args.db, archive=args.archive)
-    with _open_read_only(args) as wh:
+    with _open_read_only(args.db, args.archive) as wh:
         frame = wh.sql_polars(text, params or None)
     _write_result(args, frame)
     return 0
@@ -724,13 +743,11 @@ def _session_view(args: argparse.Namespace, what: str) -> Iterator[Warehouse]:
         if args.db is None:
             raise WarehouseError(f"{what}: pass --db FILE (its open session), or --date "
                                  "YYYY-MM-DD with --archive DIR (a sealed session)")
-        _require_file(args.db)
-        with Warehouse(args.db, read_only=True) as wh:
+        with _open_read_only(args.db) as wh:
             yield wh
         return
     if args.db is not None:
-        _require_file(args.db)
-        with Warehouse(args.db, read_only=True) as wh:
+        with _open_read_only(args.db) as wh:
             held = wh.session
             if held is not None and held.status == "open" and held.date == args.date:
                 yield wh
@@ -833,7 +850,7 @@ def _count(n: int, noun: str) -> str:
 
 def _info(args: argparse.Namespace) -> int:
     _require_file(args.db)
-    pending = len(list(Path(f"{args.db}.journal").glob("*.journal")))
+    pending = _pending_segments(args.db)
     with Warehouse(args.db, read_only=True) as wh:
         facts = wh.sql("SELECT count(*) AS rows, count(DISTINCT symbol) AS symbols, "
                        "min(ts) AS first, max(ts) AS last FROM bars").to_pylist()[0]
