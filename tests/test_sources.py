@@ -3,12 +3,17 @@ warehouse, another warehouse's DuckDB file, and a plain function, each filling a
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 import time
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pytest
 
 from warehouse import Calendar, Warehouse
@@ -52,6 +57,14 @@ def expected_hole() -> pa.Table:
     return FULL.filter(hole(FULL)).sort_by("ts")
 
 
+def missing_the_hole(path: Path) -> Path:
+    """A warehouse file whose open session misses AAPL's 15:30-16:00, closed."""
+    with Warehouse(path, flush_interval=None, calendar=XNYS) as wh:
+        wh.start_session(DAY)
+        wh.extend(FULL.filter(pc.invert(hole(FULL))))
+    return path
+
+
 def test_archive_source_fills_from_another_warehouses_sealed_session(tmp_path: Path) -> None:
     archive = tmp_path / "archive"
     with Warehouse(tmp_path / "other.duckdb", flush_interval=None, calendar=XNYS,
@@ -87,6 +100,103 @@ def test_duckdb_source_fills_from_another_warehouse_file_opened_only_while_asked
     # Not held between questions: the other warehouse opens for writing again.
     with Warehouse(other_path, flush_interval=None, calendar=XNYS) as other:
         assert other.count("AAPL") == 390
+
+
+PEER = """
+import os, signal, sys
+from datetime import date
+import pyarrow.parquet as pq
+from warehouse import Calendar, Warehouse
+bars = pq.read_table(sys.argv[2])
+wh = Warehouse(sys.argv[1], flush_interval=None,
+               calendar=Calendar("XNYS", start=date(2025, 11, 1), end=date(2025, 12, 31)))
+wh.start_session(date(2025, 11, 21))
+half = bars.num_rows // 2
+wh.extend(bars.slice(0, half))
+wh.checkpoint()  # compacted into session_bars
+wh.extend(bars.slice(half))
+wh.flush()  # waits in the tail table until the next compaction, which never comes
+print("FLUSHED", flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_duckdb_source_reads_a_killed_warehouses_compacted_bars_and_its_tail(tmp_path, capsys):
+    """A warehouse killed after flushing (its last flushes still in the tail table, not yet
+    compacted) is a source of all its bars: the ones in the compacted table and the tail."""
+    from warehouse.cli import main
+
+    peer, feed = tmp_path / "peer.duckdb", tmp_path / "feed.parquet"
+    pq.write_table(FULL.sort_by("ts"), feed)
+    child = subprocess.run([sys.executable, "-c", PEER, str(peer), str(feed)],
+                           capture_output=True, text=True, timeout=120)
+    assert child.returncode == -signal.SIGKILL, child.stderr
+    assert child.stdout.split() == ["FLUSHED"]
+    source = DuckDBSource(peer)
+    assert source.fetch("AAPL", WINDOW.open_time, WINDOW.close_time)["ts"].equals(
+        FULL.filter(pc.equal(FULL["symbol"], "AAPL")).sort_by("ts")["ts"])
+    db = tmp_path / "w.duckdb"
+    minute = pc.divide(pc.subtract(FULL["ts"].cast(pa.int64()), WINDOW.open), 60_000_000)
+    late = pc.and_(pc.equal(FULL["symbol"], "MSFT"),  # minutes 300-306: in the peer's tail
+                   pc.and_(pc.greater_equal(minute, 300), pc.less(minute, 306)))
+    with Warehouse(db, flush_interval=None, calendar=XNYS) as wh:
+        wh.start_session(DAY)
+        wh.extend(FULL.filter(pc.invert(pc.or_(hole(FULL), late))))
+    assert main(["fill", "--db", str(db), "--duckdb", str(peer),
+                 "--now", AFTER.isoformat()]) == 0
+    assert "filled 36 bars for 2 symbols" in capsys.readouterr().out
+    with Warehouse(db, read_only=True) as wh:
+        filled = wh.sql("SELECT * EXCLUDE (origin) FROM bars WHERE origin = 'filled' "
+                        "ORDER BY symbol, ts")
+    assert filled.equals(FULL.filter(pc.or_(hole(FULL), late)).sort_by(
+        [("symbol", "ascending"), ("ts", "ascending")]).cast(filled.schema))
+
+
+def test_duckdb_source_reads_a_users_table_of_bars_in_a_plain_duckdb_file(tmp_path, capsys):
+    from warehouse.cli import main
+
+    plain = tmp_path / "prices.duckdb"
+    with duckdb.connect(str(plain)) as con:  # no vwap nor trade_count: they are optional
+        con.register("held", FULL.filter(hole(FULL)))
+        con.execute("CREATE TABLE prices AS SELECT * EXCLUDE (vwap, trade_count) FROM held")
+    got = DuckDBSource(plain, table="prices").fetch("AAPL", START, END)
+    assert got.num_rows == 30
+    assert got["vwap"].null_count == got["trade_count"].null_count == 30
+    db = missing_the_hole(tmp_path / "w.duckdb")
+    # Without --table the file is read as a warehouse's: it is none, and the error says so.
+    assert main(["fill", "--db", str(db), "--duckdb", str(plain),
+                 "--now", AFTER.isoformat()]) == 1
+    assert "name it: DuckDBSource(path, table=...) (on the command line, --table)" in (
+        capsys.readouterr().err)
+    assert main(["fill", "--db", str(db), "--duckdb", str(plain), "--table", "prices",
+                 "--now", AFTER.isoformat()]) == 0
+    assert "filled 30 bars for 1 symbols" in capsys.readouterr().out
+
+
+def test_archive_source_reads_a_vendor_dump_without_the_optional_columns(tmp_path, capsys):
+    """A vendor's day files with the required columns (in any case), no vwap or trade_count
+    and a column of their own: the bars come with vwap and trade_count null. A file without
+    a required column is an error naming it."""
+    from warehouse.cli import main
+
+    vendor = tmp_path / "vendor"
+    day = vendor / f"date={DAY.isoformat()}"
+    day.mkdir(parents=True)
+    dump = FULL.select(["symbol", "ts", "open", "high", "low", "close", "volume"])
+    dump = dump.rename_columns(["Symbol", "TS", "Open", "High", "Low", "Close", "Volume"])
+    pq.write_table(dump.append_column("exchange", pa.array(["XNAS"] * dump.num_rows)),
+                   day / "bars.parquet")
+    got = ArchiveSource(vendor).fetch("AAPL", START, END)
+    assert got.column_names == list(FULL.column_names)
+    assert got["ts"].equals(expected_hole()["ts"])
+    assert got["vwap"].null_count == got["trade_count"].null_count == 30
+    db = missing_the_hole(tmp_path / "w.duckdb")
+    assert main(["fill", "--db", str(db), "--archive", str(vendor),
+                 "--now", AFTER.isoformat()]) == 0
+    assert "filled 30 bars for 1 symbols" in capsys.readouterr().out
+    pq.write_table(dump.drop_columns(["Volume"]), day / "bars.parquet")
+    with pytest.raises(StoreError, match=r"no column volume among \['Symbol', 'TS'"):
+        ArchiveSource(vendor).fetch("AAPL", START, END)
 
 
 def test_duckdb_source_failures_are_store_errors_and_bad_table_names_are_refused(

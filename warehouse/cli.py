@@ -377,8 +377,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="a Parquet archive of day partitions (date=YYYY-MM-DD/bars.parquet)")
     source.add_argument("--duckdb", type=Path, metavar="FILE",
                         help="another DuckDB database file (read-only)")
-    fill.add_argument("--table", default="session_bars",
-                      help="with --duckdb: its table or view of bars (default: session_bars)")
+    fill.add_argument("--table", default=None,
+                      help="with --duckdb: its table or view of bars (default: the file is "
+                      "another warehouse's, whose stored bars are read)")
     fill.add_argument("--symbols", default="",
                       help="comma-separated symbols to fill besides those with bars")
     fill.add_argument("--now", type=_aware_datetime, default=None,

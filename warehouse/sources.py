@@ -8,8 +8,9 @@ span, and rows in minutes already held are left out, so a source may return more
 
 - `ArchiveSource`: a Parquet archive laid out as `export_parquet` writes one
   (``date=YYYY-MM-DD/bars.parquet``), e.g. a vendor's dump, or another machine's archive.
-- `DuckDBSource`: a table (or view) of bars in another DuckDB database file, e.g. another
-  warehouse's ``session_bars``; the file is opened read-only for each question, never held.
+- `DuckDBSource`: another warehouse's DuckDB file (its stored bars, as its ``bars`` view shows
+  them), or a table (or view) of bars in any DuckDB database file; the file is opened
+  read-only for each question, never held.
 - `CallableSource`: any function ``(symbol, start, end) -> bars``, e.g. a vendor's REST API;
   `as_source` wraps a bare callable in it.
 
@@ -31,11 +32,11 @@ import pyarrow as pa
 
 from warehouse.archive import archive_files, duckdb_path
 from warehouse.errors import StoreError
-from warehouse.schema import COLUMNS, check_symbol
+from warehouse.schema import BAR_SCHEMA, COLUMNS, OPTIONAL, REQUIRED, check_symbol
+from warehouse.store import BarStore
 
 __all__ = ["ArchiveSource", "BarSource", "CallableSource", "DuckDBSource", "as_source"]
 
-_SELECT = ", ".join(COLUMNS)
 _IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$"
 
 
@@ -92,20 +93,21 @@ class ArchiveSource:
         if not files:
             return pa.table({name: [] for name in COLUMNS})
         listed = [duckdb_path(f) for f in files]
-        with duckdb.connect() as con:
-            con.execute("SET TimeZone = 'UTC'")
-            return con.sql(
-                f"SELECT {_SELECT} FROM read_parquet($files, union_by_name = true) "
-                "WHERE symbol = $symbol AND ts >= $start AND ts < $end ORDER BY ts",
-                params={"files": listed, "symbol": symbol, "start": start, "end": end},
-            ).to_arrow_table()
+        try:
+            with duckdb.connect() as con:
+                return _bars_between(con, "read_parquet($files, union_by_name = true)",
+                                     {"files": listed}, symbol, start, end)
+        except duckdb.Error as exc:
+            raise StoreError(f"reading the archive {self.directory} failed: {exc}") from exc
+        except StoreError as exc:
+            raise StoreError(f"the archive {self.directory}: {exc}") from exc
 
     def __repr__(self) -> str:
         return f"ArchiveSource({str(self.directory)!r})"
 
 
 class DuckDBSource:
-    """Bars from a table or view of another DuckDB database file, opened read-only per question.
+    """Bars from another DuckDB database file, opened read-only per question.
 
     Parameters
     ----------
@@ -114,8 +116,12 @@ class DuckDBSource:
         process can hold it between questions (DuckDB lets one writer in at a time; a
         question while one writes fails, is counted and retried).
     table
-        A table or view with the bar columns (``symbol``, ``ts`` and the prices); by default
-        ``session_bars``, a warehouse file's table. A plain or schema-qualified name.
+        A table or view with the bar columns (``symbol``, ``ts`` and the prices), a plain or
+        schema-qualified name. By default (None) the file is another warehouse's, and its
+        stored bars are read as its own ``bars`` view reads them: the compacted table and the
+        tail that flushes write to until the next compaction (a warehouse stopped without
+        `Warehouse.close`, e.g. killed, leaves its last flushes there). Its journal is not
+        read: bars it never flushed are not found.
 
     Raises
     ------
@@ -123,34 +129,79 @@ class DuckDBSource:
         ``table`` is not a plain name.
     """
 
-    def __init__(self, path: str | Path, *, table: str = "session_bars") -> None:
-        if not re.match(_IDENTIFIER, table):
+    def __init__(self, path: str | Path, *, table: str | None = None) -> None:
+        if table is not None and not re.match(_IDENTIFIER, table):
             raise ValueError(f"table {table!r} is not a plain table name")
         self.path = Path(path)
         self.table = table
 
     def fetch(self, symbol: str, start: datetime, end: datetime) -> pa.Table:
-        """The bars of ``symbol`` in ``[start, end)`` from the table, in ts order.
+        """The bars of ``symbol`` in ``[start, end)`` from the file, in ts order.
 
         Raises
         ------
         StoreError
-            The file cannot be opened or read.
+            The file cannot be opened or read (or, without ``table``, is no warehouse file).
         """
         check_symbol(symbol)
+        params = {"symbol": symbol, "start": start, "end": end}
+        if self.table is None:
+            try:
+                with BarStore(self.path, read_only=True) as store:
+                    return store.arrow(store.statements["symbol_bars_between"], params)
+            except StoreError as exc:
+                if not self.path.is_file():
+                    raise
+                raise StoreError(
+                    f"{exc}; for a table of bars in a DuckDB file that is no warehouse's, name "
+                    "it: DuckDBSource(path, table=...) (on the command line, --table)"
+                ) from exc
         try:
             with duckdb.connect(str(self.path), read_only=True) as con:
-                con.execute("SET TimeZone = 'UTC'")
-                return con.sql(
-                    f"SELECT {_SELECT} FROM {self.table} "
-                    "WHERE symbol = $symbol AND ts >= $start AND ts < $end ORDER BY ts",
-                    params={"symbol": symbol, "start": start, "end": end},
-                ).to_arrow_table()
+                return _bars_between(con, self.table, {}, symbol, start, end)
         except duckdb.Error as exc:
             raise StoreError(f"reading {self.table} of {self.path} failed: {exc}") from exc
+        except StoreError as exc:
+            raise StoreError(f"{self.table} of {self.path}: {exc}") from exc
 
     def __repr__(self) -> str:
+        if self.table is None:
+            return f"DuckDBSource({str(self.path)!r})"
         return f"DuckDBSource({str(self.path)!r}, table={self.table!r})"
+
+
+def _bars_between(
+    con: duckdb.DuckDBPyConnection, relation: str, relation_params: dict[str, object],
+    symbol: str, start: datetime, end: datetime,
+) -> pa.Table:
+    """The bars of ``symbol`` in [start, end) of ``relation`` (SQL), in ts order.
+
+    A vendor's file or a user's table may lack the optional columns (``vwap``,
+    ``trade_count``): they come back null. Column names match in any case, as in SQL.
+
+    Raises
+    ------
+    StoreError
+        ``relation`` lacks a column that a bar cannot do without.
+    """
+    con.execute("SET TimeZone = 'UTC'")
+    found = con.sql(f"SELECT * FROM {relation}", params=relation_params).columns
+    names = {name.lower(): name for name in found}
+    missing = [name for name in REQUIRED if name not in names]
+    if missing:
+        raise StoreError(f"no column {', '.join(missing)} among {found}; a bar has "
+                         f"{', '.join(REQUIRED)} (and may have {', '.join(OPTIONAL)})")
+    present = [name for name in COLUMNS if name in names]
+    listed = ", ".join(f'"{names[name]}" AS {name}' for name in present)
+    table = con.sql(
+        f"SELECT * FROM (SELECT {listed} FROM {relation}) "
+        "WHERE symbol = $symbol AND ts >= $start AND ts < $end ORDER BY ts",
+        params={**relation_params, "symbol": symbol, "start": start, "end": end},
+    ).to_arrow_table()
+    for name in OPTIONAL:
+        if name not in names:
+            table = table.append_column(name, pa.nulls(table.num_rows, BAR_SCHEMA.field(name).type))
+    return table
 
 
 def as_source(source: BarSource | Callable[[str, datetime, datetime], object]) -> BarSource:

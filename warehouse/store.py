@@ -152,6 +152,9 @@ class BarStore:
         except duckdb.Error as exc:
             self._con.close()
             raise StoreError(f"{self.path} is not a usable warehouse file: {exc}") from exc
+        except BaseException:  # a table of other columns: the file is not held open after
+            self._con.close()
+            raise
 
     def _check_table(self, table: str) -> bool | None:
         """Whether a table records the bars' origin (None: the tail table does not exist).
