@@ -275,6 +275,8 @@ def test_errors_are_the_sync_facades(tmp_path: Path) -> None:
         await session_data.add_bar("AAPL", T0, 1.0, 2.0, 0.5, 1.5, 1.0)
         with pytest.raises(ValueError, match="n must be"):
             await session_data.get_last_n_bars("AAPL", -1)
+        with pytest.raises(ValueError, match="n must be a whole number of bars"):
+            await session_data.get_last_n_derived_bars("AAPL", "x")  # type: ignore[arg-type]
         await session_data.close()
         await session_data.close()  # idempotent, as Warehouse.close
         with pytest.raises(ClosedError):

@@ -405,6 +405,17 @@ def test_declared_interval_spelt_otherwise_or_not_an_interval(session_wh: Wareho
     assert (second.bar_count, second.high) == (2, 12)
 
 
+def test_last_n_derived_takes_a_whole_number_of_bars_and_says_so(session_wh: Warehouse) -> None:
+    session = session_wh.start_session(FULL_DAY_EST)
+    for minute in range(12):
+        session_wh.append("ES", session.open + minute * MINUTE, 10, 11, 9, 10.5, 100)
+    for interval in ("5m", "7m"):  # declared (the compiled read first) or computed on read
+        assert len(session_wh.last_n_derived("ES", np.int64(2), interval)) == 2
+        for bad in (2.5, "5m", None, True, -1):
+            with pytest.raises(ValueError, match=r"n must be a whole number of bars.*'5m'"):
+                session_wh.last_n_derived("ES", bad, interval)  # type: ignore[arg-type]
+
+
 def test_session_started_over_held_bars_anchors_them_to_its_open() -> None:
     with Warehouse(":memory:", flush_interval=None, window=4) as wh:
         open_ = int(datetime(2025, 11, 3, 14, 30, tzinfo=UTC).timestamp()) * 1_000_000

@@ -45,7 +45,7 @@ import pyarrow as pa
 
 from warehouse.archive import Compression, ExportResult
 from warehouse.buffer import ExtendResult, OnInvalid
-from warehouse.derive import DerivedBar, Interval, interval_minutes
+from warehouse.derive import DerivedBar, Interval, bars_wanted, interval_minutes
 from warehouse.errors import SessionDataError
 from warehouse.metrics import SessionMetrics
 from warehouse.schema import Bar, to_micros
@@ -265,7 +265,7 @@ class SessionData:
         Inline when ``n`` intervals fit in ``warehouse.window`` minutes; in a worker thread
         otherwise, as DuckDB may answer.
         """
-        if n * interval_minutes(interval) <= self._window:
+        if bars_wanted(n) * interval_minutes(interval) <= self._window:
             return self._wh.last_n_derived(symbol, n, interval)
         return await asyncio.to_thread(self._wh.last_n_derived, symbol, n, interval)
 

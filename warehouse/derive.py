@@ -57,8 +57,8 @@ import re
 from bisect import bisect_left
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from operator import attrgetter
-from typing import TYPE_CHECKING, Any, NamedTuple
+from operator import attrgetter, index
+from typing import TYPE_CHECKING, Any, NamedTuple, SupportsIndex
 
 from warehouse._derive import Latest
 from warehouse._derive import newest as _newest
@@ -78,6 +78,7 @@ __all__ = [
     "Deriver",
     "Forming",
     "Interval",
+    "bars_wanted",
     "derived_steps",
     "forming_of",
     "interval_minutes",
@@ -172,6 +173,30 @@ def interval_minutes(interval: Interval) -> int:
     if minutes < 1:
         raise ValueError(f"interval {interval!r} must be at least one minute")
     return minutes
+
+
+def bars_wanted(n: object) -> int:
+    """``n`` of `Warehouse.last_n_derived`: a whole number of bars, 0 or more.
+
+    Raises
+    ------
+    ValueError
+        It is not (the message shows the call's order and the intervals it takes).
+
+    Examples
+    --------
+    >>> bars_wanted(3)
+    3
+    """
+    # Any integer (numpy's too), not 2.5, "5m", None or True.
+    count = index(n) if isinstance(n, SupportsIndex) and not isinstance(n, bool) else -1
+    if count < 0:
+        raise ValueError(
+            f"n must be a whole number of bars, 0 or more; got {n!r}. The call is "
+            "last_n_derived(symbol, n, interval), the interval a number of minutes: 5, '5m', "
+            "'15min' or '1h'"
+        )
+    return count
 
 
 def resample_params(session: Session | None, minutes: Interval) -> dict[str, Any]:
@@ -430,8 +455,7 @@ class Deriver:
         """`last_n` when its compiled warm read does not answer: makes or extends the cache."""
         if self._open is None:
             raise self._no_session()
-        if n < 0:
-            raise ValueError(f"n must be >= 0, got {n}")
+        n = bars_wanted(n)
         k = self._slots.get(interval) if type(interval) in (str, int) else None
         if k is None:
             k = self._slot(interval)
@@ -467,8 +491,7 @@ class Deriver:
         anchor = self._open
         if anchor is None:
             raise self._no_session()
-        if n < 0:
-            raise ValueError(f"n must be >= 0, got {n}")
+        n = bars_wanted(n)
         step = _STEPS.get(interval) or _step(interval)
         series = self._series.get(symbol)
         if series is None or n == 0:
