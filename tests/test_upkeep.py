@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import signal
 import subprocess
 import sys
@@ -449,6 +450,151 @@ def test_upkeep_stats_show_missing_minutes_it_could_not_fill(tmp_path):
         assert upkeep.stats.filled == 0
 
 
+def rows_of(symbol: str) -> list[dict[str, object]]:
+    return FULL.filter(pc.equal(FULL["symbol"], symbol)).to_pylist()
+
+
+def in_a_thread(call) -> threading.Thread:
+    """Run ``call`` in a daemon thread (a test that fails must not hang on it)."""
+    thread = threading.Thread(target=call, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.mark.parametrize("stop", ["stop_upkeep", "end_session", "close"])
+def test_an_answer_that_stalls_part_way_is_timed_out_and_never_holds_the_lifecycle(
+    tmp_path, caplog, stop
+):
+    """The timeout covers reading the answer: an iterator that yields a few bars and then
+    hangs is a timeout in `fill_gaps`, and `stop_upkeep`, `end_session` and `close` give up a
+    question in flight at once (counted, logged) instead of waiting for it."""
+    release, stalled = threading.Event(), threading.Event()
+
+    def stalling(symbol: str, start: datetime, end: datetime) -> object:
+        def rows():
+            yield from rows_of(symbol)[:10]
+            stalled.set()
+            release.wait(30)  # the connection hangs after ten rows
+            yield from rows_of(symbol)[10:]
+        return rows()
+
+    wh = session(tmp_path / "w.duckdb", archive=tmp_path / "archive")
+    try:
+        wh.extend(live_part())
+        started = time.monotonic()
+        stats = wh.fill_gaps(stalling, timeout=0.2, now=AFTER)
+        assert stats.timeouts == len(HOLES)
+        assert stats.filled == 0
+        assert time.monotonic() - started < 10
+        assert "no answer in 0.2 s" in stats.last_error
+        stalled.clear()
+        upkeep = wh.start_upkeep(stalling, timeout=60, interval=60, now=lambda: AFTER)
+        assert stalled.wait(20)
+        with caplog.at_level(logging.WARNING, logger="warehouse.upkeep"):
+            stopping = in_a_thread(getattr(wh, stop))
+            stopping.join(5)
+        assert not stopping.is_alive(), f"{stop} waits for the stalled source"
+        assert not upkeep.running
+        assert upkeep.stats.abandoned == 1
+        assert upkeep.stats.filled == 0
+        assert any("stopped while the source was answering" in r.getMessage()
+                   for r in caplog.records)
+    finally:
+        release.set()
+        wh.close()
+    with Warehouse(tmp_path / "w.duckdb", read_only=True) as wh:
+        assert "filled" not in origins(wh)  # what came after the stop was dropped
+
+
+def resetting(symbol: str, start: datetime, end: datetime) -> object:
+    """A source whose connection resets while AAPL's answer is read (a lazy answer)."""
+    def rows():
+        for k, row in enumerate(rows_of(symbol)):
+            if symbol == "AAPL" and k == 100:
+                raise ConnectionResetError("connection reset by peer")
+            yield row
+    return rows()
+
+
+def test_an_answer_that_fails_while_it_is_read_fails_its_symbol_alone(tmp_path):
+    with session(tmp_path / "w.duckdb") as wh:
+        wh.extend(live_part())
+        stats = wh.fill_gaps(resetting, now=AFTER)
+        assert stats.failures == 1
+        assert "AAPL: reading the source's answer failed: ConnectionResetError" in (
+            stats.last_error)
+        assert stats.filled == 10  # MSFT's and NVDA's holes
+        assert stats.missing == 30
+        assert wh.count("MSFT") == wh.count("NVDA") == 390
+        assert wh.count("AAPL") == 360
+
+
+def test_upkeep_counts_a_symbol_whose_answer_fails_while_read_and_retries_it(tmp_path):
+    """The failing symbol is counted and asked again in later rounds; the round goes on
+    with the others, and once its source recovers it is filled too."""
+    asked: list[str] = []
+
+    def recovering(symbol: str, start: datetime, end: datetime) -> object:
+        asked.append(symbol)
+        if asked.count("AAPL") > 2:
+            return by_symbol(symbol, start, end)
+        return resetting(symbol, start, end)
+
+    with session(tmp_path / "w.duckdb") as wh:
+        wh.extend(live_part())
+        upkeep = wh.start_upkeep(recovering, interval=0.02, retry_base=0.01, retry_max=0.01,
+                                 now=lambda: AFTER)
+        wait_for(lambda: upkeep.stats.filled == held_in_holes())
+        wh.stop_upkeep()
+        stats = upkeep.stats
+        assert stats.failures == 2
+        assert stats.rounds >= 3
+        assert asked.count("AAPL") == 3
+        assert wh.quality(now=AFTER)["missing"].sum() == 0
+
+
+@pytest.mark.parametrize("unit", ["s", "ms", "ns"])
+def test_upkeep_counts_and_logs_an_answer_with_ts_in_another_epoch_unit(tmp_path, caplog, unit):
+    """Integer ts read as microseconds: seconds and milliseconds land in 1970, nanoseconds
+    past 2200; each row is counted as rejected and the log names the unit."""
+    per_second = {"s": 1, "ms": 1_000, "ns": 1_000_000_000}[unit]
+
+    def epochs(symbol: str, start: datetime, end: datetime) -> list[tuple[object, ...]]:
+        return [(r["symbol"], int(r["ts"].timestamp()) * per_second, r["open"], r["high"],
+                 r["low"], r["close"], r["volume"]) for r in rows_of(symbol)]
+
+    with session(tmp_path / "w.duckdb") as wh:
+        wh.extend(live_part())
+        with caplog.at_level(logging.WARNING, logger="warehouse.upkeep"):
+            stats = wh.fill_gaps(epochs, now=AFTER)
+        assert stats.filled == 0
+        assert stats.rejected == 390 * len(HOLES)
+        assert stats.missing == held_in_holes()
+        logged = " ".join(r.getMessage() for r in caplog.records)
+        if unit != "ns":  # nanoseconds are past 2200: malformed rows
+            assert "look like epoch " + {"s": "seconds", "ms": "milliseconds"}[unit] in logged
+
+
+def test_upkeep_options_are_finite_seconds_and_a_huge_delay_asks_for_nothing(tmp_path):
+    with session(tmp_path / "w.duckdb") as wh:
+        wh.extend(live_part())
+        stats = wh.fill_gaps(by_symbol, delay=1e30, now=AFTER)  # no minute is due yet
+        assert (stats.requests, stats.filled, stats.missing) == (0, 0, 0)
+        for bad in ({"delay": math.inf}, {"delay": math.nan}, {"delay": -1},
+                    {"timeout": math.inf}, {"timeout": math.nan}, {"timeout": 0},
+                    {"delay": "60"}):
+            name = next(iter(bad))
+            with pytest.raises(ValueError, match=f"^{name} .*seconds"):
+                wh.fill_gaps(by_symbol, now=AFTER, **bad)
+        upkeep = wh.start_upkeep(by_symbol, interval=1e30, timeout=1e30, retry_max=1e30,
+                                 now=lambda: AFTER)
+        wait_for(lambda: upkeep.stats.rounds == 1)
+        started = time.monotonic()
+        wh.stop_upkeep()  # the thread's wait of 1e30 s ends at once
+        assert time.monotonic() - started < 5
+        assert upkeep.stats.filled == held_in_holes()
+
+
 # -- warehouse fill ----------------------------------------------------------------------------
 
 
@@ -487,6 +633,10 @@ def test_fill_command_refuses_what_it_cannot_use(tmp_path, capsys):
     assert "is not a folder" in capsys.readouterr().err
     assert main(["fill", "--db", str(db), "--archive", str(tmp_path)]) == 1
     assert "needs an open session" in capsys.readouterr().err
+    for delay in ("-1", "nan", "inf"):
+        assert main(["fill", "--db", str(db), "--archive", ".", "--delay", delay]) == 2
+        assert f"--delay: {delay} is not a number of seconds, 0 or more" in (
+            capsys.readouterr().err)
     with session(db) as wh:
         wh.extend(live_part())
     assert main(["fill", "--db", str(db), "--duckdb", str(tmp_path / "missing.duckdb")]) == 1

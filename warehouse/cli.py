@@ -165,6 +165,16 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} is not a number of seconds, 0 or more")
+    return value
+
+
 def _aware_datetime(text: str) -> datetime:
     try:
         value = datetime.fromisoformat(text)
@@ -384,7 +394,7 @@ def _parser() -> argparse.ArgumentParser:
                       help="comma-separated symbols to fill besides those with bars")
     fill.add_argument("--now", type=_aware_datetime, default=None,
                       help="ISO time with offset the due minutes run to (default: now)")
-    fill.add_argument("--delay", type=float, default=60.0,
+    fill.add_argument("--delay", type=_seconds, default=60.0,
                       help="seconds a minute must be over before it is asked for (default: 60)")
     fill.add_argument("--timeout", type=_positive_float, default=30.0,
                       help="seconds each question to the source may take (default: 30)")

@@ -6,13 +6,17 @@ with gaps, asks the source for the span from its first gap's start to its last g
 answer goes through `Warehouse.fill`: only bars in minutes the symbol still misses are added,
 marked ``origin = 'filled'``; a live bar arriving later for the same minute replaces it.
 
-A source is never trusted: each question runs in a worker thread of its own and is given up
-after ``timeout`` seconds (the thread is left to finish; at most `MAX_STUCK` are left running
-before a round stops asking); an exception, a timeout or an answer that is not bars is a
-failure; malformed rows and rows of another symbol are dropped and counted (rows outside
-the span asked for are dropped too: a source may answer with more). All of it is logged on
-the ``warehouse.upkeep`` logger and counted in `UpkeepStats`, and never reaches the appending
-threads: ingestion goes on whatever the source does.
+A source is never trusted: each question runs in a worker thread of its own, which also reads
+the answer whole (an iterator is drained there, so one that stalls or fails part-way is the
+question's timeout or failure), and is given up after ``timeout`` seconds (the thread is left
+to finish as a daemon; at most `MAX_STUCK` are left running before a round stops asking); an
+exception, a timeout or an answer that is not bars is a failure of that symbol alone, and the
+round goes on with the others; malformed rows, rows of another symbol and rows outside the
+session (e.g. a ts in epoch seconds read as microseconds) are dropped and counted (rows of the
+session outside the span asked for are dropped uncounted: a source may answer with more). All
+of it is logged on the ``warehouse.upkeep`` logger and counted in `UpkeepStats`, and never
+reaches the appending threads: ingestion goes on whatever the source does. Nor does the
+lifecycle wait on a source: `Upkeep.stop` gives up a question in flight at once.
 
 A symbol that still misses minutes after its question (a failure, or the source did not have
 them) waits before it is asked again, twice as long each time, from ``retry_base`` up to
@@ -23,6 +27,7 @@ them) waits before it is asked again, twice as long each time, from ``retry_base
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -35,7 +40,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from warehouse.errors import ClosedError, SessionError, StoreError, WarehouseError
-from warehouse.schema import partition
+from warehouse.schema import _UNIT_NAMES, describe_epoch, partition, plain_unit, to_micros
 from warehouse.sources import BarSource
 
 if TYPE_CHECKING:
@@ -47,6 +52,12 @@ log = logging.getLogger("warehouse.upkeep")
 
 #: Questions given up on (timed out) but still running, past which a round stops asking.
 MAX_STUCK = 4
+#: The longest wait the options mean anything for (a century, in seconds): a longer ``delay``
+#: or ``interval`` is taken as this one, so that no finite option overflows a datetime or a
+#: thread's wait.
+_LONGEST = 100 * 365 * 86_400.0
+#: What converting an answer into bars raises when it is not bars.
+_NOT_BARS = (WarehouseError, TypeError, ValueError, pa.ArrowException)
 
 
 @dataclass(frozen=True)
@@ -62,9 +73,13 @@ class UpkeepStats:
     filled
         Bars added.
     failures
-        Questions that raised, or whose answer was not bars (timeouts apart).
+        Questions that raised, or whose answer failed while it was read or was not bars
+        (timeouts apart), and symbols whose filling failed otherwise.
     timeouts
         Questions given up after ``timeout`` seconds.
+    abandoned
+        Questions still in flight when the upkeep stopped, given up (their threads are left
+        to finish; what they bring is dropped).
     rejected
         Rows dropped from answers: malformed, of another symbol, or outside the session.
     missing
@@ -78,6 +93,7 @@ class UpkeepStats:
     filled: int = 0
     failures: int = 0
     timeouts: int = 0
+    abandoned: int = 0
     rejected: int = 0
     missing: int = 0
     last_error: str | None = None
@@ -92,8 +108,8 @@ class _Backoff:
 @dataclass
 class _Answer:
     done: threading.Event = field(default_factory=threading.Event)
-    value: object = None
-    error: BaseException | None = None
+    bars: tuple[pa.Table, pa.Table] | None = None  # `partition` of the answer
+    error: str | None = None  # why there are none
 
 
 class Upkeep:
@@ -110,11 +126,13 @@ class Upkeep:
     interval
         Seconds between rounds.
     timeout
-        Seconds a question may take.
+        Seconds a question may take, its answer read whole.
     delay
         Minutes that ended less than this many seconds ago are not asked for yet.
     retry_base, retry_max
         The first and the longest wait before a symbol is asked again, in seconds.
+
+    Each of those is a finite number of seconds, greater than 0 (``delay``: 0 or more).
     symbols
         Symbols to fill even if they have no bar at all this session (every symbol with a bar
         is filled anyway).
@@ -137,15 +155,13 @@ class Upkeep:
     ) -> None:
         for name, value in (("interval", interval), ("timeout", timeout),
                             ("retry_base", retry_base), ("retry_max", retry_max)):
-            if not value > 0:
-                raise ValueError(f"{name} must be positive, got {value!r}")
-        if delay < 0:
-            raise ValueError(f"delay must not be negative, got {delay!r}")
+            _check_seconds(name, value, positive=True)
+        _check_seconds("delay", delay, positive=False)
         self.warehouse = warehouse
         self.source = source
-        self.interval = interval
+        self.interval = min(interval, _LONGEST)
         self.timeout = timeout
-        self.delay = timedelta(seconds=delay)
+        self.delay = timedelta(seconds=min(delay, _LONGEST))
         self.retry_base = retry_base
         self.retry_max = retry_max
         self.symbols = None if symbols is None else list(symbols)
@@ -203,7 +219,14 @@ class Upkeep:
                 waiting = self._backoff.get(symbol)
                 if waiting is not None and waiting.next_try > time.monotonic():
                     continue
-                got = self._ask(symbol, ranges[0]["start"], ranges[-1]["end"])
+                try:
+                    got = self._ask(symbol, ranges[0]["start"], ranges[-1]["end"])
+                except ClosedError:
+                    raise
+                except Exception as exc:  # one symbol's trouble: the others are still filled
+                    log.exception("upkeep: %s: filling failed", symbol)
+                    self._failed(f"{symbol}: filling failed: {exc!r}")
+                    got = 0
                 added += got
                 if got >= short:
                     self._backoff.pop(symbol, None)
@@ -247,9 +270,18 @@ class Upkeep:
 
         def call() -> None:
             try:
-                answer.value = self.source.fetch(symbol, start, end)
+                value = self.source.fetch(symbol, start, end)
             except BaseException as exc:
-                answer.error = exc
+                answer.error = f"the source failed: {exc!r}"
+            else:
+                # Read here, within the timeout: an answer may be lazy (an iterator, a stream)
+                # and stall or fail part-way as the source itself may.
+                try:
+                    answer.bars = partition(value)
+                except _NOT_BARS as exc:
+                    answer.error = f"the source's answer is not bars: {exc}"
+                except BaseException as exc:
+                    answer.error = f"reading the source's answer failed: {exc!r}"
             finally:
                 answer.done.set()
 
@@ -259,32 +291,38 @@ class Upkeep:
         deadline = time.monotonic() + self.timeout
         while not answer.done.wait(min(0.05, max(0.0, deadline - time.monotonic()))):
             if self._stop.is_set() or time.monotonic() >= deadline:
-                self._stuck.append(worker)
-                if not self._stop.is_set():
+                self._stuck.append(worker)  # a daemon thread: left to finish, never waited for
+                if self._stop.is_set():
+                    self._count(abandoned=1)
+                    log.warning("upkeep: %s: stopped while the source was answering; its "
+                                "answer is dropped", symbol)
+                else:
                     self._count(timeouts=1)
                     self._note(f"{symbol}: the source gave no answer in {self.timeout} s")
                 return 0
-        if answer.error is not None:
-            self._failed(f"{symbol}: the source failed: {answer.error!r}")
+        if answer.bars is None:
+            self._failed(f"{symbol}: {answer.error}")
             return 0
-        return self._fill(symbol, start, end, answer.value)
+        return self._fill(symbol, start, end, *answer.bars)
 
-    def _fill(self, symbol: str, start: datetime, end: datetime, value: object) -> int:
-        try:
-            table, invalid = partition(value)
-        except (WarehouseError, TypeError, ValueError, pa.ArrowException) as exc:
-            self._failed(f"{symbol}: the source's answer is not bars: {exc}")
-            return 0
+    def _fill(
+        self, symbol: str, start: datetime, end: datetime, table: pa.Table, invalid: pa.Table
+    ) -> int:
         ours = table.filter(pc.equal(table.column("symbol"), symbol))
         dropped = invalid.num_rows + table.num_rows - ours.num_rows
         if dropped:
             self._count(rejected=dropped)
             log.warning("upkeep: %s: dropped %d rows of the source's answer (malformed, or of "
                         "another symbol)", symbol, dropped)
-        ts = ours.column("ts")
-        # Rows outside the span asked for are left out: a source may answer with more.
-        kept = ours.filter(pc.and_(pc.greater_equal(ts, pa.scalar(start, ts.type)),
-                                   pc.less(ts, pa.scalar(end, ts.type))))
+        # Rows of the session outside the span asked for are left out (a source may answer
+        # with more); rows outside the session go to `fill`, which refuses and reports them.
+        ts = ours.column("ts").cast(pa.int64())
+        session = self.warehouse.session
+        keep = pc.and_(pc.greater_equal(ts, to_micros(start)), pc.less(ts, to_micros(end)))
+        if session is not None:
+            keep = pc.or_(keep, pc.invert(pc.and_(pc.greater_equal(ts, session.open),
+                                                  pc.less(ts, session.close))))
+        kept = ours.filter(keep)
         if self._stop.is_set():
             return 0
         try:
@@ -294,6 +332,9 @@ class Upkeep:
             return 0
         if result.rejected.num_rows:
             self._count(rejected=result.rejected.num_rows)
+            log.warning("upkeep: %s: dropped %d rows of the source's answer, the first: %s%s",
+                        symbol, result.rejected.num_rows, result.rejected["reason"][0],
+                        _unit_hint(result.rejected))
         if result.added:
             log.info("upkeep: %s: filled %d bars", symbol, result.added)
         return result.added
@@ -301,7 +342,8 @@ class Upkeep:
     def _retry_later(self, symbol: str) -> None:
         waiting = self._backoff.setdefault(symbol, _Backoff())
         waiting.attempts += 1
-        pause = min(self.retry_max, self.retry_base * 2 ** (waiting.attempts - 1))
+        # The exponent stops growing long before the pause could overflow a float.
+        pause = min(self.retry_max, self.retry_base * 2 ** min(waiting.attempts - 1, 64))
         waiting.next_try = time.monotonic() + pause
 
     def _too_many_stuck(self) -> bool:
@@ -330,3 +372,25 @@ class Upkeep:
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
         return f"Upkeep({self.source!r}, every {self.interval} s, {state})"
+
+
+def _check_seconds(name: str, value: float, *, positive: bool) -> None:
+    """Refuse an option that is no finite number of seconds in its range."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{name} is a number of seconds, got {value!r}")
+    if not math.isfinite(value) or value < 0 or (positive and value == 0):
+        bound = "greater than 0" if positive else "0 or more"
+        raise ValueError(f"{name} must be a finite number of seconds, {bound}; got {value!r}")
+
+
+def _unit_hint(rejected: pa.Table) -> str:
+    """A word on rejected rows whose ts were plainly integers of another epoch unit."""
+    ts = rejected["ts"].cast(pa.int64())
+    bounds = pc.min_max(ts)
+    low, high = bounds["min"].as_py(), bounds["max"].as_py()
+    unit = None if low is None else plain_unit(low, high)
+    if unit is None or unit == "us":
+        return ""
+    name = _UNIT_NAMES[unit]
+    return (f" (their ts look like epoch {name} read as microseconds: {low} is "
+            f"{describe_epoch(low, unit)} in {name}; give the source's ts as timestamps)")

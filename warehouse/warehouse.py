@@ -369,6 +369,9 @@ class Warehouse:
         ------
         SessionError
             An upkeep runs already (stop it first).
+        ValueError
+            An option is not a finite number of seconds (``delay``: 0 or more; the others:
+            more than 0).
         """
         self._check_writable()
         with self._closing:
@@ -396,7 +399,13 @@ class Warehouse:
         -------
         UpkeepStats
             What the round did: ``filled`` bars, ``failures``, ``timeouts``, ``rejected`` rows
-            and the minutes still ``missing`` (``requests`` is 0 without an open session).
+            and the minutes still ``missing`` (``requests`` is 0 without an open session). A
+            symbol's failure is counted there, never raised.
+
+        Raises
+        ------
+        ValueError
+            ``timeout`` or ``delay`` is not a finite number of seconds (``delay``: 0 or more).
         """
         self._check_writable()
         at = now
