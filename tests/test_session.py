@@ -217,6 +217,36 @@ def test_reopening_mid_session_resumes_it(tmp_path: Path) -> None:
     assert keys_of(pq.read_table(partition(tmp_path / "archive", session.date))) == sorted(keys)
 
 
+def test_reopening_without_a_calendar_takes_the_one_of_the_files_session(tmp_path: Path) -> None:
+    """An XLON session of 11-26 reopened without calendar=: roll() goes to XLON's 11-27 (a
+    London session on US Thanksgiving), not to XNYS's 11-28."""
+    with open_wh(tmp_path, calendar="XLON") as wh:
+        session = wh.start_session(date(2025, 11, 26))
+        wh.append("VOD", session.open, 10.0, 11.0, 9.0, 10.5, 1.0)
+    with open_wh(tmp_path) as wh:
+        assert wh.calendar().code == "XLON"
+        nxt = wh.roll()
+        assert (nxt.calendar, nxt.date) == ("XLON", date(2025, 11, 27))
+        wh.append("VOD", nxt.open, 10.0, 11.0, 9.0, 10.5, 1.0)  # London hours are taken
+        wh.end_session()
+    with open_wh(tmp_path) as wh:  # sealed: the next session is the file's calendar's too
+        assert wh.start_session().calendar == "XLON"
+
+
+def test_reopening_an_open_session_with_another_calendar_is_refused(tmp_path: Path) -> None:
+    with open_wh(tmp_path, calendar="XLON") as wh:
+        session = wh.start_session(date(2025, 11, 26))
+    with pytest.raises(SessionError, match=r"XLON.*'XNYS'|'XNYS'.*XLON"):
+        open_wh(tmp_path, calendar="XNYS")
+    with pytest.raises(SessionError, match="XLON"):
+        open_wh(tmp_path, calendar=Calendar("XNYS"))
+    with open_wh(tmp_path, calendar="XLON") as wh:  # its own calendar: resumed
+        assert wh.session == session
+        wh.end_session()
+    with open_wh(tmp_path, calendar="XNYS") as wh:  # sealed: another exchange may follow
+        assert wh.start_session(date(2025, 11, 28)).calendar == "XNYS"
+
+
 def test_three_sessions_replayed_end_to_end_read_back_by_three_readers(tmp_path: Path) -> None:
     archive = tmp_path / "archive"
     expected: dict[date, list[tuple[str, int]]] = {}

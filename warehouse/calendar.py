@@ -39,7 +39,10 @@ from numpy.typing import NDArray
 from warehouse.errors import CalendarError
 from warehouse.schema import MINUTE
 
-__all__ = ["Calendar", "SessionWindow"]
+__all__ = ["DEFAULT_CODE", "Calendar", "SessionWindow", "resolve_code"]
+
+#: The exchange a calendar (and a warehouse that never held a session) is of by default.
+DEFAULT_CODE = "XNYS"
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -155,8 +158,14 @@ def _library() -> Any:
     return exchange_calendars
 
 
-def _resolve(code: str) -> str:
-    """Return the canonical name of ``code`` (an alias such as NYSE gives XNYS)."""
+def resolve_code(code: str) -> str:
+    """Return the canonical name of ``code`` (an alias such as NYSE gives XNYS).
+
+    Raises
+    ------
+    CalendarError
+        No exchange has that code (the message lists close matches).
+    """
     xcals = _library()
     names: list[str] = xcals.get_calendar_names(include_aliases=True)
     if not isinstance(code, str) or code not in names:
@@ -275,13 +284,13 @@ class Calendar:
 
     def __init__(
         self,
-        code: str = "XNYS",
+        code: str = DEFAULT_CODE,
         *,
         extended_hours: bool = False,
         start: date | None = None,
         end: date | None = None,
     ) -> None:
-        name = _resolve(code)
+        name = resolve_code(code)
         for bound in (start, end):
             if bound is not None and (isinstance(bound, datetime) or not isinstance(bound, date)):
                 raise CalendarError(

@@ -27,7 +27,7 @@ from warehouse.archive import (
     finish_interrupted_seals,
 )
 from warehouse.buffer import AppendBuffer, ExtendResult, OnInvalid
-from warehouse.calendar import Calendar
+from warehouse.calendar import DEFAULT_CODE, Calendar, resolve_code
 from warehouse.derive import (
     DEFAULT_DERIVED,
     DerivedBar,
@@ -60,6 +60,29 @@ log = logging.getLogger("warehouse")
 #: A prepared session: its window, its symbols' trailing statistics, and the state of the day
 #: files they were computed from (`history.files_state`).
 _Prepared = tuple[Session, dict[str, Trailing], FilesState | None]
+
+
+def _calendar_of(
+    path: str | Path, given: str | Calendar | None, recorded: Session | None
+) -> str | Calendar:
+    """The calendar a warehouse takes sessions from: ``given``, else its file's session's.
+
+    Raises
+    ------
+    SessionError
+        The file holds an open session of another exchange than ``given``'s.
+    """
+    if given is None:
+        return DEFAULT_CODE if recorded is None else recorded.calendar
+    if recorded is not None and recorded.status == "open":
+        code = given.code if isinstance(given, Calendar) else resolve_code(given)
+        if code != recorded.calendar:
+            raise SessionError(
+                f"{path} holds session {recorded.date} of {recorded.calendar}, still open; it "
+                f"cannot go on with calendar={code!r}: open it without calendar= (or with "
+                f"{recorded.calendar!r}), and end_session() before taking {code} sessions"
+            )
+    return given
 
 
 class Warehouse:
@@ -97,7 +120,9 @@ class Warehouse:
         Read named queries from this folder instead of the package's ``sql/``.
     calendar
         The exchange calendar sessions are taken from (an ``exchange_calendars`` code, or a
-        `Calendar`); used only by `start_session`, `prepare_session` and `roll`.
+        `Calendar`); used only by `start_session`, `prepare_session` and `roll`. By default
+        the one of the session the file holds (its ``session.calendar``), else XNYS; another
+        one while that session is open raises `SessionError`.
     history_sessions
         How many archived sessions the view ``history`` and the trailing statistics
         (`trailing`) cover: the last ones before the open session's date (None: every day).
@@ -167,7 +192,7 @@ class Warehouse:
         journal: bool = False,
         archive: str | Path | None = None,
         sql_dir: str | Path | None = None,
-        calendar: str | Calendar = "XNYS",
+        calendar: str | Calendar | None = None,
         history_sessions: int | None = None,
         metrics: bool = True,
         derived: Iterable[Interval] = DEFAULT_DERIVED,
@@ -220,11 +245,12 @@ class Warehouse:
                 buffer.restore(self._store.stored_keys(), self._store.recent_bars(window),
                                self._store.symbol_totals(None) if metrics else None)
             self._deriver = Deriver(buffer.hot, buffer.lock, derived)
-            self._calendar = calendar
+            recorded = Session.from_meta({k: self._store.meta(k) for k in META_KEYS})
+            self._calendar = _calendar_of(path, calendar, recorded)
             #: The session the warehouse holds (None: no session was ever started; bars of any
             #: time are taken). See `start_session`.
             self.session: Session | None = None
-            self._set_session(Session.from_meta({k: self._store.meta(k) for k in META_KEYS}))
+            self._set_session(recorded)
             if self._journal is not None:
                 self.recovery = self._journal.replay(
                     lambda table: self._buffer.extend(self._store.bars_not_stored(table)))
