@@ -468,31 +468,33 @@ def test_an_answer_that_stalls_part_way_is_timed_out_and_never_holds_the_lifecyc
     """The timeout covers reading the answer: an iterator that yields a few bars and then
     hangs is a timeout in `fill_gaps`, and `stop_upkeep`, `end_session` and `close` give up a
     question in flight at once (counted, logged) instead of waiting for it."""
-    release, stalled = threading.Event(), threading.Event()
+    release = threading.Event()
 
-    def stalling(symbol: str, start: datetime, end: datetime) -> object:
-        def rows():
-            yield from rows_of(symbol)[:10]
-            stalled.set()
-            release.wait(30)  # the connection hangs after ten rows
-            yield from rows_of(symbol)[10:]
-        return rows()
+    def stalling(stalled: threading.Event):
+        def fetch(symbol: str, start: datetime, end: datetime) -> object:
+            def rows():
+                yield from rows_of(symbol)[:10]
+                stalled.set()
+                release.wait(30)  # the connection hangs after ten rows
+                yield from rows_of(symbol)[10:]
+            return rows()
+        return fetch
 
     wh = session(tmp_path / "w.duckdb", archive=tmp_path / "archive")
     try:
         wh.extend(live_part())
         started = time.monotonic()
-        stats = wh.fill_gaps(stalling, timeout=0.2, now=AFTER)
+        stats = wh.fill_gaps(stalling(threading.Event()), timeout=0.2, now=AFTER)
         assert stats.timeouts == len(HOLES)
         assert stats.filled == 0
         assert time.monotonic() - started < 10
         assert "no answer in 0.2 s" in stats.last_error
-        stalled.clear()
-        upkeep = wh.start_upkeep(stalling, timeout=60, interval=60, now=lambda: AFTER)
+        stalled = threading.Event()
+        upkeep = wh.start_upkeep(stalling(stalled), timeout=60, interval=60, now=lambda: AFTER)
         assert stalled.wait(20)
         with caplog.at_level(logging.WARNING, logger="warehouse.upkeep"):
             stopping = in_a_thread(getattr(wh, stop))
-            stopping.join(5)
+            stopping.join(15)
         assert not stopping.is_alive(), f"{stop} waits for the stalled source"
         assert not upkeep.running
         assert upkeep.stats.abandoned == 1
