@@ -16,6 +16,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -588,7 +589,8 @@ def test_upkeep_options_are_finite_seconds_and_a_huge_delay_asks_for_nothing(tmp
             name = next(iter(bad))
             with pytest.raises(ValueError, match=f"^{name} .*seconds"):
                 wh.fill_gaps(by_symbol, now=AFTER, **bad)
-        upkeep = wh.start_upkeep(by_symbol, interval=1e30, timeout=1e30, retry_max=1e30,
+        upkeep = wh.start_upkeep(by_symbol, interval=1e30, timeout=np.float32(1e30),
+                                 retry_base=np.int64(5), retry_max=1e30,
                                  now=lambda: AFTER)
         wait_for(lambda: upkeep.stats.rounds == 1)
         started = time.monotonic()

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import math
+import numbers
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -376,7 +377,7 @@ class Upkeep:
 
 def _check_seconds(name: str, value: float, *, positive: bool) -> None:
     """Refuse an option that is no finite number of seconds in its range."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):  # numpy's too
         raise ValueError(f"{name} is a number of seconds, got {value!r}")
     if not math.isfinite(value) or value < 0 or (positive and value == 0):
         bound = "greater than 0" if positive else "0 or more"
