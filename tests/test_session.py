@@ -30,6 +30,7 @@ from warehouse import (
 )
 from warehouse.archive import MANIFEST_NAME, read_manifest, verify_archive
 from warehouse.sample import generate_sessions
+from warehouse.schema import from_micros
 
 ROOT = Path(warehouse_package.__file__).resolve().parent.parent
 MINUTE = 60_000_000
@@ -126,6 +127,50 @@ def test_extended_hours_take_pre_and_post_market_and_the_partition_is_the_tradin
     assert result.files == (partition(tmp_path / "archive", date(2025, 11, 26)),)
     assert pq.read_table(result.files[0]).num_rows == 2
     assert not partition(tmp_path / "archive", date(2025, 11, 27)).exists()
+
+
+@pytest.mark.parametrize(("calendar", "extended"), [("XNYS", True), ("XASX", False)])
+def test_export_parquet_of_an_open_session_never_touches_the_session_archive(
+    tmp_path: Path, calendar: str, extended: bool
+) -> None:
+    """XNYS extended hours run past midnight UTC; XASX opens at 23:00 UTC the day before, on
+    the date of the session sealed before it. An export by UTC date into the archive would
+    write among the sealed sessions' trading-date partitions: it is refused, the archive
+    stays whole, and another folder gets the export."""
+    archive = tmp_path / "archive"
+    with open_wh(tmp_path, calendar=calendar) as wh:
+        first = wh.start_session(date(2025, 11, 20), extended_hours=extended)
+        stamps = wh.calendar(extended_hours=extended).minutes(first.date)
+        for ts in (stamps[0], stamps[1], stamps[-2], stamps[-1]):
+            wh.append("X", int(ts), 10.0, 11.0, 9.0, 10.5, 1.0)
+        second = wh.roll()
+        stamps = wh.calendar(extended_hours=extended).minutes(second.date)
+        for ts in (stamps[0], stamps[1], stamps[-2], stamps[-1]):
+            wh.append("X", int(ts), 10.0, 11.0, 9.0, 10.5, 1.0)
+        assert {from_micros(int(stamps[0])).date(), from_micros(int(stamps[-1])).date()} \
+            != {second.date}  # its UTC dates are not (all) its trading date
+        before = files_of(archive)
+        with pytest.raises(SessionError, match=r"session 2025-11-21 is open.*end_session"):
+            wh.export_parquet()
+        with pytest.raises(SessionError, match="another folder"):
+            wh.export_parquet(str(archive) + "/")
+        assert files_of(archive) == before
+        assert wh.export_parquet(tmp_path / "elsewhere").rows == 4  # another folder: by UTC date
+        assert wh.history()["date"].to_list() == [first.date] * 4
+        wh.end_session()
+        assert wh.history()["date"].to_list() == [first.date] * 4 + [second.date] * 4
+    assert verify_archive(archive) == []
+    # A warehouse without sessions exports by UTC date: never into an archive of sessions.
+    with Warehouse(tmp_path / "plain.duckdb", flush_interval=None) as plain:
+        plain.append("X", int(stamps[-1]), 10.0, 11.0, 9.0, 10.5, 1.0)
+        with pytest.raises(ExportError, match=r"sealed sessions.*end_session.*another folder"):
+            plain.export_parquet(archive)
+    assert verify_archive(archive) == []
+
+
+def files_of(folder: Path) -> list[tuple[Path, bytes]]:
+    return sorted((p.relative_to(folder), p.read_bytes()) for p in folder.rglob("*")
+                  if p.is_file())
 
 
 # -- misuse ----------------------------------------------------------------------------------

@@ -610,8 +610,7 @@ def test_fill_command_fills_from_an_archive_and_from_a_duckdb_file(tmp_path, cap
                    archive=archive) as other:
         other.start_session(DAY)
         other.extend(FULL.filter(pc.not_equal(FULL["symbol"], "NVDA")))
-        other.flush()
-        other.export_parquet()
+        other.end_session()
     db = tmp_path / "w.duckdb"
     with session(db) as wh:
         wh.extend(live_part())

@@ -120,7 +120,8 @@ def export_parquet(
     ------
     ExportError
         The directory is not writable, the disk is full, DuckDB failed, or a day's archived
-        file cannot be read (its bars could not be kept; the message names it). The previous
+        file cannot be read (its bars could not be kept; the message names it). Without
+        ``session``: the directory holds sealed sessions (a manifest). The previous
         file of every day not yet replaced is intact, and no temporary file is left behind.
     """
     if compression not in ("zstd", "snappy", "uncompressed"):
@@ -130,6 +131,12 @@ def export_parquet(
     rows = 0
     if session is not None:
         finish_interrupted_seals(root)
+    elif (root / MANIFEST_NAME).exists():
+        raise ExportError(
+            f"{root} holds sealed sessions ({MANIFEST_NAME}), partitioned by trading date; an "
+            "export by UTC date would write among them. Seal sessions into it with "
+            "end_session(), or export to another folder"
+        )
     with store.lock:
         try:
             # Exports read the compacted table alone: a union with the tail would make DuckDB

@@ -645,20 +645,40 @@ class Warehouse:
         compression: Compression = "zstd",
         progress: Progress | None = None,
     ) -> ExportResult:
-        """Flush, then write the session to Parquet (see `warehouse.archive.export_parquet`).
+        """Flush, then write the bars to Parquet by UTC date (`warehouse.archive.export_parquet`).
 
         ``directory`` defaults to the warehouse's ``archive``; exporting there refreshes the
         ``history`` view.
+
+        Raises
+        ------
+        SessionError
+            A session is open and ``directory`` is the warehouse's ``archive``: its days are
+            sealed sessions by trading date, and only `end_session` writes the open session
+            there (or export to another folder).
+        ExportError
+            The export failed (see `warehouse.archive.export_parquet`), or ``directory``
+            holds sealed sessions.
         """
         target = directory if directory is not None else self.archive
         if target is None:
             raise ValueError("export_parquet needs a directory (or open with archive=...)")
         self._check_open()
+        into_archive = self.archive is not None and \
+            Path(target).resolve() == self.archive.resolve()
         with self._store.lock:
+            session = self.session
+            if into_archive and session is not None and session.status != "sealed":
+                raise SessionError(
+                    f"session {session.date} is open: export_parquet() would write its bars "
+                    f"by UTC date among the trading-date partitions of its archive "
+                    f"{self.archive}; end_session() seals it there, or export it to another "
+                    "folder (export_parquet(directory))"
+                )
             self._flush()
             result = export_parquet(self._store, target, compression=compression,
                                     progress=progress)
-            if self.archive is not None and Path(target).resolve() == self.archive.resolve():
+            if into_archive:
                 self._publish_history()
             return result
 
