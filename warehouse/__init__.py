@@ -11,10 +11,13 @@ from warehouse.aio import (
 from warehouse.archive import export_parquet
 from warehouse.buffer import AppendBuffer
 from warehouse.calendar import Calendar, SessionWindow
+from warehouse.client import RemoteWarehouse, connect
 from warehouse.derive import DerivedBar
+from warehouse.endpoint import Limits
 from warehouse.errors import (
     CalendarError,
     ClosedError,
+    EndpointError,
     ExportError,
     IngestError,
     InvalidBarError,
@@ -55,11 +58,14 @@ __all__ = [
     "ClosedError",
     "DerivedBar",
     "DuckDBSource",
+    "EndpointError",
     "ExportError",
     "IngestError",
     "InvalidBarError",
+    "Limits",
     "MissingExtraError",
     "QueryNotFoundError",
+    "RemoteWarehouse",
     "SchemaMismatchError",
     "Session",
     "SessionData",
@@ -73,6 +79,7 @@ __all__ = [
     "Warehouse",
     "WarehouseError",
     "configure_session_data",
+    "connect",
     "export_parquet",
     "get_session_data",
     "load_queries",

@@ -14,7 +14,8 @@ Every error the package raises on purpose derives from `WarehouseError`::
     ├── MissingExtraError      an optional dependency is not installed (names the pip extra)
     ├── SessionDataError       the process's `SessionData` is not configured, or over another
     │                          warehouse (`warehouse.aio`)
-    └── IngestError            an input file cannot be ingested (names file, row and column)
+    ├── IngestError            an input file cannot be ingested (names file, row and column)
+    └── EndpointError          the network endpoint refused a request, or cannot be reached
 """
 
 from __future__ import annotations
@@ -143,3 +144,7 @@ class IngestError(WarehouseError, ValueError):
         ) if part)
         where = ": ".join(part for part in (file, place) if part)
         super().__init__(f"{where}: {reason}" if where else reason)
+
+
+class EndpointError(WarehouseError):
+    """The network endpoint refused a request (token, statement, limit), or cannot be reached."""

@@ -172,7 +172,8 @@ def publish_history(
     root = Path(directory)
     _define_history(store, root, before, sessions)
     dated = "CAST(ts AS DATE)" if today is None else f"DATE '{today.isoformat()}'"
-    _publish(store, root, store.statements["create_bars_all_view"].format(date=dated))
+    _publish(store, root, store.statements["create_bars_all_view"].format(date=dated),
+             view="bars_all")
 
 
 def _define_history(
@@ -208,7 +209,8 @@ def _define_history(
         ordered = [first, *(f for f in files if f != first)]
         listed = "', '".join(_sql_text(paths[f]) for f in ordered)
         try:
-            store.execute(store.statements["create_history_view"].format(files=listed))
+            store.define_view("history",
+                              store.statements["create_history_view"].format(files=listed))
         except StoreError as exc:  # pyarrow read the footer, DuckDB cannot: try the next one
             problems[first] = str(exc)
             log.warning("the archive file %s cannot be read by DuckDB: %s", first, exc)
@@ -224,9 +226,9 @@ def _publish_unreadable(store: BarStore, root: Path, message: str) -> None:
     _publish(store, root, sql)
 
 
-def _publish(store: BarStore, root: Path, sql: str) -> None:
+def _publish(store: BarStore, root: Path, sql: str, *, view: str = "history") -> None:
     try:
-        store.execute(sql)
+        store.define_view(view, sql)
     except StoreError as exc:
         raise ExportError(f"cannot define the history of the archive {root}: {exc}") from exc
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import re
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -23,9 +23,18 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from warehouse._memory import release_freed_memory
+from warehouse._readers import Readers
 from warehouse.errors import StoreError
 from warehouse.queries import Queries, load_queries, load_statements
-from warehouse.schema import BAR_SCHEMA, STORED_SCHEMA, empty_table
+from warehouse.schema import (
+    BAR_SCHEMA,
+    MAX_TS,
+    MIN_TS,
+    STORED_SCHEMA,
+    empty_table,
+    from_micros,
+    to_micros,
+)
 
 Params = Mapping[str, Any] | Sequence[Any] | None
 #: The log as `AppendBuffer.snapshot` returns it: (unflushed bars, keys they replace).
@@ -142,9 +151,15 @@ class BarStore:
                 for table in (TABLE, TAIL):  # a file written before bars recorded their origin
                     self._con.execute(self.statements["add_origin_column"].format(table=table))
                 marked = True
-            self._con.execute(self.statements[
+            #: The temporary views defined on the connection, name to statement, in the order
+            #: they depend on each other (`define_view`): `Readers` define them on their cursors.
+            self._views: dict[str, str] = {}
+            self.views_version = 0
+            self._readers: Readers | None = None
+            self._views["stored_bars"] = self.statements[
                 "create_stored_bars_view_untailed" if not self._tailed
-                else "create_stored_bars_view" if marked else "create_stored_bars_view_unmarked"])
+                else "create_stored_bars_view" if marked else "create_stored_bars_view_unmarked"]
+            self._con.execute(self._views["stored_bars"])
             self._tail_rows = self._count(TAIL) if self._tailed else 0
             self._view: str | None = None
             self._published: Snapshot | None = None
@@ -332,6 +347,10 @@ class BarStore:
         """
         with self.lock:
             self.compact()
+            if self._readers is not None:
+                # DuckDB refuses to checkpoint after DDL (the compaction's) while another
+                # transaction is open; new readers wait for the lock meanwhile.
+                self._readers.quiesce()
             self.execute("CHECKPOINT")
             # Else DuckDB's allocator keeps those pages: ~35 B a bar of a full session's RSS.
             release_freed_memory()
@@ -344,6 +363,58 @@ class BarStore:
             except duckdb.Error as exc:
                 raise StoreError(f"{exc}") from exc
 
+    def define_view(self, name: str, sql: str) -> None:
+        """Run ``sql``, a ``CREATE OR REPLACE TEMP VIEW name`` statement, and keep it for readers.
+
+        Temporary views belong to one connection: the cursors of `Readers` define the kept
+        ones again (in the order first defined) before they read.
+        """
+        with self.lock:
+            self.execute(sql)
+            self._views[name] = sql
+            self.views_version += 1
+
+    def views(self) -> tuple[int, list[str]]:
+        """The temporary views' version and their statements, in definition order."""
+        with self.lock:
+            return self.views_version, list(self._views.values())
+
+    def cursor(self, unflushed: object, replaced: object) -> duckdb.DuckDBPyConnection:
+        """A new connection to the same database, set up as this one, for a reader.
+
+        The warehouse file is its default database, in UTC, with the kept views
+        (`define_view`); `bars` reads ``unflushed`` and ``replaced`` (Arrow tables, or objects
+        that give their snapshot's Arrow stream each time they are scanned) as the log. Python
+        objects are not found by name (DuckDB's replacement scan of the caller's variables):
+        a cursor runs SQL from outside the process.
+        """
+        with self.lock:
+            if self._closed:
+                raise StoreError(f"{self.path}: the warehouse is closed")
+            cursor = self._con.cursor()
+        try:
+            cursor.execute("USE warehouse")
+            cursor.execute("SET TimeZone = 'UTC'")
+            cursor.execute("SET python_enable_replacements = false")
+            cursor.register("_unflushed", unflushed)
+            cursor.register("_replaced", replaced)
+            _, views = self.views()
+            cursor.execute(views[0])  # stored_bars, which `bars` reads
+            cursor.execute(self.statements["create_bars_view"])
+            for sql in views[1:]:
+                cursor.execute(sql)
+        except BaseException:
+            cursor.close()
+            raise
+        return cursor
+
+    def readers(self, snapshot: Callable[[], Snapshot]) -> Readers:
+        """The store's `Readers` (made on the first call), reading the log from ``snapshot``."""
+        with self.lock:
+            if self._readers is None:
+                self._readers = Readers(self, snapshot, (empty_table(), _EMPTY_KEYS))
+            return self._readers
+
     @property
     def closed(self) -> bool:
         """Whether `close` was called."""
@@ -353,6 +424,8 @@ class BarStore:
         """Close the connection; a second call does nothing."""
         with self.lock:
             if not self._closed:
+                if self._readers is not None:
+                    self._readers.close()  # their cursors would keep the file open
                 self._closed = True
                 self._con.close()
 
@@ -418,14 +491,11 @@ class BarStore:
                 self.unregister("_journal")
 
     def bars_between(
-        self, symbols: list[str] | None, start: datetime, end: datetime, log: Snapshot
+        self, symbols: Iterable[str] | None, start: object, end: object, log: Snapshot
     ) -> pl.DataFrame:
-        """Bars of ``symbols`` (None: every symbol) in [start, end) over `bars`, by (symbol, ts)."""
-        if symbols is None:
-            return self.polars(self.statements["all_bars_between"],
-                               {"start": start, "end": end}, log)
-        return self.polars(self.statements["bars_between"],
-                           {"symbols": symbols, "start": start, "end": end}, log)
+        """Bars of ``symbols`` (None: every symbol) in [start, end) over `bars` (`frame_query`)."""
+        name, params = frame_query(symbols, start, end)
+        return self.polars(self.statements[name], params, log)
 
     def last_bars(self, symbol: str, n: int, log: Snapshot) -> pa.Table:
         """The last ``n`` bars of one symbol over `bars`, in ts order (reads past a window)."""
@@ -523,6 +593,22 @@ class BarStore:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def frame_query(
+    symbols: Iterable[str] | None, start: object, end: object
+) -> tuple[str, dict[str, Any]]:
+    """The named query and parameters of `Warehouse.frame`: bars in [start, end), by (symbol, ts).
+
+    ``symbols`` is one symbol, several, or None for all; ``start`` and ``end`` take what
+    `append` takes for ``ts`` (None: unbounded).
+    """
+    bounds = {"start": from_micros(MIN_TS if start is None else to_micros(start)),
+              "end": from_micros(MAX_TS if end is None else to_micros(end))}
+    if symbols is None:
+        return "all_bars_between", bounds
+    wanted = [symbols] if isinstance(symbols, str) else list(symbols)
+    return "bars_between", {"symbols": wanted, **bounds}
 
 
 def _hint(exc: duckdb.Error) -> str:

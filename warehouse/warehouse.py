@@ -12,7 +12,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import date, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, ClassVar, Literal, overload
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, overload
 
 import polars as pl
 import pyarrow as pa
@@ -36,7 +36,14 @@ from warehouse.derive import (
     derived_steps,
     resample_params,
 )
-from warehouse.errors import ClosedError, ExportError, SessionError, StoreError, WarehouseError
+from warehouse.errors import (
+    ClosedError,
+    EndpointError,
+    ExportError,
+    SessionError,
+    StoreError,
+    WarehouseError,
+)
 from warehouse.history import (
     FilesState,
     Trailing,
@@ -49,11 +56,14 @@ from warehouse.journal import Journal, Recovery, has_segments
 from warehouse.metrics import SessionMetrics
 from warehouse.metrics import frame as metrics_frame
 from warehouse.queries import load_queries
-from warehouse.schema import MAX_TS, MIN_TS, Bar, bars_from_table, from_micros, to_micros
+from warehouse.schema import MAX_TS, MIN_TS, Bar, bars_from_table, from_micros
 from warehouse.session import META_KEYS, Session
 from warehouse.sources import BarSource, as_source
 from warehouse.store import BarStore, Params
 from warehouse.upkeep import Upkeep, UpkeepStats
+
+if TYPE_CHECKING:
+    from warehouse.endpoint import Certificate, Endpoint, Limits
 
 log = logging.getLogger("warehouse")
 
@@ -233,6 +243,8 @@ class Warehouse:
         self._prepared: tuple[date, bool, Future[_Prepared]] | None = None
         #: The gap-filling thread of `start_upkeep` (None: never started).
         self.upkeep: Upkeep | None = None
+        #: The network endpoint of `serve` (None: never served).
+        self.endpoint: Endpoint | None = None
         try:
             if journal:
                 self._journal = Journal(f"{path}.journal", self._store.epoch())
@@ -697,6 +709,8 @@ class Warehouse:
         with self._closing:
             if self._closed:
                 return
+            if self.endpoint is not None:
+                self.endpoint.stop()
             self.stop_upkeep()
             self._buffer.close()
             self.append = self._refuse_writes
@@ -712,6 +726,67 @@ class Warehouse:
                 self._journal.retire(released=not self.read_only)
             self._store.close()
             _Writers.release(self._writer)
+
+    def serve(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        token: str | None = None,
+        tls: Certificate | None = None,
+        insecure: bool = False,
+        limits: Limits | None = None,
+    ) -> Endpoint:
+        """Serve the warehouse to other processes over Arrow Flight SQL, read-only.
+
+        Other processes cannot open a file this process writes; they query it here instead,
+        with `warehouse.connect`, ADBC, JDBC or Polars (see `warehouse.endpoint`). A query sees
+        what `sql` would see at that instant, unflushed bars included, without holding up the
+        feed. The endpoint runs on background threads until its ``stop()`` or `close`. For a
+        warehouse file, ``<file>.endpoint`` (mode 0600) holds its uri and token meanwhile, so
+        ``warehouse sql --db FILE`` finds it.
+
+        Parameters
+        ----------
+        host, port
+            Where to listen; port 0 picks a free one. Loopback by default.
+        token
+            The bearer token clients must send; a random 256-bit one by default.
+        tls
+            ``(certificate, private key)``: PEM files (or their bytes). Required to listen on
+            any other address than loopback, unless ``insecure``.
+        insecure
+            Listen on a non-loopback address without TLS (logged as a warning).
+        limits
+            Each query's timeout and result caps, and how many run at once (`Limits`).
+
+        Returns
+        -------
+        Endpoint
+            Its ``uri``, ``token`` and ``stop()``.
+
+        Raises
+        ------
+        EndpointError
+            The address cannot be used, TLS is missing, or the warehouse is served already.
+        """
+        from warehouse import __version__
+        from warehouse.endpoint import Endpoint, Source  # pyarrow.flight loads only to serve
+
+        with self._closing:
+            self._check_open()
+            if self.endpoint is not None and self.endpoint.running:
+                raise EndpointError(f"{self._store.path} is served already at "
+                                    f"{self.endpoint.uri}; stop() that endpoint first")
+            source = Source(
+                path=self._store.path, readers=self._store.readers(self._buffer.snapshot),
+                queries=self.queries, latest=self.latest, last_n=self.last_n,
+                latest_many=self.latest_many, metrics=self.metrics,
+                latest_derived=self.latest_derived,
+            )
+            self.endpoint = Endpoint(source, host=host, port=port, token=token, tls=tls,
+                                     insecure=insecure, limits=limits, version=__version__)
+            return self.endpoint
 
     # -- queries ----------------------------------------------------------------------------
 
@@ -744,12 +819,8 @@ class Warehouse:
 
         ``start`` is inclusive, ``end`` exclusive; both take what `append` takes for ``ts``.
         """
-        first = from_micros(MIN_TS if start is None else to_micros(start))
-        last = from_micros(MAX_TS if end is None else to_micros(end))
-        wanted = None if symbols is None else (
-            [symbols] if isinstance(symbols, str) else list(symbols))
         with self._store.lock:
-            return self._store.bars_between(wanted, first, last, self._buffer.snapshot())
+            return self._store.bars_between(symbols, start, end, self._buffer.snapshot())
 
     def lazy_frame(
         self,
