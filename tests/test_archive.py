@@ -26,7 +26,15 @@ import pyarrow.parquet as pq
 import pytest
 
 import warehouse.history as history_module
-from warehouse import Bar, BarStore, ExportError, StoreError, Warehouse, export_parquet
+from warehouse import (
+    Bar,
+    BarStore,
+    ExportError,
+    SessionError,
+    StoreError,
+    Warehouse,
+    export_parquet,
+)
 from warehouse.archive import ExportResult
 from warehouse.sample import generate_session
 from warehouse.schema import BAR_SCHEMA, STORED_SCHEMA
@@ -239,7 +247,7 @@ def test_export_parquet_function_exports_stored_bars_only(
 
 
 def test_export_without_directory_or_archive_raises(wh: Warehouse) -> None:
-    with pytest.raises(ValueError, match="archive"):
+    with pytest.raises(SessionError, match=r"export_parquet\(directory\).*archive="):
         wh.export_parquet()
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from warehouse import Calendar, CalendarError, Warehouse
+from warehouse import Calendar, CalendarError, SessionError, Warehouse
 
 XNYS = Calendar("XNYS")
 DAYS = [date(2025, 11, 24), date(2025, 11, 25), date(2025, 11, 26), date(2025, 11, 28)]
@@ -123,10 +123,32 @@ def test_prepare_session_of_a_holiday_fails_in_the_future_and_in_start_session(
         assert wh.start_session(TODAY).date == TODAY
 
 
-def test_history_without_an_archive_is_a_clear_error(tmp_path: Path) -> None:
-    with Warehouse(tmp_path / "wh.duckdb", flush_interval=None) as wh, \
-            pytest.raises(ValueError, match="archive="):
-        wh.history("ES")
+def test_without_an_archive_history_export_and_end_session_raise_the_same_error(
+    tmp_path: Path,
+) -> None:
+    with Warehouse(tmp_path / "wh.duckdb", flush_interval=None) as wh:
+        wh.start_session(TODAY)
+        for call in (lambda: wh.history("ES"), wh.export_parquet, wh.end_session):
+            with pytest.raises(SessionError, match="archive="):
+                call()
+
+
+@pytest.mark.parametrize(("args", "kwargs", "says"), [
+    ((5,), {}, r"symbol must be a string or None, got 5.*sessions=5"),
+    ((), {"sessions": "x"}, r"sessions must be a whole number of sessions.*got 'x'"),
+    ((), {"sessions": -1}, r"sessions must be .* 0 or more.*got -1"),
+    ((), {"sessions": 2.5}, r"got 2.5"),
+    ((), {"sessions": True}, r"got True"),
+])
+def test_history_with_a_bad_argument_raises_naming_it(
+    tmp_path: Path, archive: Path, args: tuple[object, ...], kwargs: dict[str, object],
+    says: str,
+) -> None:
+    with open_live(tmp_path, archive) as wh:
+        with pytest.raises(ValueError, match=says):
+            wh.history(*args, **kwargs)  # type: ignore[arg-type]
+        assert wh.history(sessions=0).height == 0
+        assert wh.history("ES", sessions=1).height == 30
 
 
 def damage(path: Path, how: str) -> None:

@@ -10,7 +10,8 @@ Every error the package raises on purpose derives from `WarehouseError`::
     ├── StoreError             DuckDB refused an operation (wraps ``duckdb.Error``)
     ├── ExportError            the Parquet export failed; the previous export is intact
     ├── CalendarError          unknown exchange code, not a session, out of range, naive time
-    ├── SessionError           a session step out of order (start while open, end with none)
+    ├── SessionError           a session step out of order (start while open, end with none),
+    │                          or one needing the archive the warehouse was opened without
     ├── MissingExtraError      an optional dependency is not installed (names the pip extra)
     ├── SessionDataError       the process's `SessionData` is not configured, or over another
     │                          warehouse (`warehouse.aio`)
@@ -88,7 +89,7 @@ class CalendarError(WarehouseError, ValueError):
 
 
 class SessionError(WarehouseError):
-    """A session lifecycle step out of order; the session and its bars are unchanged."""
+    """A session step out of order, or without an archive; the session and bars are unchanged."""
 
 
 class MissingExtraError(WarehouseError, ImportError):

@@ -10,9 +10,10 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import date, datetime
+from operator import index
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, overload
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, SupportsIndex, overload
 
 import polars as pl
 import pyarrow as pa
@@ -674,7 +675,9 @@ class Warehouse:
         """
         target = directory if directory is not None else self.archive
         if target is None:
-            raise ValueError("export_parquet needs a directory (or open with archive=...)")
+            raise SessionError("export_parquet() needs a directory: pass one "
+                               "(export_parquet(directory)), or open the warehouse with "
+                               "archive=...")
         self._check_open()
         into_archive = self.archive is not None and \
             Path(target).resolve() == self.archive.resolve()
@@ -881,11 +884,29 @@ class Warehouse:
 
         A polars DataFrame in (symbol, ts) order, with the trading ``date`` of each bar; read
         from the archive's Parquet files, never loaded into the warehouse.
+
+        Raises
+        ------
+        SessionError
+            The warehouse was opened without an ``archive``.
+        ValueError
+            ``symbol`` is not a string (or None), or ``sessions`` not a whole number, 0 or
+            more (or None).
         """
         if self.archive is None:
-            raise ValueError("history() reads the archive: open the warehouse with archive=...")
+            raise SessionError("history() reads the archive: open the warehouse with "
+                               "archive=...")
+        if symbol is not None and not isinstance(symbol, str):
+            raise ValueError(f"history(symbol, *, sessions): symbol must be a string or None, "
+                             f"got {symbol!r}; the number of sessions is given as "
+                             f"sessions={symbol!r}")
+        # Any integer (numpy's too), not 2.5, "x" or True.
+        if sessions is not None and (isinstance(sessions, bool) or not isinstance(
+                sessions, SupportsIndex) or index(sessions) < 0):
+            raise ValueError(f"history(): sessions must be a whole number of sessions, 0 or "
+                             f"more (or None for all), got {sessions!r}")
         with self._store.lock:
-            return self._store.history_bars(symbol, sessions)
+            return self._store.history_bars(symbol, None if sessions is None else index(sessions))
 
     def stats(self) -> dict[str, Any]:
         """Counters: bars, symbols, unflushed and uncompacted bars, replacements, flushes."""
