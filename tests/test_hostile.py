@@ -24,6 +24,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from warehouse import Bar, InvalidBarError, SchemaMismatchError, StoreError, Warehouse
+from warehouse.ingest import scan
 from warehouse.schema import BAR_SCHEMA, COLUMNS, MAX_SYMBOL_LENGTH, MAX_TS, MIN_TS, REQUIRED
 
 T0 = 1_763_735_400_000_000
@@ -644,3 +645,50 @@ def test_batch_with_duplicate_keys_keeps_last_arrival_and_counts_replacements(
     for name in names:
         mine = sorted((b for k, b in model.items() if k[0] == name), key=lambda b: b.ts)
         assert symbol_bars(hwh, name) == mine
+
+
+@settings(PROPERTY, max_examples=15)  # a scan an example: DuckDB reading batches of 1 to 8 rows
+@given(
+    keys=st.lists(st.tuples(st.integers(0, 2), st.integers(0, 4)), min_size=1, max_size=30),
+    batch_rows=st.integers(1, 8),
+    spill=st.booleans(),
+    rule=st.sampled_from(["invalid", "last"]),
+)
+def test_ingest_refuses_exactly_the_rows_whose_symbol_and_ts_repeat_or_keeps_the_last(
+    tmp_path_factory: pytest.TempPathFactory,
+    keys: list[tuple[int, int]],
+    batch_rows: int,
+    spill: bool,
+    rule: str,
+) -> None:
+    # The volume is the row's number: which rows were stored, and which refused, shows.
+    frame = pa.table(
+        {
+            "symbol": [f"S{s}" for s, _ in keys],
+            "ts": [T0 + m * MINUTE for _, m in keys],
+            "open": [1.0] * len(keys),
+            "high": [2.0] * len(keys),
+            "low": [0.5] * len(keys),
+            "close": [1.5] * len(keys),
+            "volume": [float(row) for row in range(1, len(keys) + 1)],
+        }
+    )
+    rows_of: dict[tuple[int, int], list[int]] = {}
+    for row, key in enumerate(keys, 1):
+        rows_of.setdefault(key, []).append(row)
+    with scan(
+        frame,
+        on_invalid="report",
+        on_duplicate=rule,  # type: ignore[arg-type]
+        batch_rows=batch_rows,
+        spill_bytes=0 if spill else 2**30,
+        staging_dir=tmp_path_factory.getbasetemp(),
+    ) as staged:
+        kept = [int(v) for t in staged.tables(rows=7) for v in t.column("volume").to_pylist()]
+        refused = staged.rejects.column("row").to_pylist()
+    if rule == "last":
+        assert refused == []
+        assert kept == list(range(1, len(keys) + 1))  # all of them, in order: extend keeps the last
+    else:
+        assert refused == sorted(r for rows in rows_of.values() if len(rows) > 1 for r in rows)
+        assert kept == sorted(rows[0] for rows in rows_of.values() if len(rows) == 1)

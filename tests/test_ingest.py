@@ -523,6 +523,84 @@ def test_ts_format_reads_other_layouts(tmp_path: Path, wh: Warehouse) -> None:
     assert stored(wh)[0].ts == micros("2024-11-21T14:30:00Z")
 
 
+# -- one symbol and ts twice in one ingest ------------------------------------------------------
+
+
+TWICE_CSV = """\
+symbol,ts,open,high,low,close,volume
+AAPL,2025-11-21T14:30:00Z,1,2,0.5,1.5,10
+AAPL,2025-11-21T14:31:00Z,1,2,0.5,1.5,11
+MSFT,2025-11-21T14:30:00Z,3,4,2.5,3.5,20
+AAPL,2025-11-21T09:31:00-05:00,1,2,0.5,1.5,99
+"""
+
+
+def test_two_rows_of_one_symbol_and_ts_raise_naming_both(tmp_path: Path, wh: Warehouse) -> None:
+    path = tmp_path / "twice.csv"
+    path.write_text(TWICE_CSV)
+    with pytest.raises(
+        IngestError,
+        match=r"twice\.csv: row 2, column 'ts': bar 'AAPL' 2025-11-21 14:31:00\.000000Z: ts is "
+        r"also on row 4 \(one symbol and ts twice in one ingest\); .*--on-duplicate last",
+    ):
+        ingest(wh, path)
+    assert count(wh) == 0
+
+
+def test_two_rows_of_one_symbol_and_ts_are_both_refused_by_skip_and_report(
+    tmp_path: Path, wh: Warehouse
+) -> None:
+    path = tmp_path / "twice.csv"
+    path.write_text(TWICE_CSV)
+    result = ingest(wh, path, on_invalid="report")
+    assert (result.rows, result.added, result.rejected, result.replaced) == (4, 2, 2, 0)
+    assert result.rejects.select(["file", "row", "column", "field"]).to_pylist() == [
+        {"file": str(path), "row": 2, "column": "ts", "field": "ts"},
+        {"file": str(path), "row": 4, "column": "ts", "field": "ts"},
+    ]
+    assert result.rejects.column("reason").to_pylist()[1].startswith("is also on row 2 (")
+    assert [(b.symbol, b.volume) for b in stored(wh)] == [("AAPL", 10.0), ("MSFT", 20.0)]
+
+
+def test_the_same_bar_in_two_files_of_one_ingest_names_the_other_file(
+    tmp_path: Path, wh: Warehouse
+) -> None:
+    first, second = tmp_path / "a.csv", tmp_path / "b.csv"
+    first.write_text(TWICE_CSV.rsplit("\n", 2)[0] + "\n")  # rows 1 to 3
+    second.write_text("symbol,ts,open,high,low,close,volume\n" + TWICE_CSV.split("\n")[2] + "\n")
+    with pytest.raises(IngestError, match=rf"a\.csv: row 2, .* is also on row 1 of {second}"):
+        ingest(wh, [first, second], batch_rows=1)
+    assert count(wh) == 0
+    # A file and its copy: every row is one of two, and none is stored.
+    copy = tmp_path / "copy.csv"
+    copy.write_text(first.read_text())
+    result = ingest(wh, [first, copy], on_invalid="report")
+    assert (result.rows, result.added, result.rejected) == (6, 0, 6)
+    assert result.rejects.column("reason").to_pylist()[0].startswith(f"is also on row 1 of {copy}")
+
+
+def test_on_duplicate_last_keeps_the_last_row(tmp_path: Path, wh: Warehouse) -> None:
+    path = tmp_path / "twice.csv"
+    path.write_text(TWICE_CSV)
+    result = ingest(wh, path, on_duplicate="last")
+    assert (result.rows, result.rejected, result.replaced) == (4, 0, 1)
+    assert [(b.symbol, b.volume) for b in stored(wh)] == [
+        ("AAPL", 10.0), ("AAPL", 99.0), ("MSFT", 20.0)
+    ]
+
+
+def test_cli_on_duplicate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "twice.csv"
+    path.write_text(TWICE_CSV)
+    db = tmp_path / "bars.duckdb"
+    assert main(["ingest", str(path), "--db", str(db), "--quiet"]) == 1
+    assert "is also on row 4" in capsys.readouterr().err
+    assert not db.exists()
+    assert main(["ingest", str(path), "--db", str(db), "--on-duplicate", "last", "--quiet"]) == 0
+    with Warehouse(db, read_only=True) as wh:
+        assert count(wh) == 3
+
+
 # -- local times a daylight-saving change repeats or skips ---------------------------------------
 
 

@@ -49,7 +49,7 @@ from warehouse.archive import entry_problem, read_manifest, verify_archive
 from warehouse.calendar import Calendar
 from warehouse.derive import interval_minutes, resample_params
 from warehouse.errors import StoreError, WarehouseError
-from warehouse.ingest import Ambiguous, IngestResult, input_files, scan
+from warehouse.ingest import Ambiguous, IngestResult, OnDuplicate, input_files, scan
 from warehouse.journal import has_segments
 from warehouse.quality import open_session, session_calendar
 from warehouse.queries import Queries, load_queries
@@ -222,6 +222,9 @@ def _parser() -> argparse.ArgumentParser:
     ingest.add_argument("--ambiguous", choices=get_args(Ambiguous), default="invalid",
                         help="a local time the clocks pass twice (they go back): a bad row "
                         "(invalid, the default), or its earliest or latest instant")
+    ingest.add_argument("--on-duplicate", choices=get_args(OnDuplicate), default="invalid",
+                        help="two rows of one symbol and ts in the inputs: both bad rows "
+                        "(invalid, the default), or the last one stored (last)")
     ingest.add_argument("--on-invalid", choices=["raise", "skip", "report"], default="raise",
                         help="a bad row: stop, storing nothing (raise, the default); store "
                         "the other rows (skip); or also list the rejected rows (report)")
@@ -1012,9 +1015,9 @@ def _ingest(args: argparse.Namespace) -> int:
     # as it was (or not there at all).
     with _progress_bar(args.quiet, desc="read", unit="row", unit_scale=True) as bar:
         staged = scan(files, symbol=args.symbol, symbol_col=args.symbol_col,
-                      ts_col=args.ts_col, rename=rename, tz=args.tz, ts_unit=args.ts_unit,
-                      ts_format=args.ts_format, ambiguous=args.ambiguous,
-                      on_invalid=args.on_invalid,
+                      ts_col=args.ts_col, rename=rename, tz=args.tz,
+                      ts_unit=args.ts_unit, ts_format=args.ts_format, ambiguous=args.ambiguous,
+                      on_duplicate=args.on_duplicate, on_invalid=args.on_invalid,
                       batch_rows=args.batch_rows, staging_dir=staging,
                       progress=lambda _, done: bar.update(done - bar.n))
     with staged:

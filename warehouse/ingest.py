@@ -33,8 +33,10 @@ Timestamps become UTC instants:
 
 A problem with the input as a whole (a missing file, a missing or mistyped column, naive times
 without ``tz``, integers without their unit, a file DuckDB cannot parse) raises `IngestError`
-whatever ``on_invalid`` says. A bad row (a value that does not parse, a crossed bar, a null
-price, a bar outside the open session) follows ``on_invalid``: ``"raise"`` refuses the whole
+whatever ``on_invalid`` says.
+A bad row (a value that does not parse, a crossed bar, a null price, a bar outside the open
+session, two rows of one symbol and ts unless ``on_duplicate="last"``) follows
+``on_invalid``: ``"raise"`` refuses the whole
 ingest, naming the file, row and column; ``"skip"`` stores the other rows; ``"report"`` also
 returns every rejected row (`INGEST_REJECTS_SCHEMA`). Rows are counted from 1, the header not
 counted (in a CSV file with a header, row N is on line N + 1).
@@ -50,10 +52,11 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Literal
+from typing import Literal, get_args
 
 import duckdb
 import numpy as np
+import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -91,6 +94,7 @@ __all__ = [
     "INGEST_REJECTS_SCHEMA",
     "Ambiguous",
     "IngestResult",
+    "OnDuplicate",
     "Progress",
     "Staged",
     "ingest",
@@ -109,6 +113,8 @@ SPILL_BYTES = 256 * 2**20
 #: then ("store", rows stored so far).
 Progress = Callable[[str, int], None]
 Format = Literal["csv", "parquet", "json"]
+#: Two rows of one symbol and ts in one ingest: bad rows (``invalid``), or the last one stored.
+OnDuplicate = Literal["invalid", "last"]
 
 #: Each rejected row: where it was (``file``; ``row``, from 1; the source ``column`` at fault),
 #: then what `warehouse.schema.REJECTS_SCHEMA` says of it (its ``row`` index left out).
@@ -193,6 +199,7 @@ def ingest(
     ts_unit: TsUnit | None = None,
     ts_format: str | None = None,
     ambiguous: Ambiguous = "invalid",
+    on_duplicate: OnDuplicate = "invalid",
     on_invalid: OnInvalid = "raise",
     batch_rows: int = BATCH_ROWS,
     spill_bytes: int = SPILL_BYTES,
@@ -226,6 +233,10 @@ def ingest(
         A local time the clocks pass twice (they go back): ``"invalid"`` (default), a bad row
         that follows ``on_invalid``; ``"earliest"`` or ``"latest"``, the first or second
         instant it names. A local time they skip is always a bad row.
+    on_duplicate
+        Two rows of one symbol and ts in the inputs: ``"invalid"`` (default), both are bad
+        rows that follow ``on_invalid``; ``"last"``, the last one read is stored. A bar held
+        before the ingest is replaced by the ingest's, whatever this says.
     on_invalid
         ``"raise"`` (default): a bad row stores nothing of any input. ``"skip"``: the valid
         rows are stored. ``"report"``: as skip, with every refused row in the result.
@@ -269,6 +280,7 @@ def ingest(
         ts_unit=ts_unit,
         ts_format=ts_format,
         ambiguous=ambiguous,
+        on_duplicate=on_duplicate,
         on_invalid=on_invalid,
         batch_rows=batch_rows,
         spill_bytes=spill_bytes,
@@ -289,6 +301,7 @@ def scan(
     ts_unit: TsUnit | None = None,
     ts_format: str | None = None,
     ambiguous: Ambiguous = "invalid",
+    on_duplicate: OnDuplicate = "invalid",
     on_invalid: OnInvalid = "raise",
     batch_rows: int = BATCH_ROWS,
     spill_bytes: int = SPILL_BYTES,
@@ -307,6 +320,8 @@ def scan(
     """
     if on_invalid not in ("raise", "skip", "report"):
         raise ValueError(f"on_invalid must be 'raise', 'skip' or 'report', got {on_invalid!r}")
+    if on_duplicate not in get_args(OnDuplicate):
+        raise ValueError(f"on_duplicate must be 'invalid' or 'last', got {on_duplicate!r}")
     if batch_rows < 1:
         raise ValueError(f"batch_rows must be at least 1, got {batch_rows}")
     columns = ColumnOptions.of(
@@ -321,7 +336,7 @@ def scan(
     )
     options = _Options(columns, on_invalid, batch_rows)
     inputs = _inputs(source)
-    staged = Staged(on_invalid, spill_bytes, staging_dir)
+    staged = Staged(on_invalid, spill_bytes, staging_dir, keyed=on_duplicate == "invalid")
     try:
         con = duckdb.connect()
         try:
@@ -331,6 +346,7 @@ def scan(
         finally:
             con.close()
         staged.seal()
+        staged.refuse_duplicates()
     except BaseException:
         staged.close()
         raise
@@ -452,7 +468,12 @@ class Staged:
     """
 
     def __init__(
-        self, on_invalid: OnInvalid, spill_bytes: int, staging_dir: str | Path | None
+        self,
+        on_invalid: OnInvalid,
+        spill_bytes: int,
+        staging_dir: str | Path | None,
+        *,
+        keyed: bool = False,
     ) -> None:
         self.on_invalid: OnInvalid = on_invalid
         self.files: list[str] = []
@@ -469,6 +490,10 @@ class Staged:
         self._folder: str | None = None
         self._writer: pa.ipc.RecordBatchStreamWriter | None = None
         self._sealed = False
+        # keyed: a hash of each staged row's (symbol, ts), in staging order, to find the rows
+        # of one key (8 bytes a row, while the rows may wait on disk).
+        self._keys: list[np.ndarray] | None = [] if keyed else None
+        self._dropped: np.ndarray | None = None  # staged positions refused after staging
         self.started = time.perf_counter()
 
     @property
@@ -483,6 +508,8 @@ class Staged:
         if not table.num_rows:
             return
         self.staged += table.num_rows
+        if self._keys is not None:
+            self._keys.append(pl.DataFrame(table.select(["symbol", "ts"])).hash_rows().to_numpy())
         if self._writer is None and self._bytes + table.nbytes <= self._spill_bytes:
             self._tables.append(table)
             self._bytes += table.nbytes
@@ -513,15 +540,22 @@ class Staged:
         Even: a small last table would cost more than its share, since each symbol's recent
         bars are rebuilt per table that holds few of its bars (see `HotState.apply`).
         """
-        if self._folder is None:
-            sources: Iterable[pa.Table] = self._tables
-        else:
-            reader = pa.ipc.open_stream(pa.memory_map(f"{self._folder}/staged.arrow"))
-            sources = (pa.Table.from_batches([b], _STAGED_SCHEMA) for b in reader)
+        if not self.staged:
+            return
         size = -(-self.staged // max(1, -(-self.staged // rows)))  # staged / ceil(staged / rows)
         waiting: list[pa.Table] = []
         count = 0
-        for table in sources:
+        for start, table in self._sources():
+            if self._dropped is not None:
+                dropped = self._dropped[
+                    np.searchsorted(self._dropped, start) : np.searchsorted(
+                        self._dropped, start + table.num_rows
+                    )
+                ]
+                if len(dropped):
+                    kept = np.ones(table.num_rows, dtype=bool)
+                    kept[dropped - start] = False
+                    table = table.filter(pa.array(kept))
             waiting.append(table)
             count += table.num_rows
             while count >= size:
@@ -530,6 +564,88 @@ class Staged:
                 waiting, count = [joined.slice(size)], count - size
         if count:
             yield pa.concat_tables(waiting)
+
+    def _sources(self) -> Iterator[tuple[int, pa.Table]]:
+        """Each table staged, as it was added, with the staged position of its first row."""
+        if self._folder is None:
+            tables: Iterable[pa.Table] = self._tables
+        else:
+            reader = pa.ipc.open_stream(pa.memory_map(f"{self._folder}/staged.arrow"))
+            tables = (pa.Table.from_batches([b], _STAGED_SCHEMA) for b in reader)
+        start = 0
+        for table in tables:
+            yield start, table
+            start += table.num_rows
+
+    def _take(self, positions: np.ndarray) -> pa.Table:
+        """The staged rows at ``positions`` (sorted), in that order."""
+        parts = [_STAGED_SCHEMA.empty_table()]
+        for start, table in self._sources():
+            low, high = np.searchsorted(positions, [start, start + table.num_rows])
+            if high > low:
+                parts.append(table.take(pa.array(positions[low:high] - start)))
+        return pa.concat_tables(parts)
+
+    def refuse_duplicates(self) -> None:
+        """Refuse the rows of a symbol and ts another row has, as ``on_invalid`` says.
+
+        Raises
+        ------
+        IngestError
+            With ``"raise"``, at the first such row.
+        """
+        if not self._keys:
+            return
+        keys = np.concatenate(self._keys)
+        ordered = np.sort(keys)
+        twice = ordered[1:][ordered[1:] == ordered[:-1]]
+        if not len(twice):
+            return
+        # The rows whose hash another row has, grouped by the key itself (a hash may collide).
+        positions = np.flatnonzero(np.isin(keys, twice))
+        rows = self._take(positions)
+        groups = [
+            np.array(g)
+            for g in pl.DataFrame(rows.select(["symbol", "ts"]))
+            .with_row_index("at")
+            .group_by(["symbol", "ts"], maintain_order=True)
+            .agg("at")
+            .filter(pl.col("at").list.len() > 1)["at"]
+            .to_list()
+        ]
+        if not groups:
+            return
+        files = rows.column("_file").to_numpy()
+        numbers = rows.column("_row").to_numpy()
+        reasons: dict[int, str] = {}
+        for group in groups:
+            for at in group:
+                here = [str(numbers[o]) for o in group if o != at and files[o] == files[at]]
+                places = [f"row{'s' if len(here) > 1 else ''} {_listed(here)}"] if here else []
+                places += [
+                    f"row {numbers[o]} of {self.files[files[o]]}"
+                    for o in group
+                    if files[o] != files[at]
+                ]
+                reasons[int(at)] = (
+                    f"is also on {_listed(places)} (one symbol and ts twice in one ingest); keep "
+                    "the last with --on-duplicate last, or correct the input"
+                )
+        refused = np.array(sorted(reasons))
+        out = rows.take(pa.array(refused))
+        errors = [
+            InvalidBarError(symbol, ts, "ts", text, reasons[int(at)])
+            for symbol, ts, text, at in zip(
+                out.column("symbol").to_pylist(),
+                out.column("ts").cast(pa.int64()).to_pylist(),
+                out.column("ts").cast(pa.string()).to_pylist(),
+                refused,
+                strict=True,
+            )
+        ]
+        self._refuse_ts(out, errors, raising=self.on_invalid == "raise")
+        self._dropped = positions[refused]
+        self.staged -= len(refused)
 
     def store(
         self, wh: Warehouse, *, progress: Progress | None = None, started: float | None = None
@@ -597,17 +713,24 @@ class Staged:
         symbols = out.column("symbol").to_pylist()
         stamps = out.column("ts").cast(pa.int64()).to_pylist()
         errors = [refusal(s, t) for s, t in zip(symbols, stamps, strict=True)]
-        files = [self.files[i] for i in out.column("_file").to_pylist()]
-        columns = [self.ts_columns[i] for i in out.column("_file").to_pylist()]
+        self._refuse_ts(out, errors, raising=raising)
+        return table.filter(inside)
+
+    def _refuse_ts(self, out: pa.Table, errors: list[InvalidBarError], *, raising: bool) -> None:
+        """Refuse staged rows for their ts, each with its error; or raise the first one's."""
+        inputs = out.column("_file").to_pylist()
+        columns = [self.ts_columns[i] for i in inputs]
         if raising:
-            first = errors[0]
             raise IngestError(
-                files[0], str(first), row=out.column("_row")[0].as_py(), column=columns[0]
+                self.files[inputs[0]],
+                str(errors[0]),
+                row=out.column("_row")[0].as_py(),
+                column=columns[0],
             )
         self.refuse(
             pa.Table.from_arrays(
                 [
-                    pa.array(files, pa.string()),
+                    pa.array([self.files[i] for i in inputs], pa.string()),
                     out.column("_row"),
                     pa.array(columns, pa.string()),
                     pa.array(["ts"] * len(errors), pa.string()),
@@ -618,7 +741,6 @@ class Staged:
                 schema=INGEST_REJECTS_SCHEMA,
             )
         )
-        return table.filter(inside)
 
     def close(self) -> None:
         """Free the staged rows and remove the spill file. Idempotent."""
@@ -927,6 +1049,11 @@ def _row_error(
     return IngestError(
         name, reason, row=int(rows[first["row"]]), column=plan.columns.get(first["field"])
     )
+
+
+def _listed(items: list[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    return " and ".join([", ".join(items[:-1]), items[-1]] if len(items) > 1 else items)
 
 
 def _one_line(exc: BaseException) -> str:
