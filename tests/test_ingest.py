@@ -11,7 +11,7 @@ import json
 import os
 import subprocess
 import sys
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time
 from pathlib import Path
 
 import numpy as np
@@ -491,11 +491,14 @@ def test_columns_match_without_regard_to_case_and_options_name_others(
 def test_two_columns_that_could_be_the_timestamp_are_refused_by_name(
     tmp_path: Path, wh: Warehouse
 ) -> None:
-    path = tmp_path / "split.csv"
-    path.write_text("date,time,open,high,low,close,volume\n2024-11-21,14:30,1,2,0.5,1.5,10\n")
+    path = tmp_path / "two.csv"
+    path.write_text(
+        "datetime,timestamp,open,high,low,close,volume\n"
+        "2024-11-21T14:30:00Z,2024-11-21T14:30:05Z,1,2,0.5,1.5,10\n"
+    )
     with pytest.raises(
         IngestError,
-        match=r"columns 'date' and 'time' could each be ts; name "
+        match=r"columns 'timestamp' and 'datetime' could each be ts; name "
         r"the one to take \(--ts-col\)",
     ):
         ingest(wh, path, symbol="X")
@@ -521,6 +524,99 @@ def test_ts_format_reads_other_layouts(tmp_path: Path, wh: Warehouse) -> None:
     path.write_text("Date,Open,High,Low,Close,Volume\n11/21/2024 09:30,1,2,0.5,1.5,10\n")
     ingest(wh, path, symbol="X", ts_format="%m/%d/%Y %H:%M", tz="America/New_York")
     assert stored(wh)[0].ts == micros("2024-11-21T14:30:00Z")
+
+
+# -- separate date and time columns --------------------------------------------------------------
+
+
+def split_csv(path: Path, date_name: str = "Date", time_name: str = "Time") -> Path:
+    """A vendor's intraday file: the date and the time of day in columns of their own."""
+    path.write_text(
+        f"{date_name},{time_name},Symbol,Open,High,Low,Close,Volume\n"
+        "2025-11-21,09:30:00,AAPL,1,2,0.5,1.5,10\n"
+        "2025-11-21,09:30:00,MSFT,3,4,2.5,3.5,20\n"
+        "2025-11-21,09:31:00,AAPL,1,2,0.5,1.5,11\n"
+        "2025-11-21,09:31:00,MSFT,3,4,2.5,3.5,21\n"
+        "2025-11-24,09:30:00,AAPL,1,2,0.5,1.5,12\n"
+    )
+    return path
+
+
+SPLIT_STORED = [
+    ("AAPL", micros("2025-11-21T14:30:00Z")),
+    ("AAPL", micros("2025-11-21T14:31:00Z")),
+    ("AAPL", micros("2025-11-24T14:30:00Z")),
+    ("MSFT", micros("2025-11-21T14:30:00Z")),
+    ("MSFT", micros("2025-11-21T14:31:00Z")),
+]
+
+
+@pytest.mark.parametrize(
+    ("date_name", "time_name"), [("Date", "Time"), ("date", "time"), ("TradeDate", "TradeTime")]
+)
+def test_a_date_column_and_a_time_column_are_combined_by_themselves(
+    tmp_path: Path, wh: Warehouse, date_name: str, time_name: str
+) -> None:
+    path = split_csv(tmp_path / "split.csv", date_name, time_name)
+    result = ingest(wh, path, tz="America/New_York")
+    assert (result.added, result.replaced, result.ignored) == (5, 0, {})
+    assert [(b.symbol, b.ts) for b in stored(wh)] == SPLIT_STORED
+
+
+def test_time_col_names_the_time_of_day_of_a_frame_with_date_and_time_types(
+    wh: Warehouse,
+) -> None:
+    frame = pl.DataFrame(
+        {
+            "session": [date(2025, 11, 21), date(2025, 11, 21)],
+            "at": [time(9, 30), time(9, 31, 0, 500_000)],
+            "o": [1.0, 1.0], "h": [2.0, 2.0], "l": [0.5, 0.5], "c": [1.5, 1.5], "v": [1.0, 2.0],
+        }
+    )
+    ingest(wh, frame, symbol="ES", ts_col="session", time_col="at", tz="America/New_York")
+    assert [b.ts for b in stored(wh)] == [
+        micros("2025-11-21T14:30:00Z"),
+        micros("2025-11-21T14:31:00.500000Z"),
+    ]
+
+
+def test_a_bad_time_of_day_names_both_columns(tmp_path: Path, wh: Warehouse) -> None:
+    path = split_csv(tmp_path / "split.csv")
+    path.write_text(path.read_text().replace("09:31:00,MSFT", "9h31,MSFT"))
+    with pytest.raises(
+        IngestError,
+        match=r"row 4, column 'Date\+Time': '2025-11-21 9h31' is not a timestamp",
+    ):
+        ingest(wh, path, tz="America/New_York")
+
+
+@pytest.mark.parametrize("on_invalid", ["raise", "skip", "report"])
+def test_a_date_only_ts_that_collapses_a_days_bars_is_refused_suggesting_time_col(
+    tmp_path: Path, wh: Warehouse, on_invalid: str
+) -> None:
+    path = split_csv(tmp_path / "split.csv")
+    with pytest.raises(
+        IngestError,
+        match=r"split\.csv: column 'Date' holds dates without a time of day, and 4 of its 5 "
+        r"rows share their symbol and date with another \(rows 1 and 3: 'AAPL' on "
+        r"2025-11-21\); .*--time-col Time",
+    ):
+        ingest(wh, path, ts_col="Date", tz="America/New_York", on_invalid=on_invalid)  # type: ignore[arg-type]
+    assert count(wh) == 0
+
+
+def test_cli_time_col_and_the_collapse_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = split_csv(tmp_path / "split.csv", "Day", "Clock")
+    db = tmp_path / "bars.duckdb"
+    argv = ["ingest", str(path), "--db", str(db), "--tz", "America/New_York", "--quiet"]
+    assert main([*argv, "--ts-col", "Day"]) == 1
+    assert "--time-col" in capsys.readouterr().err
+    assert not db.exists()
+    assert main([*argv, "--ts-col", "Day", "--time-col", "Clock"]) == 0
+    with Warehouse(db, read_only=True) as wh:
+        assert [(b.symbol, b.ts) for b in stored(wh)] == SPLIT_STORED
 
 
 # -- one symbol and ts twice in one ingest ------------------------------------------------------

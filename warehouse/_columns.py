@@ -31,7 +31,7 @@ class ColumnOptions:
     """What the caller said of an input's columns (checked by `of`)."""
 
     symbol: str | None
-    mapping: dict[str, str]  # bar field -> source column named by the caller
+    mapping: dict[str, str]  # bar field (or TIME, the time of day) -> column named by the caller
     tz: str | None
     ts_unit: TsUnit | None
     ts_format: str | None
@@ -44,6 +44,7 @@ class ColumnOptions:
         symbol: str | None = None,
         symbol_col: str | None = None,
         ts_col: str | None = None,
+        time_col: str | None = None,
         rename: Mapping[str, str] | None = None,
         tz: str | None = None,
         ts_unit: TsUnit | None = None,
@@ -93,7 +94,7 @@ class ColumnOptions:
                     None, f"two columns renamed to {target!r}: {mapping[target]!r} and {source!r}"
                 )
             mapping[target] = source
-        for target, named in (("symbol", symbol_col), ("ts", ts_col)):
+        for target, named in (("symbol", symbol_col), ("ts", ts_col), (TIME, time_col)):
             if named is not None:
                 if mapping.get(target, named) != named:
                     raise IngestError(
@@ -102,6 +103,13 @@ class ColumnOptions:
                 mapping[target] = named
         return cls(symbol, mapping, tz, ts_unit, ts_format, ambiguous)
 
+
+#: The key of `match_columns`' answer for a column holding the time of day of ts's date.
+TIME = "time of day"
+#: A date and a time of day in columns of their own, as vendors name them (lower-cased): taken
+#: together as ts when the file has one of each and no other column for ts.
+_DATE_NAMES = ("date", "tradedate", "trade_date")
+_TIME_NAMES = ("time", "tradetime", "trade_time")
 
 #: The names vendors give each bar field, after the field's own, compared lower-cased.
 _ALIASES: dict[str, tuple[str, ...]] = {
@@ -146,7 +154,8 @@ class Plan:
     """How one input's columns become the bar's: the SELECT, and what to check per batch."""
 
     sql: str
-    columns: dict[str, str | None]  # bar field -> source column (None: constant or absent)
+    columns: dict[str, str | None]  # bar field -> source column (None: constant or absent);
+    # a ts of a date and a time column is named by both, 'Date+Time'
     ignored: tuple[str, ...]
     epoch: bool  # ts is an integer or float epoch (checked per batch against its unit)
     unit: TsUnit | None  # the unit said, or None (then the values must plainly be us)
@@ -173,7 +182,7 @@ def plan_select(
     types
         Each source column's DuckDB type (for a text file, what DuckDB sniffed from a sample).
     columns
-        Each bar field's source column (`match_columns`).
+        Each bar field's source column, and the time of day's (`match_columns`).
     text
         The values come as text (CSV, NDJSON) whatever ``types`` says: each is converted here,
         so that one that does not parse is its row's problem, not an error stopping the file.
@@ -190,6 +199,7 @@ def plan_select(
     parsed: list[str] = []
     reasons: list[tuple[str, str]] = []  # (field, SQL reason of a value that did not parse)
     extra: list[str] = []  # ts_number, ts_local: what the batch checks need of ts
+    labels = {name: columns[name] for name in COLUMNS}  # each field's column, for messages
     for name in COLUMNS:
         source = columns[name]
         if source is None:
@@ -199,9 +209,28 @@ def plan_select(
                 kind = "BIGINT" if name in ("ts", "trade_count") else "DOUBLE"
                 parsed.append(f"NULL::{kind} AS {name}")
             continue
-        raw.append(f"{identifier(source)} AS {name}_raw")
         kind = _kind(types[source])
         value = f"trim({name}_raw)" if text or kind == "text" else f"{name}_raw"
+        clock = columns.get(TIME) if name == "ts" else None
+        if clock is None:
+            raw.append(f"{identifier(source)} AS {name}_raw")
+        else:
+            # The date and the time of day read as one text, "2025-11-21 09:30:00", then as
+            # any timestamp text is (--ts-format, --tz and offsets apply to it).
+            if options.ts_unit is not None:
+                raise IngestError(
+                    file, f"--ts-unit is for integer epochs, which take no time column; drop "
+                    f"--ts-unit {options.ts_unit}, or --time-col {clock}", column=source
+                )
+            day = identifier(source)
+            if not text and kind in ("naive", "aware"):
+                day = f"CAST({day} AS DATE)"
+            raw.append(
+                f"trim(CAST({day} AS VARCHAR)) || ' ' || "
+                f"trim(CAST({identifier(clock)} AS VARCHAR)) AS ts_raw"
+            )
+            source, kind, value = f"{source}+{clock}", "text", "ts_raw"
+            labels["ts"] = source
         if name == "ts":
             ts = _ts_expression(file, source, value, kind, text, options)
             expr, reason = ts.expr, ts.reason
@@ -235,11 +264,14 @@ def plan_select(
     )
     used = {c for c in columns.values() if c is not None}
     ignored = tuple(c for c in types if c not in used)
-    return Plan(sql, columns, ignored, "ts_number" in extra, options.ts_unit, "ts_local" in extra)
+    return Plan(sql, labels, ignored, "ts_number" in extra, options.ts_unit, "ts_local" in extra)
 
 
 def match_columns(file: str, names: list[str], options: ColumnOptions) -> dict[str, str | None]:
-    """Each bar field's source column (None: absent, or the constant symbol)."""
+    """Each bar field's source column (None: absent, or the constant symbol).
+
+    Under `TIME`, where ts is a date, the column holding its time of day.
+    """
     by_lower: dict[str, list[str]] = {}
     for name in names:
         by_lower.setdefault(name.lower(), []).append(name)
@@ -267,6 +299,15 @@ def match_columns(file: str, names: list[str], options: ColumnOptions) -> dict[s
             )
         columns[target] = found
     taken = set(columns.values())
+    if "ts" not in columns:
+        # A date column and a time column, and nothing else that could be ts: both are ts.
+        dates = [m for n in _DATE_NAMES if (m := find(n)) and m not in taken]
+        clocks = [m for n in _TIME_NAMES if (m := find(n)) and m not in taken]
+        clocks = [c] if (c := columns.get(TIME)) else clocks
+        others = {m for a in _ALIASES["ts"] if (m := find(a)) and m not in taken}
+        if len(dates) == 1 and len(clocks) == 1 and not others - {*dates, *clocks}:
+            columns["ts"], columns[TIME] = dates[0], clocks[0]
+            taken |= {dates[0], clocks[0]}
     for target in COLUMNS:
         if target in columns or (target == "symbol" and options.symbol is not None):
             continue

@@ -208,6 +208,9 @@ def _parser() -> argparse.ArgumentParser:
     ingest.add_argument("--symbol", help="the symbol of every row (a single-symbol file)")
     ingest.add_argument("--symbol-col", metavar="NAME", help="the column holding the symbol")
     ingest.add_argument("--ts-col", metavar="NAME", help="the column holding the timestamp")
+    ingest.add_argument("--time-col", metavar="NAME",
+                        help="the column holding the time of day, where the --ts-col column "
+                        "holds the date (a Date and a Time column are found without it)")
     ingest.add_argument("--rename", action="append", default=[], metavar="COLUMN=FIELD",
                         help="take COLUMN as the bar field FIELD (open, high, low, close, "
                         "volume, vwap, trade_count, ...); repeatable")
@@ -1015,7 +1018,7 @@ def _ingest(args: argparse.Namespace) -> int:
     # as it was (or not there at all).
     with _progress_bar(args.quiet, desc="read", unit="row", unit_scale=True) as bar:
         staged = scan(files, symbol=args.symbol, symbol_col=args.symbol_col,
-                      ts_col=args.ts_col, rename=rename, tz=args.tz,
+                      ts_col=args.ts_col, time_col=args.time_col, rename=rename, tz=args.tz,
                       ts_unit=args.ts_unit, ts_format=args.ts_format, ambiguous=args.ambiguous,
                       on_duplicate=args.on_duplicate, on_invalid=args.on_invalid,
                       batch_rows=args.batch_rows, staging_dir=staging,

@@ -11,8 +11,9 @@ Columns are matched without regard to case (``Open``, ``OPEN``): each bar field 
 column of its own name, else one of a few names vendors use (``datetime``/``date``/``time``/
 ``timestamp``/``t`` for ``ts``, ``ticker`` for ``symbol``, ``o h l c v vw n`` as in Polygon's
 and Alpaca's files, ...), else the column named by an option (``symbol_col``, ``ts_col``,
-``rename``). ``symbol`` gives the symbol of a single-symbol file. Other columns are ignored
-(`IngestResult.ignored`).
+``rename``). ``symbol`` gives the symbol of a single-symbol file. A date column and a time of
+day column (``Date``/``Time``, ``TradeDate``/``TradeTime``, or ``ts_col`` and ``time_col``) are
+read together as ts. Other columns are ignored (`IngestResult.ignored`).
 
 Timestamps become UTC instants:
 
@@ -32,8 +33,8 @@ Timestamps become UTC instants:
   said to be milliseconds) is refused as well, naming the unit they look like.
 
 A problem with the input as a whole (a missing file, a missing or mistyped column, naive times
-without ``tz``, integers without their unit, a file DuckDB cannot parse) raises `IngestError`
-whatever ``on_invalid`` says.
+without ``tz``, integers without their unit, a file DuckDB cannot parse, a date-only ts that
+puts most of a file's rows on another's key) raises `IngestError` whatever ``on_invalid`` says.
 A bad row (a value that does not parse, a crossed bar, a null price, a bar outside the open
 session, two rows of one symbol and ts unless ``on_duplicate="last"``) follows
 ``on_invalid``: ``"raise"`` refuses the whole
@@ -53,6 +54,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Literal, get_args
+from zoneinfo import ZoneInfo
 
 import duckdb
 import numpy as np
@@ -79,6 +81,7 @@ from warehouse.schema import (
     BAR_SCHEMA,
     COLUMNS,
     MIN_TS,
+    MINUTE,
     REJECTS_SCHEMA,
     TS_TYPE,
     TsUnit,
@@ -194,6 +197,7 @@ def ingest(
     symbol: str | None = None,
     symbol_col: str | None = None,
     ts_col: str | None = None,
+    time_col: str | None = None,
     rename: Mapping[str, str] | None = None,
     tz: str | None = None,
     ts_unit: TsUnit | None = None,
@@ -221,6 +225,10 @@ def ingest(
         then ignored.
     symbol_col, ts_col
         The column holding the symbol, the timestamp (matched without regard to case).
+    time_col
+        The column holding the time of day, where ts's column holds its date: the two are read
+        as one timestamp (``"2025-11-21" "09:30:00"``). A date column and a time column (named
+        ``Date``/``Time``, ``TradeDate``/``TradeTime``, ...) are found without it.
     rename
         More columns for bar fields, source name to field (``{"Vol": "volume"}``).
     tz
@@ -275,6 +283,7 @@ def ingest(
         symbol=symbol,
         symbol_col=symbol_col,
         ts_col=ts_col,
+        time_col=time_col,
         rename=rename,
         tz=tz,
         ts_unit=ts_unit,
@@ -296,6 +305,7 @@ def scan(
     symbol: str | None = None,
     symbol_col: str | None = None,
     ts_col: str | None = None,
+    time_col: str | None = None,
     rename: Mapping[str, str] | None = None,
     tz: str | None = None,
     ts_unit: TsUnit | None = None,
@@ -328,6 +338,7 @@ def scan(
         symbol=symbol,
         symbol_col=symbol_col,
         ts_col=ts_col,
+        time_col=time_col,
         rename=rename,
         tz=tz,
         ts_unit=ts_unit,
@@ -346,7 +357,7 @@ def scan(
         finally:
             con.close()
         staged.seal()
-        staged.refuse_duplicates()
+        staged.refuse_duplicates(tz)
     except BaseException:
         staged.close()
         raise
@@ -478,6 +489,8 @@ class Staged:
         self.on_invalid: OnInvalid = on_invalid
         self.files: list[str] = []
         self.ts_columns: list[str | None] = []
+        #: Per input: every ts of it is a date without a time of day (local midnight).
+        self.date_only: list[bool] = []
         self.ignored: dict[str, tuple[str, ...]] = {}
         self.rows = 0
         self.staged = 0
@@ -493,6 +506,7 @@ class Staged:
         # keyed: a hash of each staged row's (symbol, ts), in staging order, to find the rows
         # of one key (8 bytes a row, while the rows may wait on disk).
         self._keys: list[np.ndarray] | None = [] if keyed else None
+        self._file_rows: dict[int, int] = {}  # rows staged per input
         self._dropped: np.ndarray | None = None  # staged positions refused after staging
         self.started = time.perf_counter()
 
@@ -508,6 +522,8 @@ class Staged:
         if not table.num_rows:
             return
         self.staged += table.num_rows
+        index = table.column("_file")[0].as_py()
+        self._file_rows[index] = self._file_rows.get(index, 0) + table.num_rows
         if self._keys is not None:
             self._keys.append(pl.DataFrame(table.select(["symbol", "ts"])).hash_rows().to_numpy())
         if self._writer is None and self._bytes + table.nbytes <= self._spill_bytes:
@@ -586,13 +602,17 @@ class Staged:
                 parts.append(table.take(pa.array(positions[low:high] - start)))
         return pa.concat_tables(parts)
 
-    def refuse_duplicates(self) -> None:
+    def refuse_duplicates(self, tz: str | None) -> None:
         """Refuse the rows of a symbol and ts another row has, as ``on_invalid`` says.
+
+        A date-only ts whose dates put most of its input's rows on the key of another is the
+        input's problem (a time of day in another column, most likely) and raises.
 
         Raises
         ------
         IngestError
-            With ``"raise"``, at the first such row.
+            With ``"raise"``, at the first such row; whatever ``on_invalid`` says, for a date
+            column that collapses its input's rows.
         """
         if not self._keys:
             return
@@ -617,6 +637,7 @@ class Staged:
             return
         files = rows.column("_file").to_numpy()
         numbers = rows.column("_row").to_numpy()
+        self._refuse_collapse(groups, rows, files, numbers, tz)
         reasons: dict[int, str] = {}
         for group in groups:
             for at in group:
@@ -646,6 +667,39 @@ class Staged:
         self._refuse_ts(out, errors, raising=self.on_invalid == "raise")
         self._dropped = positions[refused]
         self.staged -= len(refused)
+
+    def _refuse_collapse(
+        self,
+        groups: list[np.ndarray],
+        rows: pa.Table,
+        files: np.ndarray,
+        numbers: np.ndarray,
+        tz: str | None,
+    ) -> None:
+        """Raise if a date-only ts puts at least half of its input's rows on another's key."""
+        for index, date_only in enumerate(self.date_only):
+            if not date_only:
+                continue
+            mine = [g[files[g] == index] for g in groups]
+            mine = [g for g in mine if len(g) > 1]
+            shared = sum(len(g) for g in mine)
+            if not mine or 2 * shared < self._file_rows.get(index, 0):
+                continue
+            first = mine[0]
+            symbol = rows.column("symbol")[int(first[0])].as_py()
+            ts = rows.column("ts")[int(first[0])].as_py()
+            day = ts.astimezone(ZoneInfo(tz or "UTC")).date()
+            name = self.files[index]
+            clocks = [c for c in self.ignored.get(name, ()) if "time" in c.lower()]
+            column = clocks[0] if len(clocks) == 1 else "NAME"
+            raise IngestError(
+                name,
+                f"column {self.ts_columns[index]!r} holds dates without a time of day, and "
+                f"{shared} of its {self._file_rows[index]} rows share their symbol and date with "
+                f"another (rows {numbers[first[0]]} and {numbers[first[1]]}: {symbol!r} on "
+                f"{day}); if the time of day is in a column of its own, pass it: --time-col "
+                f"{column}",
+            )
 
     def store(
         self, wh: Warehouse, *, progress: Progress | None = None, started: float | None = None
@@ -852,6 +906,7 @@ def _read_input(
     relation = _relation(con, item, [c for c in columns.values() if c] if text else None)
     plan = plan_select(item.name, relation, types, columns, options.columns, text=text)
     staged.ts_columns.append(plan.columns["ts"])
+    staged.date_only.append(plan.local)
     if plan.ignored:
         staged.ignored[item.name] = plan.ignored
     first = 1
@@ -919,6 +974,9 @@ def _check_batch(
         _check_unit(item.name, batch.column("ts_number"), rows, plan)
     if plan.local:
         assert options.columns.tz is not None
+        if staged.date_only[index]:
+            walls = pc.fill_null(batch.column("ts"), 0).to_numpy()
+            staged.date_only[index] = not np.any(walls % (24 * 60 * MINUTE))
         batch = resolve_local(batch, options.columns.tz, options.columns.ambiguous)
     reasons = batch.column("_bad_reason")
     if reasons.null_count < n:
