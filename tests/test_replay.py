@@ -197,3 +197,19 @@ def test_cli_replays_generated_sessions_and_files(
     assert main(["replay", "--db", str(tmp_path / "x.duckdb"), "--archive",
                  str(tmp_path / "x")]) == 1
     assert "pass input files or folders, or --generate N" in capsys.readouterr().err
+
+
+def test_cli_replay_takes_the_calendar_of_the_session_the_file_holds(
+    tmp_path: Path, capsys
+) -> None:
+    db, archive = tmp_path / "w.duckdb", tmp_path / "archive"
+    xlon = Calendar("XLON")
+    with Warehouse(db, calendar="XLON", archive=archive) as wh:
+        wh.start_session(date(2025, 11, 26))
+    data = tmp_path / "next.parquet"
+    pq.write_table(generate_sessions(xlon, date(2025, 11, 27), 1, 2)[0], data)
+    assert main(["replay", str(data), "--db", str(db), "--archive", str(archive), "-q"]) == 0
+    with Warehouse(db, read_only=True) as wh:
+        assert wh.session is not None
+        assert (wh.session.calendar, wh.session.date) == ("XLON", date(2025, 11, 27))
+    assert [e["date"] for e in read_manifest(archive)["sessions"]] == ["2025-11-26", "2025-11-27"]

@@ -46,7 +46,7 @@ from warehouse import __version__
 from warehouse._files import Protected
 from warehouse._output import FORMATS, TABLE_ROWS, OutputFormat, format_of, write_frame
 from warehouse.archive import entry_problem, read_manifest, verify_archive
-from warehouse.calendar import Calendar
+from warehouse.calendar import DEFAULT_CODE, Calendar
 from warehouse.derive import interval_minutes, resample_params
 from warehouse.errors import StoreError, WarehouseError
 from warehouse.ingest import Ambiguous, IngestResult, OnDuplicate, input_files, scan
@@ -321,7 +321,9 @@ def _parser() -> argparse.ArgumentParser:
     replay_.add_argument("--db", type=Path, required=True, help="warehouse file")
     replay_.add_argument("--archive", type=Path, required=True,
                          help="archive directory the sessions are sealed into")
-    replay_.add_argument("--calendar", default="XNYS", help="exchange code (default: XNYS)")
+    replay_.add_argument("--calendar", default=None,
+                         help="exchange code (default: the one of the session --db holds, else "
+                         f"{DEFAULT_CODE})")
     replay_.add_argument("--extended-hours", action="store_true",
                          help="sessions take pre- and post-market bars")
     replay_.add_argument("--speed", type=_positive_float, default=None,
@@ -1122,10 +1124,19 @@ def _recorded(value: object) -> str:
     return f"{value:,}" if isinstance(value, int) else "?"
 
 
+def _held_calendar(db: Path) -> str | None:
+    """The calendar of the session ``db`` holds (None: no such file, or no session yet)."""
+    if not db.is_file():
+        return None
+    with Warehouse(db, read_only=True) as wh:
+        return None if wh.session is None else wh.session.calendar
+
+
 def _replay(args: argparse.Namespace) -> int:
     if bool(args.data) == bool(args.generate):
         raise WarehouseError("pass input files or folders, or --generate N (one of them)")
-    calendar = Calendar(args.calendar, extended_hours=args.extended_hours)
+    code = args.calendar or _held_calendar(args.db) or DEFAULT_CODE
+    calendar = Calendar(code, extended_hours=args.extended_hours)
     if args.data:
         files = input_files(args.data)
         _refuse_overwrites({"--db": args.db}, inputs=files)
@@ -1135,7 +1146,7 @@ def _replay(args: argparse.Namespace) -> int:
         bars = pa.concat_tables(generate_sessions(calendar, args.start, args.generate,
                                                   args.symbols))
     _make_directory(args.archive)
-    with Warehouse(args.db, journal=True, archive=args.archive, calendar=args.calendar) as wh, \
+    with Warehouse(args.db, journal=True, archive=args.archive, calendar=code) as wh, \
             _progress_bar(args.quiet, total=bars.num_rows, desc="replay", unit="bar",
                           unit_scale=True) as bar:
         done: dict[date, int] = {}
