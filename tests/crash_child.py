@@ -9,7 +9,8 @@ line flushed as soon as its step is complete:
     APPENDED <n>    appends of the first n bars have returned (what a journal would acknowledge)
     FLUSHING <n>    about to flush; FLUSHED <n>: the flush returned, the first n bars are durable
     EXPORTING       about to export; EXPORTED <rows>: the export returned, <rows> rows in all
-    DONE <n>        the whole session is in, flushed, exported and the file closed
+    DONE <n>        the whole session is in, flushed, exported and the file closed; with
+                    "hold" in the config the child then waits to be killed instead of exiting
 
 Bars are numbered in arrival order. Besides its own bar, bar j brings a correction (a
 replacement with volume + 0.5) of bar j - CORRECT_LAG when j is a multiple of CORRECT_EVERY:
@@ -26,6 +27,7 @@ import faulthandler
 import json
 import signal
 import sys
+import threading
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -141,6 +143,8 @@ def main(argv: list[str]) -> int:
     export(wh, archive)
     wh.close()
     say(f"DONE {done}")
+    if config.get("hold"):
+        threading.Event().wait()  # a run the parent kills never ends on its own: the kill lands
     return 0
 
 

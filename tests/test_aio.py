@@ -333,24 +333,28 @@ def test_reads_within_the_window_stay_in_memory_and_deeper_ones_leave_the_loop(
     assert loop_thread not in deep_threads
 
 
-def count_ticks_while(work: Callable[[], Awaitable[Any]], blocker: Any) -> int:
-    """Loop wake-ups while ``work`` waits for ``blocker``, which another thread holds 0.3 s."""
-    holding, held = threading.Event(), threading.Event()
+def count_ticks_while(work: Callable[[], Awaitable[Any]], blocker: Any, hold: float = 30.0,
+                      enough: int = 25) -> int:
+    """Loop wake-ups (up to ``enough``) while ``work`` waits for ``blocker``, which another
+    thread holds until then, or for ``hold`` seconds if the loop cannot wake to say so."""
+    holding, held, released = threading.Event(), threading.Event(), threading.Event()
 
-    def hold() -> None:
+    def hold_it() -> None:
         with blocker:
             held.set()
-            holding.wait(0.3)
+            holding.wait(hold)
+            released.set()
 
     async def main() -> int:
-        thread = threading.Thread(target=hold)
+        thread = threading.Thread(target=hold_it)
         thread.start()
         held.wait()
         task = asyncio.ensure_future(work())
         ticks = 0
-        started = time.perf_counter()
-        while time.perf_counter() - started < 0.2:
+        while ticks < enough:
             await asyncio.sleep(0.001)
+            if released.is_set():
+                break
             ticks += 1
         holding.set()
         await task
@@ -390,7 +394,7 @@ def test_duckdb_work_runs_off_the_loop(sample_bars: pa.Table, tmp_path: Path, ca
     try:
         # While DuckDB's connection is busy (its lock held elsewhere) the loop keeps ticking:
         # an inline call would block it until the lock is free.
-        assert count_ticks_while(calls[call], wh._store.lock) > 20
+        assert count_ticks_while(calls[call], wh._store.lock) == 25
     finally:
         wh.close()
 
@@ -403,7 +407,7 @@ def test_a_duckdb_call_made_inline_is_caught_stalling_the_loop(sample_bars: pa.T
         async def inline_flush() -> None:
             wh.flush()
 
-        assert count_ticks_while(inline_flush, wh._store.lock) < 5
+        assert count_ticks_while(inline_flush, wh._store.lock, hold=0.3) < 5
 
 
 class Ticker:
@@ -486,10 +490,12 @@ def test_big_append_flush_and_export_through_the_async_api_do_not_stall_the_loop
             f"{name} {gap * 1e3:.1f} ms ({ticks} ticks)" for name, (gap, ticks) in gaps.items()
         ),
     )
-    for name in ["add_bars", "flush", "export_parquet"]:
-        assert gaps[name][0] < STALL_BOUND, name
     # The same work called inline stalls the loop far past the bound: the test can fail.
     assert gaps["inline"][0] > 2 * STALL_BOUND
+    # On a loaded machine every stall stretches, the inline one with them: a quarter of it.
+    bound = max(STALL_BOUND, gaps["inline"][0] / 4)
+    for name in ["add_bars", "flush", "export_parquet"]:
+        assert gaps[name][0] < bound, name
     day = f"date={SAMPLE_DAY.isoformat()}/bars.parquet"
     assert pq.read_table(tmp_path / "async" / day) == pq.read_table(tmp_path / "inline" / day)
 
@@ -792,6 +798,6 @@ def test_upkeep_and_deep_derived_calls_run_off_the_loop(tmp_path: Path, call: st
     }
     work, blocker = calls[call]
     try:
-        assert count_ticks_while(work, blocker) > 20
+        assert count_ticks_while(work, blocker) == 25
     finally:
         wh.close()

@@ -60,7 +60,8 @@ TRIGGERS = {
     "after-export": ("EXPORTED", 2, 0.0),
     "at-resume": ("START", 1, 0.02),
 }
-LINE_TIMEOUT = 15.0
+#: How long the child may stay silent before it counts as hung (a loaded machine is slow).
+LINE_TIMEOUT = 60.0
 
 
 @dataclass(frozen=True)
@@ -127,9 +128,12 @@ class Run:
         return True
 
     def wait_for(self, word: str, occurrence: int) -> bool:
-        """Read lines until the occurrence-th one starting with ``word``; False at the end."""
+        """Read lines until the occurrence-th one starting with ``word``, or DONE (the child
+        finished first); False at the end."""
         count = 0
         while (line := self.next_line()) is not None:
+            if line.startswith("DONE"):
+                return True
             if line.split()[0] == word:
                 count += 1
                 if count == occurrence:
@@ -199,7 +203,8 @@ def spawn(db: Path, archive: Path, config: dict[str, Any]) -> Run:
 
 
 def kill_run(run: Run, kind: str, rng: random.Random, started: float) -> bool:
-    """Kill the child at a point of ``kind``; False if it finished before getting there."""
+    """Kill the child at a point of ``kind`` (after its DONE if it got no further: it holds
+    there); False if it exited."""
     if kind == "random":
         # Anywhere from interpreter start-up, reopening (WAL replay, restore) to a few chunks in.
         if not run.read_until(started + rng.uniform(0.05, 0.8), most_chunks=3):
@@ -383,7 +388,7 @@ def crash_case(tmp_path: Path, mode: Mode, seed: int, kills: int, tally: Tally,
     exported: dict[str, int] = {}
     stored = 0
     for kind in plan:
-        with spawned(db, archive, config) as run:
+        with spawned(db, archive, {**config, "hold": True}) as run:
             killed = kill_run(run, kind, rng, time.monotonic())
             run.finish()
         assert killed, f"the child ended before a {kind} kill: {run.seen[-3:]} {run.errors}"

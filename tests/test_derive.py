@@ -315,6 +315,13 @@ def test_stream_with_late_bars_and_corrections_matches_sql_and_oracle(
             assert latest == wh.last_n_derived(symbol, 1, minutes)[0]
 
 
+def until_read(reads: Callable[[], int]) -> None:
+    """Hold the writer until the reader thread has read once: the race runs whatever the load."""
+    deadline = time.monotonic() + 30
+    while not reads() and time.monotonic() < deadline:
+        time.sleep(0.001)
+
+
 def test_derived_reads_from_another_thread_see_whole_buckets(session_wh: Warehouse) -> None:
     session = session_wh.start_session(FULL_DAY_EST)
     t0, step = session.open, 5 * MINUTE
@@ -336,6 +343,8 @@ def test_derived_reads_from_another_thread_see_whole_buckets(session_wh: Warehou
                 session_wh.append("ES", t0 + (minute - 1) * MINUTE, 10, 11, 9, 10, 1)
             if minute % 3 == 0:
                 time.sleep(0)  # let the reader in between appends
+            if minute == 100:
+                until_read(lambda: len(seen))
     finally:
         done.set()
         reader.join()
@@ -680,6 +689,8 @@ def test_reader_racing_appends_never_sees_a_torn_derived_bar(session_wh: Warehou
                 session_wh.extend([("ES", t0 + (minute - 2) * MINUTE, 15, 16, 14, 15, 1, None, 1)])
             if minute % 3 == 0:
                 time.sleep(0)
+            if minute == 100:
+                until_read(lambda: reads[0])
     finally:
         done.set()
         reader.join()
@@ -732,6 +743,8 @@ def test_last_n_reader_racing_appends_never_sees_a_torn_or_out_of_order_list(
                 session_wh.extend([("ES", t0 + (minute - 20) * MINUTE, 10, 11, 8, 10, 1)])
             if minute % 3 == 0:
                 time.sleep(0)
+            if minute == 100:
+                until_read(lambda: reads[0])
     finally:
         done.set()
         reader.join()

@@ -82,7 +82,7 @@ def test_close_racing_appends_stores_every_acknowledged_bar(
     for feeder in feeders:
         feeder.start()
     for feeder in feeders:
-        feeder.started_feeding.wait(10)
+        assert feeder.started_feeding.wait(30)
     wh.close()
     for feeder in feeders:
         feeder.join(10)
@@ -177,9 +177,11 @@ def test_clear_racing_appends_keeps_exactly_the_bars_after_it(
     wh = Warehouse(db, journal=journal, flush_rows=2_000, flush_interval=0.005)
     feeder = Feeder(wh.append, "ES")
     feeder.start()
-    feeder.started_feeding.wait(10)
+    assert feeder.started_feeding.wait(30)
     wh.clear()
-    time.sleep(0.05)  # the feed goes on into the new session
+    cleared_at = feeder.acked
+    while feeder.acked < cleared_at + 200 and feeder.is_alive():
+        time.sleep(0.001)  # the feed goes on into the new session: 200 bars at least
     feeder.stop.set()
     feeder.join(60)
     assert feeder.error is None, repr(feeder.error)  # never a raw error from the journal

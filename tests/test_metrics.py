@@ -468,10 +468,11 @@ def test_clear_racing_appends_leaves_metrics_of_the_bars_after_it(tmp_path: Path
 
     feeder = threading.Thread(target=feed)
     feeder.start()
-    while len(sent) < 2_000:
+    while len(sent) < 2_000 and feeder.is_alive():
         pass
     wh.clear()
-    while len(sent) < 4_000:
+    cleared_at = len(sent)
+    while len(sent) < cleared_at + 2_000 and feeder.is_alive():  # acknowledged after the clear
         pass
     stop.set()
     feeder.join(30)

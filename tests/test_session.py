@@ -438,6 +438,7 @@ CHILD = textwrap.dedent(
         else:
             wh.end_session()
         print("SEALED", day, flush=True)
+    threading.Event().wait()  # done before the timer fired: wait for the kill
     """
 )
 SYMBOLS, MINUTES = 20, 100

@@ -127,11 +127,14 @@ def contiguous(bars: list[Bar]) -> bool:
 
 @dataclass
 class Feed:
-    """Appends keys 0, 1, 2 ... at full speed until stopped; remembers what it corrected."""
+    """Appends keys 0, 1, 2 ... at full speed for ``duration`` seconds or ``max_keys`` keys, and
+    on until ``raced()`` says the readers and the flusher ran beside it (however loaded the
+    machine); remembers what it corrected."""
 
     wh: Warehouse
     duration: float
     max_keys: int
+    raced: Callable[[], bool] = lambda: True
     total: int = 0
     corrected: set[int] = field(default_factory=set)
     done: threading.Event = field(default_factory=threading.Event)
@@ -141,7 +144,7 @@ class Feed:
         deadline = time.monotonic() + self.duration
         k = 0
         try:
-            while k < self.max_keys and time.monotonic() < deadline:
+            while (k < self.max_keys and time.monotonic() < deadline) or not self.raced():
                 if k % BATCH_EVERY == BATCH_EVERY - 1:
                     batch = [key_bar(j) for j in range(k, k + BATCH_SIZE)]
                     if k % (2 * BATCH_EVERY) == BATCH_EVERY - 1:
@@ -338,6 +341,8 @@ def stress_threads(file_wh: Any, archive: Path, duration: float, max_keys: int) 
     stop = threading.Event()
     hot = [HotChecker(wh, feed) for _ in range(4)]
     sql = SqlChecker(wh, feed, archive)
+    feed.raced = lambda: stop.is_set() or (
+        wh.stats()["flushes"] >= 5 and min(c.rounds for c in hot) > 0 and sql.rounds >= 3)
 
     def hot_loop(checker: HotChecker) -> Callable[[], None]:
         def body() -> None:
@@ -390,6 +395,8 @@ def stress_asyncio(file_wh: Any, archive: Path, duration: float, max_keys: int) 
     # Reads past the window query DuckDB and wait for the store lock: not for the event loop.
     checkers = [HotChecker(wh, feed, deep=False) for _ in range(8)]
     sql = SqlChecker(wh, feed, None)  # no exports: they hold the store lock for long
+    feed.raced = lambda: stop.is_set() or (
+        wh.stats()["flushes"] >= 5 and min(c.rounds for c in checkers) > 10 and sql.rounds >= 2)
     lags: list[float] = []
 
     async def hot_reader(checker: HotChecker) -> None:

@@ -594,7 +594,7 @@ def test_background_flusher_flushes_by_rows_despite_sql_readers(
         wh.append(*bar("ES", m))
         if m % 4 == 0:
             sql_count(wh)
-    assert wait_for(lambda: wh._store.stored_count() >= 10, timeout=1.0)
+    assert wait_for(lambda: wh._store.stored_count() >= 10)
 
 
 def test_failed_flush_keeps_bars_visible_and_retries(
@@ -631,9 +631,11 @@ def test_background_flush_error_is_reported_then_cleared(
     real_write = wh._store.write
     failing = threading.Event()
     failing.set()
+    failures = [0]
 
     def flaky(bars: pa.Table, replaced: pa.Table) -> None:
         if failing.is_set():
+            failures[0] += 1
             raise error
         real_write(bars, replaced)
 
@@ -643,7 +645,7 @@ def test_background_flush_error_is_reported_then_cleared(
         assert wait_for(lambda: wh.stats()["flush_error"] is not None)
         assert "transient" in wh.stats()["flush_error"]
         assert sql_count(wh) == 1
-        time.sleep(0.1)  # several retries fail meanwhile
+        assert wait_for(lambda: failures[0] >= 4)  # several retries fail meanwhile
         failing.clear()
         assert wait_for(lambda: wh.stats()["flush_error"] is None
                         and wh.stats()["unflushed"] == 0)
