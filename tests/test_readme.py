@@ -95,3 +95,16 @@ def test_readme_gap_filling_example_runs_and_prints_what_it_says(
     exec(compile(code.group(1), str(README), "exec"), {})
     printed = capsys.readouterr().out.splitlines()
     assert printed == ["30 0", "[{'origin': 'filled', 'n': 30}, {'origin': 'live', 'n': 155970}]"]
+
+
+def test_readme_live_session_example_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    section = README.read_text().split("## Querying a live session\n", 1)[1]
+    match = re.search(r"```python\n(.*?)```", section, re.S)
+    assert match is not None
+    monkeypatch.chdir(tmp_path)
+    exec(compile(match.group(1), str(README), "exec"), {})
+    printed = capsys.readouterr().out
+    assert "Bar(symbol='AAPL'" in printed
+    assert not (tmp_path / "live.duckdb.endpoint").exists()

@@ -37,8 +37,9 @@ log = logging.getLogger("warehouse")
 
 #: How long a checkpoint lets running readers finish before it interrupts them.
 CHECKPOINT_GRACE = 1.0
-#: How long interrupted readers are waited for (DuckDB stops a query within milliseconds).
+#: How long interrupted readers are waited for, and how often the interrupt is repeated.
 _STOP_WAIT = 10.0
+INTERRUPT_EVERY = 0.05
 #: Binding a table of the file starts the transaction there: its snapshot is pinned from now.
 _PIN = "SELECT 1 FROM session_bars LIMIT 0"
 
@@ -188,16 +189,21 @@ class Readers:
                 return
             log.warning("interrupting %d remote queries for a checkpoint of %s",
                         len(self._active), self._store.path)
-            for reader in self._active:
-                reader.interrupt("the writer had to checkpoint its file")
-            # DuckDB stops an interrupted query within milliseconds.
-            self._changed.wait_for(lambda: not self._active, timeout=_STOP_WAIT)
+        self.stop_all("the writer had to checkpoint its file")
 
-    def interrupt_all(self, reason: str) -> None:
-        """Interrupt every running reader's query."""
+    def stop_all(self, reason: str) -> bool:
+        """Interrupt the running readers' queries until none runs; returns whether none does.
+
+        DuckDB forgets an interrupt that comes before its query starts, so it is repeated
+        until the reader leaves (DuckDB stops a query within milliseconds of one).
+        """
+        deadline = time.monotonic() + _STOP_WAIT
         with self._changed:
-            for reader in self._active:
-                reader.interrupt(reason)
+            while self._active and time.monotonic() < deadline:
+                for reader in self._active:
+                    reader.interrupt(reason)
+                self._changed.wait(INTERRUPT_EVERY)
+            return not self._active
 
     @property
     def active(self) -> int:
@@ -212,13 +218,13 @@ class Readers:
             return len(self._active) + len(self._idle)
 
     def close(self) -> None:
-        """Interrupt the running readers, close the idle cursors; later reads raise."""
+        """Stop the running readers (`stop_all`), close the idle cursors; later reads raise.
+
+        A running reader closes its cursor as it leaves; until then it keeps the file open.
+        """
         with self._changed:
             self._closed = True
-        self.interrupt_all("the warehouse is closing")
-        with self._changed:
             for reader in self._idle:
                 reader.cursor.close()
             self._idle.clear()
-            # A running reader closes its cursor as it leaves; until then it keeps the file.
-            self._changed.wait_for(lambda: not self._active, timeout=_STOP_WAIT)
+        self.stop_all("the warehouse is closing")

@@ -26,7 +26,9 @@ import contextlib
 import json
 import os
 import re
+import signal
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Iterator, Sequence
@@ -47,7 +49,9 @@ from warehouse._files import Protected
 from warehouse._output import FORMATS, TABLE_ROWS, OutputFormat, format_of, write_frame
 from warehouse.archive import entry_problem, read_manifest, verify_archive
 from warehouse.calendar import DEFAULT_CODE, Calendar
+from warehouse.client import connect
 from warehouse.derive import interval_minutes, resample_params
+from warehouse.endpoint import Limits, endpoint_file
 from warehouse.errors import StoreError, WarehouseError
 from warehouse.ingest import Ambiguous, IngestResult, OnDuplicate, input_files, scan
 from warehouse.journal import has_segments
@@ -257,7 +261,8 @@ def _parser() -> argparse.ArgumentParser:
 
     sql = commands.add_parser(
         "sql", help="run ad-hoc SQL over `bars` in a warehouse file",
-        description="Run one SQL statement over the warehouse file, opened read-only: `bars` "
+        description="Run one SQL statement over the warehouse file, opened read-only (or, while "
+        "a process serves it, asked of that process: see `warehouse serve`): `bars` "
         "holds its bars (the open session's, or any time's without a session), and with "
         "--archive the views `history` (the archive's sealed sessions, with a `date` column) "
         "and `bars_all` (both). $name parameters are bound from --param, never formatted into "
@@ -271,7 +276,8 @@ def _parser() -> argparse.ArgumentParser:
     query = commands.add_parser(
         "query", help="run a named query from sql/ on a warehouse file",
         description="Run a named query of sql/ (`warehouse queries` lists them with their "
-        "parameters) over the warehouse file, opened read-only. Each --param is checked "
+        "parameters) over the warehouse file, opened read-only (or asked of the process that "
+        "serves it). Each --param is checked "
         "against the query's parameters before anything runs. Output as for `warehouse sql`.",
     )
     query.add_argument("name", help="query name (see `warehouse queries`)")
@@ -334,8 +340,36 @@ def _parser() -> argparse.ArgumentParser:
                          help="first generated session (default: 2025-11-24)")
     replay_.add_argument("--symbols", type=_positive_int, default=400,
                          help="symbols per generated session (default: 400)")
+    replay_.add_argument("--serve", type=_address, metavar="[HOST:]PORT",
+                         help="serve the warehouse while the replay runs, so that other "
+                         "processes query it (`warehouse sql --db`, warehouse.connect, ADBC); "
+                         "HOST is 127.0.0.1 unless given")
+    _tls_options(replay_)
     _quiet_option(replay_)
     replay_.set_defaults(run=_replay)
+
+    serve = commands.add_parser(
+        "serve", help="serve a warehouse file to other processes over Arrow Flight SQL",
+        description="Serve a warehouse file that no other process holds (an ingested or "
+        "replayed file) over Arrow Flight SQL until interrupted (Ctrl-C, SIGTERM): read-only, "
+        "every call with the bearer token, loopback unless --host says otherwise (then with "
+        "--tls-cert/--tls-key, or --insecure). The uri and token are written to <db>.endpoint "
+        "(mode 0600), which `warehouse sql|query --db` and warehouse.connect(db=...) read; "
+        "ADBC, JDBC (DBeaver) and Polars connect with them.",
+    )
+    serve.add_argument("--db", type=Path, required=True, help="warehouse file (must exist)")
+    serve.add_argument("--archive", type=Path, default=None,
+                       help="the archive: the views history and bars_all read it")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: "
+                       "127.0.0.1)")
+    serve.add_argument("--port", type=int, default=0,
+                       help="port to listen on (default: 0, a free one)")
+    serve.add_argument("--timeout", type=_positive_float, default=Limits.timeout,
+                       help=f"seconds a query may run (default: {Limits.timeout:g})")
+    serve.add_argument("--max-rows", type=_positive_int, default=Limits.max_rows,
+                       help=f"rows a result may hold (default: {Limits.max_rows})")
+    _tls_options(serve)
+    serve.set_defaults(run=_serve)
 
     quality_ = commands.add_parser(
         "quality", help="how complete a session is: per symbol, and as a picture",
@@ -491,6 +525,34 @@ def _session_options(parser: argparse.ArgumentParser) -> None:
                         help="with --date: the archive the session was sealed into")
 
 
+def _tls_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tls-cert", type=Path, metavar="FILE",
+                        help="serve over TLS with this PEM certificate (and --tls-key)")
+    parser.add_argument("--tls-key", type=Path, metavar="FILE",
+                        help="the certificate's PEM private key")
+    parser.add_argument("--insecure", action="store_true",
+                        help="serve a non-loopback address without TLS (the token and the data "
+                        "cross the network in clear text)")
+
+
+def _address(text: str) -> tuple[str, int]:
+    """``[HOST:]PORT`` (an IPv6 host in brackets) as (host, port)."""
+    host, _, port = text.rpartition(":")
+    try:
+        number = int(port)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not [HOST:]PORT") from None
+    if not 0 <= number < 65536:
+        raise argparse.ArgumentTypeError(f"port {number} is not in 0..65535")
+    return host.strip("[]") or "127.0.0.1", number
+
+
+def _tls(args: argparse.Namespace) -> tuple[Path, Path] | None:
+    if (args.tls_cert is None) != (args.tls_key is None):
+        raise WarehouseError("--tls-cert and --tls-key go together")
+    return None if args.tls_cert is None else (args.tls_cert, args.tls_key)
+
+
 def _quiet_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", "-q", action="store_true",
                         help="no progress bar and no summary (errors are still reported)")
@@ -640,7 +702,15 @@ def _open_read_only(db: Path, archive: Path | None = None) -> Warehouse:
     the command says on stderr that they are not in what it reads, and how to settle them.
     """
     _require_file(db)
-    wh = Warehouse(db, read_only=True, archive=archive)
+    try:
+        wh = Warehouse(db, read_only=True, archive=archive)
+    except StoreError as exc:
+        if "Conflicting lock" not in str(exc):
+            raise
+        raise StoreError(
+            f"{db} is open for writing in another process, and DuckDB lets no other process "
+            "read it meanwhile; that process can serve it (wh.serve(), or `warehouse serve "
+            f"--db {db}` for a file no process writes), then this command asks it") from exc
     pending = _pending_segments(db)
     if pending:
         with contextlib.suppress(OSError, ValueError):
@@ -680,6 +750,11 @@ def _write_result(args: argparse.Namespace, frame: pl.DataFrame) -> None:
 def _sql(args: argparse.Namespace) -> int:
     _refuse_overwrites({"--output": args.output}, db=args.db, archive=args.archive)
     params = _parse_params(args.param) or None
+    if endpoint_file(args.db).exists():  # a live writer holds the file: ask it
+        with connect(db=args.db) as remote:
+            frame = remote.sql_polars(args.query, params)
+        _write_result(args, frame)
+        return 0
     with _open_read_only(args.db, args.archive) as wh:
         try:
             frame = wh.sql_polars(args.query, params)
@@ -709,8 +784,12 @@ def _query(args: argparse.Namespace) -> int:
     text = queries[args.name]  # an unknown name fails before the file is opened
     params = _parse_params(args.param, queries.parameter_types(args.name), args.name)
     _refuse_overwrites({"--output": args.output}, db=args.db, archive=args.archive)
-    with _open_read_only(args.db, args.archive) as wh:
-        frame = wh.sql_polars(text, params or None)
+    if endpoint_file(args.db).exists():  # a live writer holds the file: ask it
+        with connect(db=args.db) as remote:
+            frame = remote.sql_polars(text, params or None)
+    else:
+        with _open_read_only(args.db, args.archive) as wh:
+            frame = wh.sql_polars(text, params or None)
     _write_result(args, frame)
     return 0
 
@@ -1145,10 +1224,15 @@ def _replay(args: argparse.Namespace) -> int:
     else:
         bars = pa.concat_tables(generate_sessions(calendar, args.start, args.generate,
                                                   args.symbols))
+    tls = _tls(args)
     _make_directory(args.archive)
     with Warehouse(args.db, journal=True, archive=args.archive, calendar=code) as wh, \
             _progress_bar(args.quiet, total=bars.num_rows, desc="replay", unit="bar",
                           unit_scale=True) as bar:
+        if args.serve is not None:
+            endpoint = wh.serve(*args.serve, tls=tls, insecure=args.insecure)
+            print(f"serving {args.db} at {endpoint.uri} while the replay runs (token in "
+                  f"{endpoint_file(args.db)})", file=sys.stderr, flush=True)
         done: dict[date, int] = {}
 
         def progress(day: date, fed: int, total: int) -> None:
@@ -1162,6 +1246,28 @@ def _replay(args: argparse.Namespace) -> int:
         _say(args, f"sealed {day} into {args.archive}")
     _say(args, f"replayed {result.bars:,} bars of {len(result.sessions)} session(s) in "
          f"{result.seconds:.2f} s ({rate:,.0f} bars/s)")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    _require_file(args.db)
+    tls = _tls(args)
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        journal = has_segments(f"{args.db}.journal")  # a crashed writer's bars: replay them
+        with Warehouse(args.db, flush_interval=None, journal=journal,
+                       archive=args.archive) as wh:
+            endpoint = wh.serve(args.host, args.port, tls=tls, insecure=args.insecure,
+                                limits=Limits(timeout=args.timeout, max_rows=args.max_rows))
+            print(f"serving {args.db} at {endpoint.uri} (token in {endpoint_file(args.db)}); "
+                  "Ctrl-C stops", flush=True)
+            with contextlib.suppress(KeyboardInterrupt):
+                while not stop.wait(0.5):
+                    pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    print(f"stopped serving {args.db}", flush=True)
     return 0
 
 

@@ -40,6 +40,7 @@ import logging
 import os
 import re
 import secrets
+import socket
 import threading
 import time
 from collections import OrderedDict
@@ -56,7 +57,7 @@ from google.protobuf import any_pb2
 from google.protobuf.message import DecodeError, Message
 
 from warehouse import _flight_sql_pb2 as pb
-from warehouse._readers import Reader, Readers
+from warehouse._readers import INTERRUPT_EVERY, Reader, Readers
 from warehouse.derive import DerivedBar, Interval
 from warehouse.errors import EndpointError, WarehouseError
 from warehouse.metrics import SessionMetrics
@@ -69,6 +70,11 @@ log = logging.getLogger("warehouse")
 
 #: Rows per record batch of a result (about 4 MB of bars).
 BATCH_ROWS = 65_536
+#: Seconds `Endpoint.stop` lets calls finish before it closes the connections of clients
+#: that do not read what they asked for.
+STOP_GRACE = 2.0
+#: The state of a listening socket in /proc/net/tcp.
+_LISTENING = "0A"
 #: Prepared statements kept per endpoint; the least recently used beyond it are closed.
 MAX_PREPARED = 1_000
 #: A TLS certificate and its private key: PEM files, or their bytes.
@@ -356,7 +362,9 @@ class _Deadlines:
                     _, key, reader = heapq.heappop(self._heap)
                     if key in self._live:
                         reader.interrupt("timeout")
-                        self._live.discard(key)
+                        # Again soon, until the query ends: DuckDB forgets an interrupt that
+                        # comes before its query starts.
+                        heapq.heappush(self._heap, (now + INTERRUPT_EVERY, key, reader))
                 self._wake.wait(self._heap[0][0] - now if self._heap else None)
 
     def stop(self) -> None:
@@ -859,12 +867,49 @@ class _Server(flight.FlightServerBase):  # type: ignore[misc]
 
     def stop(self) -> None:
         self.stopping = True
-        self.source.readers.interrupt_all("the endpoint is stopping")
-        self.shutdown()
+        self.source.readers.stop_all("the endpoint is stopping")
+        # gRPC's shutdown waits for every call; a stream to a client that stopped reading
+        # never ends (pyarrow cannot cancel a call), and it would hold the process at exit too.
+        shutdown = threading.Thread(target=self.shutdown, name="warehouse-endpoint-shutdown",
+                                    daemon=True)
+        shutdown.start()
+        shutdown.join(STOP_GRACE)
+        if shutdown.is_alive():
+            dropped = _drop_connections(self.port)
+            log.warning("the endpoint at port %d closed %d connection(s) of clients that did "
+                        "not read their results within %g s", self.port, dropped, STOP_GRACE)
+            shutdown.join(STOP_GRACE)
         self._deadlines.stop()
         with self._lock:
             self._results.clear()
             self._prepared.clear()
+
+
+def _drop_connections(port: int) -> int:
+    """Shut down this process's TCP connections accepted on ``port``; returns how many.
+
+    Linux only (read from ``/proc``; elsewhere none). Each socket is shut down through a
+    duplicate of its descriptor, so gRPC, which owns it, sees the peer gone and ends the call,
+    then closes it itself.
+    """
+    inodes: set[str] = set()
+    for table in ("/proc/self/net/tcp", "/proc/self/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                local, state, inode = fields[1], fields[3], fields[9]
+                if int(local.rsplit(":", 1)[1], 16) == port and state != _LISTENING:
+                    inodes.add(inode)
+    dropped = 0
+    with contextlib.suppress(OSError):
+        for entry in Path("/proc/self/fd").iterdir():
+            with contextlib.suppress(OSError, ValueError):
+                target = str(entry.readlink())
+                if target.startswith("socket:[") and target[8:-1] in inodes:
+                    with socket.socket(fileno=os.dup(int(entry.name))) as duplicate:
+                        duplicate.shutdown(socket.SHUT_RDWR)
+                    dropped += 1
+    return dropped
 
 
 def _plain(answer: Any) -> Any:
