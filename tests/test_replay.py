@@ -213,3 +213,51 @@ def test_cli_replay_takes_the_calendar_of_the_session_the_file_holds(
         assert wh.session is not None
         assert (wh.session.calendar, wh.session.date) == ("XLON", date(2025, 11, 27))
     assert [e["date"] for e in read_manifest(archive)["sessions"]] == ["2025-11-26", "2025-11-27"]
+
+
+def _vendor_rows(local: bool) -> list[str]:
+    """Two symbols over two NYSE days (11-24, 11-25), three minutes each from the open."""
+    rows = []
+    for day in ("2025-11-24", "2025-11-25"):
+        for minute in range(3):
+            stamp = f"{day} 09:3{minute}:00" + ("" if local else "-05:00")
+            for n, ticker in enumerate(("AAPL", "MSFT")):
+                price = 100 + n * 50 + minute
+                rows.append(f"{ticker},{stamp},{price},{price + 1},{price - 1},{price},"
+                            f"{1000 + minute},{price + 0.25},{10 + minute}")
+    return rows
+
+
+@pytest.mark.parametrize("local", [False, True], ids=["offset", "naive-with-tz"])
+def test_cli_replay_reads_a_vendor_csv_with_ingests_options(tmp_path: Path, local: bool) -> None:
+    vendor = tmp_path / "vendor.csv"
+    vendor.write_text("Ticker,DateTime,Open,High,Low,Close,Volume,VWAP,Trades\n"
+                      + "\n".join(_vendor_rows(local)) + "\n")
+    db, archive = tmp_path / "wh.duckdb", tmp_path / "archive"
+    argv = ["replay", str(vendor), "--db", str(db), "--archive", str(archive), "-q"]
+    if local:
+        assert main(argv) == 1  # naive times without --tz: refused, nothing made
+        assert not db.exists()
+        argv += ["--tz", "America/New_York"]
+    assert main(argv) == 0
+    sessions = read_manifest(archive)["sessions"]
+    assert [(s["date"], s["rows"], s["symbols"]) for s in sessions] == [
+        ("2025-11-24", 6, 2), ("2025-11-25", 6, 2)]
+    first = pl.read_parquet(archive / sessions[0]["file"]).sort("symbol", "ts")
+    assert first["ts"][0].isoformat() == "2025-11-24T14:30:00+00:00"
+    assert first["vwap"].to_list()[:3] == [100.25, 101.25, 102.25]
+    assert first["trade_count"].to_list()[:3] == [10, 11, 12]
+
+
+def test_cli_replay_renames_and_names_the_symbol_as_ingest_does(tmp_path: Path) -> None:
+    data = tmp_path / "aapl.csv"
+    data.write_text("When,o,h,l,c,v,Avg\n" + "\n".join(
+        f"2025-11-24T09:3{m}:00-05:00,1,2,0.5,1.5,10,1.25" for m in range(3)) + "\n")
+    db, archive = tmp_path / "wh.duckdb", tmp_path / "archive"
+    assert main(["replay", str(data), "--db", str(db), "--archive", str(archive), "-q",
+                 "--symbol", "AAPL", "--ts-col", "When", "--rename", "Avg=vwap"]) == 0
+    bars = pl.read_parquet(archive / read_manifest(archive)["sessions"][0]["file"])
+    assert bars["symbol"].unique().to_list() == ["AAPL"]
+    assert bars["vwap"].to_list() == [1.25] * 3
+    assert main(["replay", str(data), "--db", str(tmp_path / "x.duckdb"), "--archive",
+                 str(archive), "--symbol", "A", "--symbol-col", "B"]) == 1

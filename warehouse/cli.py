@@ -209,29 +209,7 @@ def _parser() -> argparse.ArgumentParser:
                         "optionally .gz)")
     ingest.add_argument("--db", type=Path, required=True, help="warehouse file (created if "
                         "missing)")
-    ingest.add_argument("--symbol", help="the symbol of every row (a single-symbol file)")
-    ingest.add_argument("--symbol-col", metavar="NAME", help="the column holding the symbol")
-    ingest.add_argument("--ts-col", metavar="NAME", help="the column holding the timestamp")
-    ingest.add_argument("--time-col", metavar="NAME",
-                        help="the column holding the time of day, where the --ts-col column "
-                        "holds the date (a Date and a Time column are found without it)")
-    ingest.add_argument("--rename", action="append", default=[], metavar="COLUMN=FIELD",
-                        help="take COLUMN as the bar field FIELD (open, high, low, close, "
-                        "volume, vwap, trade_count, ...); repeatable")
-    ingest.add_argument("--tz", help="zone of timestamps without an offset, dates and naive "
-                        "times (America/New_York, UTC); required for them")
-    ingest.add_argument("--ts-unit", choices=get_args(TsUnit),
-                        help="unit of integer epoch timestamps; required unless they plainly "
-                        "are microseconds")
-    ingest.add_argument("--ts-format", metavar="FORMAT",
-                        help="strptime codes for timestamps that are not ISO 8601, e.g. "
-                        "'%%m/%%d/%%Y %%H:%%M'")
-    ingest.add_argument("--ambiguous", choices=get_args(Ambiguous), default="invalid",
-                        help="a local time the clocks pass twice (they go back): a bad row "
-                        "(invalid, the default), or its earliest or latest instant")
-    ingest.add_argument("--on-duplicate", choices=get_args(OnDuplicate), default="invalid",
-                        help="two rows of one symbol and ts in the inputs: both bad rows "
-                        "(invalid, the default), or the last one stored (last)")
+    _input_options(ingest)
     ingest.add_argument("--on-invalid", choices=["raise", "skip", "report"], default="raise",
                         help="a bad row: stop, storing nothing (raise, the default); store "
                         "the other rows (skip); or also list the rejected rows (report)")
@@ -345,6 +323,7 @@ def _parser() -> argparse.ArgumentParser:
                          "processes query it (`warehouse sql --db`, warehouse.connect, ADBC); "
                          "HOST is 127.0.0.1 unless given")
     _tls_options(replay_)
+    _input_options(replay_)
     _quiet_option(replay_)
     replay_.set_defaults(run=_replay)
 
@@ -551,6 +530,51 @@ def _tls(args: argparse.Namespace) -> tuple[Path, Path] | None:
     if (args.tls_cert is None) != (args.tls_key is None):
         raise WarehouseError("--tls-cert and --tls-key go together")
     return None if args.tls_cert is None else (args.tls_cert, args.tls_key)
+
+
+def _input_options(parser: argparse.ArgumentParser) -> None:
+    """How input files are read: ingest's and replay's options (one input rule)."""
+    parser.add_argument("--symbol", help="the symbol of every row (a single-symbol file)")
+    parser.add_argument("--symbol-col", metavar="NAME", help="the column holding the symbol")
+    parser.add_argument("--ts-col", metavar="NAME", help="the column holding the timestamp")
+    parser.add_argument("--time-col", metavar="NAME",
+                        help="the column holding the time of day, where the --ts-col column "
+                        "holds the date (a Date and a Time column are found without it)")
+    parser.add_argument("--rename", action="append", default=[], metavar="COLUMN=FIELD",
+                        help="take COLUMN as the bar field FIELD (open, high, low, close, "
+                        "volume, vwap, trade_count, ...); repeatable")
+    parser.add_argument("--tz", help="zone of timestamps without an offset, dates and naive "
+                        "times (America/New_York, UTC); required for them")
+    parser.add_argument("--ts-unit", choices=get_args(TsUnit),
+                        help="unit of integer epoch timestamps; required unless they plainly "
+                        "are microseconds")
+    parser.add_argument("--ts-format", metavar="FORMAT",
+                        help="strptime codes for timestamps that are not ISO 8601, e.g. "
+                        "'%%m/%%d/%%Y %%H:%%M'")
+    parser.add_argument("--ambiguous", choices=get_args(Ambiguous), default="invalid",
+                        help="a local time the clocks pass twice (they go back): a bad row "
+                        "(invalid, the default), or its earliest or latest instant")
+    parser.add_argument("--on-duplicate", choices=get_args(OnDuplicate), default="invalid",
+                        help="two rows of one symbol and ts in the inputs: both bad rows "
+                        "(invalid, the default), or the last one stored (last)")
+
+
+def _scan_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword arguments of `scan` that `_input_options` gave ``args``."""
+    if args.symbol is not None and args.symbol_col is not None:
+        raise WarehouseError("pass --symbol (one symbol for every row) or --symbol-col, not "
+                             "both")
+    rename = {}
+    for item in args.rename:
+        column, sep, field = item.rpartition("=")
+        if not sep or not column or field not in COLUMNS:
+            raise WarehouseError(f"--rename {item!r}: expected COLUMN=FIELD, FIELD one of "
+                                 f"{', '.join(COLUMNS)}")
+        rename[column] = field
+    return {"symbol": args.symbol, "symbol_col": args.symbol_col, "ts_col": args.ts_col,
+            "time_col": args.time_col, "rename": rename, "tz": args.tz,
+            "ts_unit": args.ts_unit, "ts_format": args.ts_format,
+            "ambiguous": args.ambiguous, "on_duplicate": args.on_duplicate}
 
 
 def _quiet_option(parser: argparse.ArgumentParser) -> None:
@@ -1080,16 +1104,7 @@ def _ingest(args: argparse.Namespace) -> int:
     if args.rejects is not None and args.on_invalid != "report":
         raise WarehouseError("--rejects FILE lists the rows --on-invalid report rejects; pass "
                              "--on-invalid report too")
-    if args.symbol is not None and args.symbol_col is not None:
-        raise WarehouseError("pass --symbol (one symbol for every row) or --symbol-col, not "
-                             "both")
-    rename = {}
-    for item in args.rename:
-        column, sep, field = item.rpartition("=")
-        if not sep or not column or field not in COLUMNS:
-            raise WarehouseError(f"--rename {item!r}: expected COLUMN=FIELD, FIELD one of "
-                                 f"{', '.join(COLUMNS)}")
-        rename[column] = field
+    options = _scan_options(args)
     started = time.perf_counter()
     files = input_files(args.files)
     _refuse_overwrites({"--db": args.db}, inputs=files)
@@ -1098,10 +1113,7 @@ def _ingest(args: argparse.Namespace) -> int:
     # Every input is read and checked before the warehouse is opened: bad input leaves --db
     # as it was (or not there at all).
     with _progress_bar(args.quiet, desc="read", unit="row", unit_scale=True) as bar:
-        staged = scan(files, symbol=args.symbol, symbol_col=args.symbol_col,
-                      ts_col=args.ts_col, time_col=args.time_col, rename=rename, tz=args.tz,
-                      ts_unit=args.ts_unit, ts_format=args.ts_format, ambiguous=args.ambiguous,
-                      on_duplicate=args.on_duplicate, on_invalid=args.on_invalid,
+        staged = scan(files, **options, on_invalid=args.on_invalid,
                       batch_rows=args.batch_rows, staging_dir=staging,
                       progress=lambda _, done: bar.update(done - bar.n))
     with staged:
@@ -1217,9 +1229,10 @@ def _replay(args: argparse.Namespace) -> int:
     code = args.calendar or _held_calendar(args.db) or DEFAULT_CODE
     calendar = Calendar(code, extended_hours=args.extended_hours)
     if args.data:
+        options = _scan_options(args)
         files = input_files(args.data)
         _refuse_overwrites({"--db": args.db}, inputs=files)
-        bars = read_bars(files)
+        bars = read_bars(files, **options)
         sessions_of(bars, calendar)  # a bar in no session: refused before anything is made
     else:
         bars = pa.concat_tables(generate_sessions(calendar, args.start, args.generate,

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -41,12 +42,13 @@ class ReplayResult:
     seconds: float
 
 
-def read_bars(paths: Iterable[str | Path]) -> pa.Table:
+def read_bars(paths: Iterable[str | Path], **options: Any) -> pa.Table:
     """Read bars from files, folders (read recursively) or glob patterns, as one table.
 
     The files and their reading are `ingest`'s (`input_files`, `scan`): CSV, Parquet and
     NDJSON of any case of suffix, each file once; so `warehouse replay` takes every file that
-    `warehouse ingest` takes, and reads it the same way.
+    `warehouse ingest` takes, and reads it the same way. ``options`` are `scan`'s (``tz``,
+    ``rename``, ``symbol``, ``ts_col``, ``time_col``, ``on_duplicate``, ...).
 
     Raises
     ------
@@ -54,7 +56,7 @@ def read_bars(paths: Iterable[str | Path]) -> pa.Table:
         A path is missing, a folder holds no such file, or a file is not readable as bars
         (`IngestError`, naming the file, and the row and column at fault).
     """
-    with scan(input_files(paths)) as staged:
+    with scan(input_files(paths), **options) as staged:
         tables = [table.select(list(COLUMNS)) for table in staged.tables()]
     return pa.concat_tables(tables) if tables else BAR_SCHEMA.empty_table()
 
