@@ -13,12 +13,41 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import HealthCheck, is_hypothesis_test, settings
 
 from warehouse import Bar, BarStore, Warehouse
 
 #: The benchmark (`python -m tests.bench`) is a tool, not tests: pytest neither collects nor
 #: imports it, --doctest-modules included. Relative to this folder, whatever the cwd.
 collect_ignore = ["bench"]
+
+# Hypothesis: every model runs in the default suite with a few examples ("quick"); `-m slow`
+# runs them again with many ("thorough"), and so does WAREHOUSE_HYPOTHESIS=thorough on any run.
+# A test that names its own max_examples keeps it (cheap ones, with many examples anyway).
+# Examples may be slow (a warehouse each), and a loaded machine slower: no deadline.
+_PATIENT: dict[str, Any] = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow]}
+settings.register_profile("quick", max_examples=8, **_PATIENT)
+settings.register_profile("thorough", max_examples=100, **_PATIENT)
+
+
+def _selects_slow(config: pytest.Config) -> bool:
+    mark = " ".join(str(config.getoption("markexpr", "") or "").split())
+    return "slow" in mark and "not slow" not in mark
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    thorough = os.environ.get("WAREHOUSE_HYPOTHESIS") == "thorough" or _selects_slow(config)
+    if not config.getoption("--hypothesis-profile", None):  # hypothesis' own option wins
+        settings.load_profile("thorough" if thorough else "quick")
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Under -m slow the hypothesis models are long variants too: selected, with many examples.
+    if _selects_slow(config):
+        for item in items:
+            if isinstance(item, pytest.Function) and is_hypothesis_test(item.obj):
+                item.add_marker(pytest.mark.slow)
 
 SAMPLE = Path(__file__).resolve().parent.parent / "data" / "sample_session.parquet"
 #: 2025-11-21 14:30:00 UTC, the sample session's first bar, in microseconds.

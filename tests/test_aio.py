@@ -16,7 +16,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
@@ -599,7 +599,6 @@ KEYS = st.tuples(st.sampled_from(["A", "B"]), st.integers(0, 39))
 STEPS = st.lists(st.one_of(KEYS, st.just("flush"), st.lists(KEYS, max_size=8)), max_size=40)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(steps=STEPS, window=st.integers(1, 6))
 def test_any_stream_reads_the_same_through_the_async_api(steps: list[Any], window: int) -> None:
     model: dict[tuple[str, int], tuple[Any, ...]] = {}

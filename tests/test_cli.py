@@ -224,6 +224,7 @@ def _bench_rows(*options: str) -> Counter[str]:
     return Counter(re.split(r"\s{2,}", line)[0] for line in lines[first:end])
 
 
+@pytest.mark.slow  # every group of the benchmark, tiny as it is, takes a while
 def test_bench_module_prints_every_row_on_a_tiny_session():
     assert _bench_rows() == BENCH_ROWS
 

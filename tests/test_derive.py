@@ -18,7 +18,7 @@ import polars as pl
 import polars.testing as plt
 import pyarrow as pa
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from warehouse import SessionError, Warehouse
@@ -256,7 +256,6 @@ def test_unknown_symbol_has_no_derived_bars(session_wh: Warehouse) -> None:
     assert session_wh.last_n_derived("NOPE", 3, "5m") == []
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.lists(
         st.tuples(
@@ -584,7 +583,6 @@ def check_against_sql_and_oracle(
         )
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(stream=streams(), window=st.sampled_from([3, 64]))
 def test_incremental_derived_bars_equal_computed_on_read_sql_and_oracle(
     stream: tuple[date, list[tuple[str, Any]]], window: int
@@ -609,7 +607,6 @@ def test_incremental_derived_bars_equal_computed_on_read_sql_and_oracle(
             assert latest.partial == (newest.ts + MINUTE < latest.end)
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(stream=streams(), cut=st.integers(0, 25), journal=st.booleans())
 def test_incremental_derived_bars_survive_reopen_and_journal_replay(
     stream: tuple[date, list[tuple[str, Any]]],

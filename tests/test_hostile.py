@@ -44,7 +44,6 @@ INJECTIONS = [
     "ß∂ƒ 株式 🚀",
 ]
 PROPERTY = settings(
-    max_examples=60,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )

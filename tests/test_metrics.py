@@ -17,7 +17,7 @@ from typing import Any
 import polars as pl
 import pyarrow as pa
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from warehouse import AppendBuffer, Bar, SessionMetrics, Warehouse, WarehouseError
@@ -536,7 +536,6 @@ def test_journal_replay_restores_metrics_with_its_corrections(
 
 # -- any stream ---------------------------------------------------------------------------------
 
-FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @st.composite
@@ -608,7 +607,6 @@ def run(wh: Warehouse, oracle: Oracle, ops: list[tuple[str, Any]]) -> None:
             check(wh, oracle)
 
 
-@FAST
 @given(ops=operations, window=st.sampled_from([1, 3, 64]))
 def test_any_stream_keeps_metrics_equal_to_sql_and_oracle(
     ops: list[tuple[str, Any]], window: int
@@ -621,7 +619,6 @@ def test_any_stream_keeps_metrics_equal_to_sql_and_oracle(
         check(wh, oracle)
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     before=operations,
     unflushed=operations,
@@ -656,7 +653,6 @@ def test_any_stream_keeps_metrics_across_reopen_and_journal_replay(
             check(again, oracle)
 
 
-@FAST
 @given(stream=st.lists(bars(), max_size=80), cut=st.integers(0, 80))
 def test_single_appends_and_one_batch_give_the_same_metrics(stream: list[Bar], cut: int) -> None:
     oracle = Oracle()

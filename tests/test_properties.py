@@ -9,7 +9,7 @@ from typing import Any
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from warehouse import AppendBuffer, Bar, InvalidBarError, Warehouse
@@ -20,7 +20,6 @@ MINUTE = 60_000_000
 SYMBOLS = ["A", "B"]
 MINUTES = 40  # more than a window holds (window + 16), so deep reads happen
 
-FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @st.composite
@@ -139,7 +138,6 @@ def run(wh: Warehouse, model: Model, ops: list[tuple[str, Any]]) -> None:
             check_hot(wh, model)
 
 
-@FAST
 @given(ops=operations, window=st.sampled_from([1, 3, 64]))
 def test_any_stream_with_flushes_agrees_with_model(ops: list[tuple[str, Any]], window: int) -> None:
     model = Model()
@@ -151,7 +149,6 @@ def test_any_stream_with_flushes_agrees_with_model(ops: list[tuple[str, Any]], w
         check_all(wh, model)
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(before=operations, after=operations, window=st.sampled_from([1, 4]))
 def test_any_stream_survives_close_and_reopen(
     before: list[tuple[str, Any]], after: list[tuple[str, Any]], window: int
@@ -168,7 +165,6 @@ def test_any_stream_survives_close_and_reopen(
             check_all(wh, model, Path(tmp) / "archive")
 
 
-@FAST
 @given(stream=st.lists(bars(), max_size=60), cut=st.integers(0, 60))
 def test_append_and_extend_of_any_stream_give_same_reads(stream: list[Bar], cut: int) -> None:
     model = Model()

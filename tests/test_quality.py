@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from warehouse import Calendar, SessionError, Warehouse
@@ -291,7 +291,6 @@ def sessions(draw: st.DrawFn) -> tuple[dict[str, set[int]], int, list[str]]:
     return bars, now, named
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(sessions(), st.randoms(use_true_random=False), st.booleans())
 def test_incremental_equals_sql_equals_oracle(case, rng: random.Random, batch: bool) -> None:
     bars, now, named = case

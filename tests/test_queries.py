@@ -52,9 +52,10 @@ def statement(path: Path, day_file: Path = ARCHIVE_FILE) -> str:
     return text
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def empty_con() -> Iterator[duckdb.DuckDBPyConnection]:
-    """The connection of a fresh store, with every table the SQL files may reference."""
+    """The connection of a fresh store, with every table the SQL files may reference; shared by
+    the module's tests, which change nothing in it (each statement is rolled back)."""
     with BarStore(":memory:") as store:
         con = store._con
         keys = pa.table({"symbol": pa.array([], pa.string()),
@@ -82,20 +83,28 @@ def file_id(path: Path) -> str:
     return str(path.relative_to(SQL_DIR))
 
 
+@pytest.fixture(scope="module")
+def day_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A partition of the archive, as archived."""
+    path = tmp_path_factory.mktemp("archive") / "date=2025-11-21" / "bars.parquet"
+    path.parent.mkdir()
+    path.write_bytes(ARCHIVE_FILE.read_bytes())
+    return path
+
+
 @pytest.mark.parametrize("path", ALL_FILES, ids=file_id)
 def test_sql_file_binds_against_empty_schema(
-    path: Path, empty_con: duckdb.DuckDBPyConnection, tmp_path: Path
+    path: Path, empty_con: duckdb.DuckDBPyConnection, day_file: Path
 ) -> None:
-    day_file = tmp_path / "date=2025-11-21" / "bars.parquet"  # a partition, as archived
-    day_file.parent.mkdir()
-    day_file.write_bytes(ARCHIVE_FILE.read_bytes())
     text = statement(path, day_file)
     if NOT_PREPARABLE.search("\n".join(
         line for line in text.splitlines() if not line.lstrip().startswith("--")
     )):
         empty_con.execute("BEGIN")
-        empty_con.execute(text)
-        empty_con.execute("ROLLBACK")
+        try:
+            empty_con.execute(text)
+        finally:
+            empty_con.execute("ROLLBACK")
     else:
         empty_con.execute(f"PREPARE q AS {text}")
         empty_con.execute("DEALLOCATE q")
