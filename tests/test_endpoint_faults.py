@@ -194,7 +194,7 @@ def test_writer_killed_while_clients_stream(tmp_path: Path,
     for thread in clients:
         thread.join(30)
     assert not any(thread.is_alive() for thread in clients)
-    assert time.monotonic() - killed < 10
+    assert time.monotonic() - killed < 20  # well within the clients' 60 s timeout
     assert outcomes == ["error"] * 2
     while (line := child.lines.get(timeout=10)) is not None:  # ACKs printed before the kill
         if line.startswith("ACK"):
@@ -283,7 +283,7 @@ def test_stop_and_close_during_a_long_query_end_it_promptly() -> None:
             else:
                 wh.close()
             thread.join(30)
-            assert time.monotonic() - started < 5
+            assert time.monotonic() - started < 15  # the query alone would run for hours
             assert not endpoint.running
             assert len(failures) == 1
             assert "stopping" in str(failures[0]) or "closing" in str(failures[0])
@@ -303,7 +303,7 @@ def test_stop_does_not_wait_for_a_client_that_stopped_reading(
             child.expect("GOT")
             started = time.monotonic()
             endpoint.stop()
-            assert time.monotonic() - started < 3
+            assert time.monotonic() - started < 10  # the client never reads again
         finally:
             child.kill()
 
