@@ -465,3 +465,77 @@ def test_sql_with_a_missing_or_excess_parameter_names_it(db, capsys):
     assert "the SQL uses $x: pass --param x=VALUE" in capsys.readouterr().err
     assert main(["sql", "SELECT 1", "--db", str(db), "--param", "x=1"]) == 1
     assert "the SQL has no $parameters" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["bars.xlsx", "bars"])
+def test_an_output_suffix_of_no_format_is_refused_naming_the_known_ones(db, tmp_path, capsys,
+                                                                        name):
+    out = tmp_path / name
+    assert main(["sql", "SELECT * FROM bars", "--db", str(db), "-o", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1
+    assert f"--output {out}: " in err
+    assert ".csv, .json, .ndjson, .jsonl, .parquet" in err
+    assert "--format" in err
+    assert not out.exists()
+    # --format says what to write, whatever the name
+    assert main(["sql", "SELECT 1 AS n", "--db", str(db), "-o", str(out), "--csv"]) == 0
+    assert out.read_text() == "n\n1\n"
+
+
+def test_a_rejects_suffix_of_no_format_is_refused_before_reading(daily_csv, tmp_path, capsys):
+    db, rejects = tmp_path / "daily.duckdb", tmp_path / "rejects.xlsx"
+    assert main(["ingest", str(daily_csv), "--db", str(db), "--tz", "America/New_York",
+                 "--on-invalid", "report", "--rejects", str(rejects)]) == 1
+    err = capsys.readouterr().err
+    assert f"--rejects {rejects}: the suffix '.xlsx' names no format" in err
+    assert "--format" not in err  # ingest has none
+    assert not rejects.exists()
+    assert not db.exists()
+
+
+def test_archive_list_of_exported_days_says_they_are_no_sealed_sessions(db, tmp_path, capsys):
+    out = tmp_path / "days"
+    assert main(["export", "--db", str(db), "--out", str(out), "-q"]) == 0
+    for action in ("list", "verify"):
+        assert main(["archive", action, "--archive", str(out)]) == 0
+        assert capsys.readouterr().out == (
+            "1 exported day, no sealed session: export_parquet writes days; end_session seals "
+            "sessions\n")
+
+
+def test_archive_verify_shows_times_as_iso(tmp_path, capsys):
+    archive = tmp_path / "archive"
+    assert main(["replay", "--generate", "1", "--symbols", "2", "--db",
+                 str(tmp_path / "wh.duckdb"), "--archive", str(archive), "-q"]) == 0
+    manifest = json.loads((archive / "_manifest.json").read_text())
+    manifest["sessions"][0]["first_ts"] += 60_000_000
+    (archive / "_manifest.json").write_text(json.dumps(manifest))
+    assert main(["archive", "verify", "--archive", str(archive)]) == 1
+    out = capsys.readouterr().out
+    assert ("first_ts is 2025-11-24T14:30:00+00:00, the manifest says "
+            "2025-11-24T14:31:00+00:00") in out
+    assert "1763" not in out
+
+
+def test_counts_of_one_take_the_singular(tmp_path, capsys):
+    one = tmp_path / "one.csv"
+    one.write_text("symbol,ts,open,high,low,close,volume\n"
+                   "ES,2025-11-24T15:00:00Z,10,11,9,10.5,100\n")
+    db = tmp_path / "wh.duckdb"
+    assert main(["ingest", str(one), "--db", str(db)]) == 0
+    assert "ingested 1 bar from 1 file into" in capsys.readouterr().out
+    assert main(["replay", str(one), "--db", str(tmp_path / "r.duckdb"), "--archive",
+                 str(tmp_path / "archive")]) == 0
+    out = capsys.readouterr().out
+    assert "replayed 1 bar of 1 session in" in out
+    assert main(["archive", "list", "--archive", str(tmp_path / "archive")]) == 0
+    out = capsys.readouterr().out
+    assert "1 bar  " in out
+    assert "1 symbol  " in out
+    assert "1 sealed session in" in out
+    assert main(["export", "--db", str(db), "--out", str(tmp_path / "x")]) == 0
+    assert "exported 1 bar to 1 file under" in capsys.readouterr().out
+    assert main(["generate", "--symbols", "1", "--minutes", "1", "--out",
+                 str(tmp_path / "g.parquet")]) == 0
+    assert "wrote 1 bar (1 symbol x 1 minute) to" in capsys.readouterr().out

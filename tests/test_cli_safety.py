@@ -400,8 +400,9 @@ def test_read_only_commands_say_that_a_crashed_writers_journaled_bars_are_not_sh
         assert code == (1 if argv[0] == "plot" else 0), err
         warning = err.splitlines()[0]
         assert warning == (
-            f"warehouse: warning: {db}.journal holds {segments} segment(s) of bars a crashed "
-            "writer acknowledged but never flushed; a read-only command does not read them: "
+            f"warehouse: warning: {db}.journal holds {segments} segment"
+            f"{'s' if segments != 1 else ''} of bars a crashed writer acknowledged but never "
+            "flushed; a read-only command does not read them: "
             f"`warehouse export --db {db} --out DIR` replays them into the file")
     assert _snapshot(tmp_path) == before  # read-only: nothing written, the journal kept
     assert main(["export", "--db", str(db), "--out", str(tmp_path / "out")]) == 0

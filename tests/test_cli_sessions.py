@@ -68,7 +68,7 @@ def test_whole_day_from_the_command_line(tmp_path, day_files, capsys):
                        "--now", f"{DAY2}T21:00:00Z")
     assert code == 0, out
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "30 one-minute bars of AAPL, session 2025-11-25 XNYS; 1 gap(s), 360 minute(s)" in out
+    assert "30 one-minute bars of AAPL, session 2025-11-25 XNYS; 1 gap, 360 minutes" in out
     code, out, _ = run(capsys, "info", "--db", db, "--archive", archive)
     assert code == 0
     assert "bars: 0 bars of 0 symbols" in out

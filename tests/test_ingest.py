@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from datetime import UTC, date, datetime, time
@@ -995,3 +996,16 @@ def test_a_record_batch_goes_in_like_a_table(wh: Warehouse) -> None:
         }
     )
     assert ingest(wh, batch).added == 1
+
+
+def test_ingest_result_repr_is_one_line(tmp_path):
+    path = tmp_path / "bars.csv"
+    path.write_text("symbol,ts,open,high,low,close,volume,note\n"
+                    "ES,2025-11-24T15:00:00Z,10,11,9,10.5,100,x\n"
+                    "ES,2025-11-24T15:01:00Z,10,9,11,10.5,100,y\n")
+    with Warehouse(tmp_path / "wh.duckdb", flush_interval=None) as wh:
+        result = ingest(wh, path, on_invalid="report")
+    text = repr(result)
+    assert "\n" not in text
+    assert re.fullmatch(r"IngestResult\(files=1, rows=2, added=1, rejected=1, replaced=0, "
+                        r"ignored_columns=1, seconds=\d+\.\d{3}\)", text)

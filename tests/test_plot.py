@@ -184,7 +184,7 @@ def test_plot_command_shades_the_gap_between_the_candles(db, tmp_path, capsys):
     assert main(["plot", "AAPL", "--db", str(db), "--now", NOW, "--png", str(png)]) == 0
     out = capsys.readouterr().out
     assert out == (f"wrote {png}: 240 one-minute bars of AAPL (120 after --now, not drawn), "
-                   "session 2025-11-21 XNYS; 1 gap(s), 30 minute(s) without a bar; 0 filled\n")
+                   "session 2025-11-21 XNYS; 1 gap, 30 minutes without a bar; 0 filled\n")
     image = matplotlib.image.imread(png)
     bars, figure, price, volume = redraw(db)
     assert image.shape[:2] == (int(figure.bbox.height), int(figure.bbox.width))
@@ -243,7 +243,7 @@ def test_plot_command_draws_the_bars_gap_filling_inserted_in_their_colour(db, tm
                        .filter(pc.less(minute.filter(pc.equal(table["symbol"], "AAPL")), 75))) == 15
     png = tmp_path / "filled.png"
     assert main(["plot", "AAPL", "--db", str(db), "--now", NOW, "--png", str(png)]) == 0
-    assert capsys.readouterr().out.endswith("1 gap(s), 15 minute(s) without a bar; 15 filled\n")
+    assert capsys.readouterr().out.endswith("1 gap, 15 minutes without a bar; 15 filled\n")
     image = matplotlib.image.imread(png)
     bars, _, price, volume = redraw(db)
     filled = rgb(CANDLE_COLORS["filled"])

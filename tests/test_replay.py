@@ -173,7 +173,7 @@ def test_replay_takes_every_file_ingest_takes_whatever_the_case_of_its_suffix(
     archive = tmp_path / "archive"
     assert main(["replay", str(folder), "--db", str(tmp_path / "wh.duckdb"), "--archive",
                  str(archive)]) == 0
-    assert "replayed 720 bars of 3 session(s)" in capsys.readouterr().out
+    assert "replayed 720 bars of 3 sessions" in capsys.readouterr().out
     assert [s["date"] for s in read_manifest(archive)["sessions"]] == [
         d.isoformat() for d in WEEK[:3]]
 
@@ -185,7 +185,7 @@ def test_cli_replays_generated_sessions_and_files(
     assert main(["replay", "--generate", "3", "--symbols", "5", "--db",
                  str(tmp_path / "gen.duckdb"), "--archive", str(archive)]) == 0
     out = capsys.readouterr().out
-    assert "replayed 5,850 bars of 3 session(s)" in out
+    assert "replayed 5,850 bars of 3 sessions" in out
     assert [s["date"] for s in read_manifest(archive)["sessions"]] == [
         "2025-11-24", "2025-11-25", "2025-11-26"]
     files = tmp_path / "files"

@@ -37,6 +37,32 @@ def format_of(path: Path) -> OutputFormat | None:
     return _BY_SUFFIX.get(path.suffix.lower())
 
 
+def output_format(
+    path: Path | None, fmt: OutputFormat | None, *, flag: str, default: OutputFormat,
+    format_flag: bool = True,
+) -> OutputFormat:
+    """The format to write ``path`` in: ``fmt``, else its suffix's, else ``default``.
+
+    Raises
+    ------
+    WarehouseError
+        The suffix names no format (``-o bars.xlsx``): refused rather than written as a table
+        the name would belie; the message names the known suffixes (and --format where
+        ``format_flag``).
+    """
+    if fmt is not None:
+        return fmt
+    if path is None:
+        return default
+    known = format_of(path)
+    if known is None:
+        suffix = f"the suffix {path.suffix!r}" if path.suffix else "a name without a suffix"
+        hint = ", or pass --format" if format_flag else ""
+        raise WarehouseError(f"{flag} {path}: {suffix} names no format; end the name with "
+                             f"{', '.join(_BY_SUFFIX)}{hint}")
+    return known
+
+
 def write_frame(
     frame: pl.DataFrame,
     fmt: OutputFormat,

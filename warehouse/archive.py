@@ -550,9 +550,16 @@ def verify_archive(directory: str | Path) -> list[str]:
             continue
         for key, value in facts.items():
             if entry.get(key) != value:
-                problems.append(f"{where}: {key} is {value!r}, the manifest says "
-                                f"{entry.get(key)!r}")
+                problems.append(f"{where}: {key} is {_fact(key, value)}, the manifest says "
+                                f"{_fact(key, entry.get(key))}")
     return problems
+
+
+def _fact(key: str, value: object) -> str:
+    """A recorded fact as verify shows it: a first or last ts as ISO 8601 (UTC)."""
+    if key.endswith("_ts") and isinstance(value, int) and MIN_TS <= value <= MAX_TS:
+        return from_micros(value).isoformat()
+    return repr(value)
 
 
 def entry_problem(entry: object) -> str | None:

@@ -46,8 +46,8 @@ from tqdm import tqdm
 
 from warehouse import __version__
 from warehouse._files import Protected
-from warehouse._output import FORMATS, TABLE_ROWS, OutputFormat, format_of, write_frame
-from warehouse.archive import entry_problem, read_manifest, verify_archive
+from warehouse._output import FORMATS, TABLE_ROWS, OutputFormat, output_format, write_frame
+from warehouse.archive import MANIFEST_NAME, entry_problem, read_manifest, verify_archive
 from warehouse.calendar import DEFAULT_CODE, Calendar
 from warehouse.client import connect
 from warehouse.derive import interval_minutes, resample_params
@@ -738,7 +738,7 @@ def _open_read_only(db: Path, archive: Path | None = None) -> Warehouse:
     pending = _pending_segments(db)
     if pending:
         with contextlib.suppress(OSError, ValueError):
-            print(f"warehouse: warning: {db}.journal holds {pending} segment(s) of bars a "
+            print(f"warehouse: warning: {db}.journal holds {_count(pending, 'segment')} of bars a "
                   "crashed writer acknowledged but never flushed; a read-only command does not "
                   f"read them: `warehouse export --db {db} --out DIR` replays them into the "
                   "file", file=sys.stderr, flush=True)
@@ -761,9 +761,14 @@ def _say(args: argparse.Namespace, text: str, *, file: Any = None) -> None:
         print(text, file=file)
 
 
+def _result_format(args: argparse.Namespace) -> OutputFormat:
+    """The format --format or the suffix of --output names (refused: a suffix of none)."""
+    return output_format(args.output, args.format, flag="--output", default="table")
+
+
 def _write_result(args: argparse.Namespace, frame: pl.DataFrame) -> None:
     """A query's result in the format and place the options say."""
-    fmt: OutputFormat = args.format or (args.output and format_of(args.output)) or "table"
+    fmt = _result_format(args)
     if args.rows is None:
         rows: int | None = TABLE_ROWS if fmt == "table" else None
     else:
@@ -773,6 +778,7 @@ def _write_result(args: argparse.Namespace, frame: pl.DataFrame) -> None:
 
 def _sql(args: argparse.Namespace) -> int:
     _refuse_overwrites({"--output": args.output}, db=args.db, archive=args.archive)
+    _result_format(args)  # a suffix of no format: refused before the query runs
     params = _parse_params(args.param) or None
     if endpoint_file(args.db).exists():  # a live writer holds the file: ask it
         with connect(db=args.db) as remote:
@@ -808,6 +814,7 @@ def _query(args: argparse.Namespace) -> int:
     text = queries[args.name]  # an unknown name fails before the file is opened
     params = _parse_params(args.param, queries.parameter_types(args.name), args.name)
     _refuse_overwrites({"--output": args.output}, db=args.db, archive=args.archive)
+    _result_format(args)  # a suffix of no format: refused before the query runs
     if endpoint_file(args.db).exists():  # a live writer holds the file: ask it
         with connect(db=args.db) as remote:
             frame = remote.sql_polars(text, params or None)
@@ -832,8 +839,8 @@ def _quality(args: argparse.Namespace) -> int:
     overall = f"{present / expected * 100:.2f}%" if expected else "-"
     complete = int((report["missing"] == 0).sum())
     print(f"session {session.date} {session.calendar}: {due} of {len(minutes)} minutes due, "
-          f"{report.height} symbols, {complete} complete; bar quality {overall} "
-          f"({present:,} of {expected:,} bars)")
+          f"{_count(report.height, 'symbol')}, {complete} complete; bar quality {overall} "
+          f"({present:,} of {_count(expected, 'bar')})")
     table = report.sort(["quality", "symbol"], nulls_last=True).select(
         "symbol", "expected", "present", pl.col("quality").round(2).alias("quality %"), "gaps",
         pl.col("ranges").list.first().struct.field("start").dt.strftime("%H:%M").alias(
@@ -1012,10 +1019,10 @@ def _fill(args: argparse.Namespace) -> int:
         open_session(wh.session, "warehouse fill")
         stats = wh.fill_gaps(source, timeout=args.timeout, delay=args.delay, symbols=symbols,
                              now=args.now)
-    print(f"filled {stats.filled:,} bars for {stats.requests:,} symbols with gaps from {source!r}"
-          f"; {stats.missing:,} minutes still missing")
+    print(f"filled {_count(stats.filled, 'bar')} for {_count(stats.requests, 'symbol')} with "
+          f"gaps from {source!r}; {_count(stats.missing, 'minute')} still missing")
     if stats.rejected:
-        print(f"dropped {stats.rejected:,} malformed rows of the source's answers")
+        print(f"dropped {_count(stats.rejected, 'malformed row')} of the source's answers")
     if stats.failures or stats.timeouts:
         print(f"error: {stats.failures + stats.timeouts} questions to the source failed; the "
               f"last: {stats.last_error}", file=sys.stderr)
@@ -1063,9 +1070,9 @@ def _plot(args: argparse.Namespace) -> int:
                      f"({session.calendar}), bar quality {share} of {due} minutes due")
     missing = int(gaps["minutes"].sum()) if gaps.height else 0
     after = f" ({later} after --now, not drawn)" if later else ""
-    print(f"wrote {png}: {bars.height} {size} bars of {symbol}{after}, session {session.date} "
-          f"{session.calendar}; {gaps.height} gap(s), {missing} minute(s) without a bar; "
-          f"{filled} filled")
+    print(f"wrote {png}: {_count(bars.height, f'{size} bar')} of {symbol}{after}, session "
+          f"{session.date} {session.calendar}; {_count(gaps.height, 'gap')}, "
+          f"{_count(missing, 'minute')} without a bar; {filled} filled")
     return 0
 
 
@@ -1109,6 +1116,8 @@ def _ingest(args: argparse.Namespace) -> int:
     files = input_files(args.files)
     _refuse_overwrites({"--db": args.db}, inputs=files)
     _refuse_overwrites({"--rejects": args.rejects}, db=args.db, inputs=files)
+    rejects_format = output_format(args.rejects, None, flag="--rejects", default="csv",
+                                   format_flag=False)
     staging = args.db.parent if args.db.parent.is_dir() else None
     # Every input is read and checked before the warehouse is opened: bad input leaves --db
     # as it was (or not there at all).
@@ -1126,8 +1135,7 @@ def _ingest(args: argparse.Namespace) -> int:
                                   progress=lambda _, done: bar.update(done - bar.n))
     rejects_to_stdout = args.on_invalid == "report" and args.rejects is None
     if args.on_invalid == "report":
-        fmt = (format_of(args.rejects) if args.rejects else None) or "csv"
-        write_frame(pl.DataFrame(result.rejects), fmt, output=args.rejects)
+        write_frame(pl.DataFrame(result.rejects), rejects_format, output=args.rejects)
     for line in _ingest_summary(args, result):
         _say(args, line, file=sys.stderr if rejects_to_stdout else None)
     return 0
@@ -1135,15 +1143,16 @@ def _ingest(args: argparse.Namespace) -> int:
 
 def _ingest_summary(args: argparse.Namespace, result: IngestResult) -> list[str]:
     files = len(result.files)
-    lines = [f"ingested {result.added:,} bars from {files} file{'s' if files != 1 else ''} "
+    lines = [f"ingested {_count(result.added, 'bar')} from {_count(files, 'file')} "
              f"into {args.db} in {result.seconds:.2f} s ({result.rate:,.0f} bars/s)"]
     if result.rejected:
         where = {"skip": "skipped",
                  "report": f"listed in {args.rejects}" if args.rejects else "written to stdout"}
-        lines.append(f"{result.rejected:,} row{'s' if result.rejected != 1 else ''} rejected "
+        lines.append(f"{_count(result.rejected, 'row')} rejected "
                      f"({where[args.on_invalid]})")
     if result.replaced:
-        lines.append(f"{result.replaced:,} bars replaced bars of the same symbol and ts")
+        lines.append(f"{_count(result.replaced, 'bar')} replaced bars of the same symbol and "
+                     "ts")
     ignored = sorted({c for columns in result.ignored.values() for c in columns})
     if ignored:
         lines.append(f"ignored columns: {', '.join(ignored)}")
@@ -1178,8 +1187,8 @@ def _export(args: argparse.Namespace) -> int:
             bar.update(done - bar.n)
 
         result = wh.export_parquet(args.out, compression=args.compression, progress=progress)
-    _say(args, f"exported {result.rows:,} bars to {len(result.files)} file(s) under "
-         f"{result.directory}")
+    _say(args, f"exported {_count(result.rows, 'bar')} to {_count(len(result.files), 'file')} "
+         f"under {result.directory}")
     return 0
 
 
@@ -1187,6 +1196,11 @@ def _archive(args: argparse.Namespace) -> int:
     if not args.archive.is_dir():
         raise WarehouseError(f"{args.archive} is not an archive directory")
     sessions = read_manifest(args.archive)["sessions"]
+    exported = _exported_days(args.archive)
+    if exported:
+        print(f"{_count(exported, 'exported day')}, no sealed session: export_parquet writes "
+              "days; end_session seals sessions")
+        return 0
     if args.action == "list":
         for number, entry in enumerate(sessions, start=1):
             problem = entry_problem(entry)
@@ -1195,24 +1209,31 @@ def _archive(args: argparse.Namespace) -> int:
                 continue
             hours = "extended" if entry.get("extended_hours") else "regular"
             print(f"{entry['date']}  {entry.get('calendar')} {hours}  "
-                  f"{_recorded(entry.get('rows')):>12} bars  {_recorded(entry.get('symbols')):>6} "
-                  f"symbols  {entry['file']}")
-        print(f"{len(sessions)} sealed session(s) in {args.archive}")
+                  f"{_recorded(entry.get('rows'), 'bar'):>16}  "
+                  f"{_recorded(entry.get('symbols'), 'symbol'):>14}  {entry['file']}")
+        print(f"{_count(len(sessions), 'sealed session')} in {args.archive}")
         return 0
     problems = verify_archive(args.archive)
     for problem in problems:
         print(problem)
     if problems:
-        print(f"{len(problems)} problem(s) in {args.archive}", file=sys.stderr)
+        print(f"{_count(len(problems), 'problem')} in {args.archive}", file=sys.stderr)
         return 1
-    print(f"{len(sessions)} sealed session(s) in {args.archive} verified: counts and "
+    print(f"{_count(len(sessions), 'sealed session')} in {args.archive} verified: counts and "
           "checksums match")
     return 0
 
 
-def _recorded(value: object) -> str:
-    """A manifest's count with thousands separators ("?" where the entry lacks it)."""
-    return f"{value:,}" if isinstance(value, int) else "?"
+def _exported_days(folder: Path) -> int:
+    """Days export_parquet wrote into ``folder`` when it holds no manifest (else 0)."""
+    if (folder / MANIFEST_NAME).exists():
+        return 0
+    return sum(1 for day in folder.glob("date=*") if day.is_dir())
+
+
+def _recorded(value: object, noun: str) -> str:
+    """A manifest's count with its noun ("? bars" where the entry lacks it)."""
+    return _count(value, noun) if isinstance(value, int) else f"? {noun}s"
 
 
 def _held_calendar(db: Path) -> str | None:
@@ -1257,7 +1278,8 @@ def _replay(args: argparse.Namespace) -> int:
     rate = result.bars / result.seconds if result.seconds else 0.0
     for day in result.sessions:
         _say(args, f"sealed {day} into {args.archive}")
-    _say(args, f"replayed {result.bars:,} bars of {len(result.sessions)} session(s) in "
+    _say(args, f"replayed {_count(result.bars, 'bar')} of "
+         f"{_count(len(result.sessions), 'session')} in "
          f"{result.seconds:.2f} s ({rate:,.0f} bars/s)")
     return 0
 
@@ -1291,8 +1313,8 @@ def _generate(args: argparse.Namespace) -> int:
         pq.write_table(table, args.out, compression="zstd")
     except (pa.ArrowException, OSError) as exc:
         raise WarehouseError(f"cannot write {args.out}: {exc}") from exc
-    _say(args, f"wrote {table.num_rows:,} bars ({args.symbols} symbols x {args.minutes} "
-         f"minutes) to {args.out}")
+    _say(args, f"wrote {_count(table.num_rows, 'bar')} ({_count(args.symbols, 'symbol')} x "
+         f"{_count(args.minutes, 'minute')}) to {args.out}")
     return 0
 
 
@@ -1377,7 +1399,8 @@ def _demo(args: argparse.Namespace) -> int:
                 progress.update(min(step, len(rows) - i))
         elapsed = time.perf_counter() - started
         symbols = wh.symbols()
-        print(f"replayed {len(rows):,} bars of {len(symbols)} symbols in {elapsed:.2f} s "
+        print(f"replayed {_count(len(rows), 'bar')} of {_count(len(symbols), 'symbol')} in "
+              f"{elapsed:.2f} s "
               f"({len(rows) / elapsed:,.0f} bars/s, flushed in the background)")
         print("\nlatest bars:")
         shown = [s for s in ("AAPL", "MSFT", "NVDA") if wh.has_bars(s)] or symbols[:3]
@@ -1396,6 +1419,6 @@ def _demo(args: argparse.Namespace) -> int:
         write_frame(leaders, "table", rows=5)
         result = wh.export_parquet(args.out)
     print(f"\nwarehouse file: {args.db}")
-    print(f"parquet: {result.rows:,} bars in {', '.join(str(f) for f in result.files)}")
+    print(f"parquet: {_count(result.rows, 'bar')} in {', '.join(str(f) for f in result.files)}")
     print(f"try: python -m warehouse sql \"SELECT count(*) FROM bars\" --db {args.db}")
     return 0

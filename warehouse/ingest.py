@@ -189,6 +189,13 @@ class IngestResult:
         """Bars stored per second, reading included."""
         return self.added / self.seconds if self.seconds > 0 else 0.0
 
+    def __repr__(self) -> str:
+        # One line: the rejects are a table (its repr is a box of rows), counted here instead.
+        ignored = sum(len(columns) for columns in self.ignored.values())
+        return (f"IngestResult(files={len(self.files)}, rows={self.rows}, added={self.added}, "
+                f"rejected={self.rejected}, replaced={self.replaced}, "
+                f"ignored_columns={ignored}, seconds={self.seconds:.3f})")
+
 
 def ingest(
     wh: Warehouse,
