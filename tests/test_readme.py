@@ -1,110 +1,131 @@
-"""The README's Python example runs as written."""
+"""Every code block of the README runs as written, top to bottom, in one folder.
+
+A user following the README runs its blocks in order in one folder: so does this test. Python
+blocks are each run in a fresh namespace (each block is whole: its own imports, no free
+names); bash blocks run each command line that starts with `warehouse` or `python -m warehouse`
+in-process (`warehouse.cli.main`), which must exit 0. The files the README says it uses are
+made first (`FILES`, each named in the README where it is used). A README that drifts from the
+code fails here.
+"""
+
+from __future__ import annotations
 
 import re
 import shlex
-from datetime import UTC, datetime
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from warehouse import reset_session_data
 from warehouse.cli import main
-from warehouse.sample import generate_session
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
-
-def test_readme_python_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    match = re.search(r"## In Python\n\n```python\n(.*?)```", README.read_text(), re.S)
-    assert match is not None
-    monkeypatch.chdir(tmp_path)
-    # The example's two free names: a batch from the feed and a start time.
-    names = {"batch": generate_session(5, 30), "start": datetime(2025, 11, 21, 14, 30, tzinfo=UTC)}
-    exec(compile(match.group(1), str(README), "exec"), names)
-    assert (tmp_path / "out" / "archive" / "date=2025-11-21" / "bars.parquet").exists()
+#: Lines of bash blocks that are not the warehouse's commands: installing, the test suite, the
+#: linters and the benchmark (run by CI and by hand, not by a README test).
+SKIPPED = ("python -m pip install", "pip install", "python -m pytest", "ruff", "mypy",
+           "python -m tests.bench")
 
 
-def test_readme_async_example_runs(
+
+def blocks(text: str) -> Iterator[tuple[int, str, str, str]]:
+    """(line, language, code, the text before it) of each fenced block, in README order."""
+    for match in re.finditer(r"^```(\w*)\n(.*?)^```", text, re.S | re.M):
+        before = text[:match.start()].rstrip().rsplit("\n\n", 1)[-1]
+        yield text.count("\n", 0, match.start()) + 1, match.group(1), match.group(2), before
+
+
+def commands(code: str) -> Iterator[tuple[str, list[str]]]:
+    """A bash block's commands, each with the output shown under it (its `#   ` lines):
+    continuations joined, comments and blank lines dropped, `a && b` as two."""
+    found: list[tuple[str, list[str]]] = []
+    for line in code.replace("\\\n", " ").splitlines():
+        if line.startswith("#   ") and found:
+            found[-1][1].append(line.removeprefix("#   "))
+            continue
+        line = "" if line.startswith("#") else line.split(" #", 1)[0].strip()
+        found.extend((part.strip(), []) for part in line.split("&&") if part.strip())
+    yield from found
+
+
+def warehouse_argv(command: str) -> list[str] | None:
+    """The CLI arguments of a `warehouse ...` or `python -m warehouse ...` line; None for a
+    line SKIPPED names; anything else fails the test (a README command no test runs)."""
+    words = shlex.split(command)
+    if words[:1] == ["warehouse"]:
+        return words[1:]
+    if words[:3] == ["python", "-m", "warehouse"]:
+        return words[3:]
+    if command.startswith(SKIPPED):
+        return None
+    raise AssertionError(f"README command neither a warehouse command nor skipped: {command}")
+
+
+def shown_file(before: str) -> str:
+    """The file a ```csv or ```json block shows: the last `name.csv`/`name.ndjson` named in
+    the paragraph above it."""
+    names = re.findall(r"`([\w./-]+\.(?:csv|ndjson|json))`", before)
+    assert names, f"no file name above the block: {before!r}"
+    return str(names[-1])
+
+
+def _stable(lines: list[str]) -> list[str]:
+    """Output lines with their timings (which differ run to run) masked."""
+    timing = r"in [\d.]+ s \([\d,]+ bars/s\)"
+    return [re.sub(timing, "in T s (R bars/s)", line) for line in lines]
+
+
+def test_every_readme_block_runs_as_written(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    section = README.read_text().split("## Async API (the seed's session_data)\n", 1)[1]
-    match = re.search(r"```python\n(.*?)```", section, re.S)
-    assert match is not None
+    text = README.read_text(encoding="utf-8")
     monkeypatch.chdir(tmp_path)
-    try:
-        exec(compile(match.group(1), str(README), "exec"), {"batch": generate_session(5, 60)})
-    finally:
-        reset_session_data()
-    assert "'trend': " in capsys.readouterr().out
-    assert (tmp_path / "out" / "archive" / "date=2025-11-21" / "bars.parquet").exists()
+    ran = {"python": 0, "bash": 0, "file": 0}
+    printed = ""
+    for line, language, code, before in blocks(text):
+        where = f"README.md:{line}"
+        if language in ("csv", "json"):
+            path = tmp_path / shown_file(before)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(code)
+            ran["file"] += 1
+        elif language == "python":
+            try:
+                exec(compile(code, where, "exec"), {"__name__": "__readme__"})
+            finally:
+                reset_session_data()
+            printed = capsys.readouterr().out
+            ran["python"] += 1
+        elif language == "bash":
+            for command, shown in commands(code):
+                argv = warehouse_argv(command)
+                if argv is None:
+                    continue
+                status = main(argv)
+                out, err = capsys.readouterr()
+                assert status == 0, f"{where}: `{command}` exited {status}: {err}"
+                if shown:
+                    assert _stable(out.splitlines()) == _stable(shown), f"{where}: {command}"
+                ran["bash"] += 1
+        elif language == "" and code.startswith("┌"):  # what the python block before prints
+            for row in code.splitlines():
+                if row.startswith("│"):
+                    assert row in printed, f"{where}: {row}"
+        else:
+            assert language in ("text", ""), f"{where}: a ```{language} block no test runs"
+    assert ran["python"] >= 8
+    assert ran["bash"] >= 10
+    assert ran["file"] >= 3
 
 
-def test_readme_quality_example_runs_and_prints_what_it_shows(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    text = README.read_text()
-    section = text.split("## Data quality\n", 1)[1]
-    code = re.search(r"```python\n(.*?)```", section, re.S)
-    shown = re.search(r"```\n(┌.*?)```", section, re.S)
-    assert code is not None
-    assert shown is not None
-    monkeypatch.chdir(README.parent)  # it reads data/sample_session.parquet
-    names: dict[str, object] = {}
-    exec(compile(code.group(1), str(README), "exec"), names)
-    printed = capsys.readouterr().out
-    for line in shown.group(1).splitlines():
-        if line.startswith("│"):
-            assert line in printed
-    assert names["gaps"].num_rows == 3  # type: ignore[attr-defined]
-    assert (README.parent / "data" / "quality_coverage.png").stat().st_size < 100_000
-
-
-def test_readme_quick_tour_ingests_a_csv_and_queries_it_as_csv(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """The "Your own files" commands run as written and print what the README shows (#10)."""
-    section = README.read_text().split("### Your own files\n", 1)[1]
-    block = re.search(r"```bash\n(.*?)```", section, re.S)
-    assert block is not None
-    lines = block.group(1).replace("\\\n", "").splitlines()
-    commands = [i for i, line in enumerate(lines) if line.startswith("python -m warehouse ")]
-    assert len(commands) == 2
-    # The file the comment shows, then each command and the output shown under it.
-    csv = [line.removeprefix("#   ") for line in lines[: commands[0]] if line.startswith("#   ")]
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "aapl.csv").write_text("\n".join(csv) + "\n")
-    for at, end in zip(commands, [*commands[1:], len(lines)], strict=True):
-        argv = shlex.split(lines[at])[3:]
-        assert main(argv) == 0
-        shown = [line.removeprefix("#   ") for line in lines[at + 1 : end]]
-        printed = capsys.readouterr().out.splitlines()
-        if argv[0] == "ingest":  # the time and rate differ run to run
-            timing = r"in [\d.]+ s \([\d,]+ bars/s\)"
-            printed, shown = ([re.sub(timing, "in T s (R bars/s)", x) for x in lines_]
-                              for lines_ in (printed, shown))
-        assert printed == shown
-
-
-def test_readme_gap_filling_example_runs_and_prints_what_it_says(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    section = README.read_text().split("### Gap filling\n", 1)[1]
-    code = re.search(r"```python\n(.*?)```", section, re.S)
-    assert code is not None
-    monkeypatch.chdir(README.parent)  # it reads data/sample_session.parquet
-    exec(compile(code.group(1), str(README), "exec"), {})
-    printed = capsys.readouterr().out.splitlines()
-    assert printed == ["30 0", "[{'origin': 'filled', 'n': 30}, {'origin': 'live', 'n': 155970}]"]
-
-
-def test_readme_live_session_example_runs(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    section = README.read_text().split("## Querying a live session\n", 1)[1]
-    match = re.search(r"```python\n(.*?)```", section, re.S)
-    assert match is not None
-    monkeypatch.chdir(tmp_path)
-    exec(compile(match.group(1), str(README), "exec"), {})
-    printed = capsys.readouterr().out
-    assert "Bar(symbol='AAPL'" in printed
-    assert not (tmp_path / "live.duckdb.endpoint").exists()
+def test_commands_split_as_a_shell_would() -> None:
+    code = ("# a comment\npython -m pip install -e . && python -m warehouse demo\n"
+            "warehouse sql \"SELECT 1\" \\\n    --db a.duckdb   # why\n")
+    assert list(commands(code + "#   n\n#   1\n")) == [
+        ("python -m pip install -e .", []), ("python -m warehouse demo", []),
+        ('warehouse sql "SELECT 1"      --db a.duckdb', ["n", "1"])]
+    assert warehouse_argv("python -m pip install -e .") is None
+    assert warehouse_argv("python -m warehouse demo") == ["demo"]
+    with pytest.raises(AssertionError, match="neither"):
+        warehouse_argv("rm -rf out")
