@@ -108,7 +108,7 @@ def test_every_readme_block_runs_as_written(
                 if shown:
                     assert _stable(out.splitlines()) == _stable(shown), f"{where}: {command}"
                 ran["bash"] += 1
-        elif language == "" and code.startswith("┌"):  # what the python block before prints
+        elif language == "" and code.startswith(("┌", "│")):  # what the python block before prints
             for row in code.splitlines():
                 if row.startswith("│"):
                     assert row in printed, f"{where}: {row}"
