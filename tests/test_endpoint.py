@@ -155,6 +155,36 @@ def test_results_larger_than_the_cap_are_refused(sample_bars: pa.Table) -> None:
             remote.sql("SELECT * FROM bars")
 
 
+def test_a_result_of_many_batches_streams_whole_and_its_cap_holds_while_it_streams() -> None:
+    with Warehouse(":memory:", flush_interval=None) as wh:
+        endpoint = wh.serve(limits=Limits(max_rows=250_000))
+        with connect(endpoint.uri, token=endpoint.token) as remote:
+            # More than the batches read before FlightInfo: the rest comes from a reader thread.
+            table = remote.sql("SELECT range AS n FROM range(240000)")
+            assert table.num_rows == 240_000
+            assert table.column("n").to_pylist() == list(range(240_000))
+            with pytest.raises(EndpointError, match="cap of 250,000 rows"):
+                remote.sql("SELECT range AS n FROM range(300000)")
+            assert remote.sql("SELECT 1 AS one").to_pylist() == [{"one": 1}]
+        assert endpoint.stats()["queries"] == 0
+
+
+def test_results_are_paced_while_the_writer_takes_bars_and_not_while_it_is_idle() -> None:
+    query = "SELECT range AS n FROM range(200000)"  # 1.6 MB in 4 batches
+    with Warehouse(":memory:", flush_interval=None) as wh:
+        endpoint = wh.serve(limits=Limits(feeding_rate=4e6))
+        with connect(endpoint.uri, token=endpoint.token) as remote:
+            started = time.monotonic()
+            assert remote.sql(query).num_rows == 200_000
+            idle = time.monotonic() - started
+            wh.append("AAPL", T0, 1.0, 2.0, 0.5, 1.5, 100.0)  # a bar waits for a flush
+            started = time.monotonic()
+            assert remote.sql(query).num_rows == 200_000
+            paced = time.monotonic() - started
+    assert paced >= 0.35  # the 3 batches after the first wait their turn at 4 MB/s
+    assert idle < 0.35
+
+
 def test_a_query_past_its_timeout_is_interrupted_and_the_endpoint_goes_on(
     served: Warehouse, remote: Any
 ) -> None:

@@ -81,15 +81,40 @@ def start_writer(db: Path, **config: Any) -> tuple[Child, str, str]:
     return child, uri, token
 
 
+class Writer:
+    """The module's writer process (one start costs seconds): made again after a kill."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.child: Child | None = None
+        self.starts = 0
+
+    def get(self) -> tuple[Path, str, str, Child]:
+        """A live writer serving a file of 20,000 bars (half flushed), flushing every 0.2 s."""
+        if self.child is None or self.child.process.poll() is not None:
+            self.starts += 1
+            self.db = self.folder / f"live-{self.starts}.duckdb"
+            self.child, self.uri, self.token = start_writer(self.db, bars=20_000,
+                                                            flush_interval=0.2)
+        return self.db, self.uri, self.token, self.child
+
+    def close(self) -> None:
+        if self.child is not None and self.child.process.poll() is None:
+            self.child.send("close")
+            self.child.expect("CLOSED")
+            self.child.close()
+
+
 @pytest.fixture(scope="module")
-def writer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str, str, Child]]:
-    """A writer process serving a file of 20,000 bars (half flushed), flushing every 0.2 s."""
-    db = tmp_path_factory.mktemp("writer") / "live.duckdb"
-    child, uri, token = start_writer(db, bars=20_000, flush_interval=0.2)
-    yield db, uri, token, child
-    child.send("close")
-    child.expect("CLOSED")
-    child.close()
+def writers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Writer]:
+    made = Writer(tmp_path_factory.mktemp("writer"))
+    yield made
+    made.close()
+
+
+@pytest.fixture
+def writer(writers: Writer) -> tuple[Path, str, str, Child]:
+    return writers.get()
 
 
 def bar_key(j: int) -> tuple[str, int]:
@@ -156,13 +181,12 @@ def test_cli_sql_on_a_file_a_writer_holds_without_serving_says_how(
     assert "warehouse serve" in error
 
 
-def test_writer_killed_while_clients_stream(tmp_path: Path,
+def test_writer_killed_while_clients_stream(writer: Any,
                                             capsys: pytest.CaptureFixture[str]) -> None:
-    db = tmp_path / "killed.duckdb"
-    child, uri, token = start_writer(db, bars=10_000, flush_interval=0.05)
+    db, uri, token, child = writer
     # 1 M rows of 16 bytes: more than sockets buffer, so the kill strikes mid-stream.
     descriptor = flight.FlightDescriptor.for_command(_pack(pb.CommandStatementQuery(
-        query="SELECT b.ts, r.range FROM stored_bars b, range(200) r")))
+        query="SELECT b.ts, r.range FROM stored_bars b, range(50) r")))
     options = flight.FlightCallOptions(
         timeout=60, headers=[(b"authorization", f"Bearer {token}".encode())])
     streaming = threading.Barrier(3)

@@ -146,6 +146,8 @@ class Readers:
         try:
             # Without the snapshot, `bars` shows the stored bars alone.
             reader.show(snapshot if snapshot is not None else self._empty)
+            if snapshot is not None and snapshot[1].num_rows:
+                store.show_replaced(reader.cursor)  # in the transaction: rolled back with it
             yield reader
         finally:
             self._give_back(reader)  # its transaction ends before it stops counting as active

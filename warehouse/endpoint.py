@@ -23,9 +23,10 @@ a read-only DuckDB transaction that is rolled back. Each query has a time limit 
 interrupted) and caps on its result's rows and bytes (`Limits`).
 
 The feed comes first. A query runs on a reader cursor of its own (`warehouse._readers`) over a
-consistent snapshot, holding the store's lock only to take it; its result is read into memory
-(within the caps) and the transaction ends before a byte is sent, so a slow or stalled client
-holds nothing the writer needs, and at most ``max_queries`` queries run at once.
+consistent snapshot, holding the store's lock only to take it; its result is read (within the
+caps) by a thread of its own while it is sent, so the transaction ends when DuckDB is done and
+a slow or stalled client holds nothing the writer needs. At most ``max_queries`` queries run at
+once, and while the writer takes bars large results go out at `Limits.feeding_rate`.
 """
 
 from __future__ import annotations
@@ -43,8 +44,9 @@ import secrets
 import socket
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -68,8 +70,11 @@ __all__ = ["Certificate", "Endpoint", "Limits", "Source", "check_statement", "en
 
 log = logging.getLogger("warehouse")
 
-#: Rows per record batch of a result (about 4 MB of bars).
+#: Rows per record batch of a result (about 4 MB of bars: ADBC takes messages up to 16 MiB).
 BATCH_ROWS = 65_536
+#: Batches read before a query's `FlightInfo` is answered: a result of no more is sent whole
+#: (from C++ alone), a larger one as a reader thread reads it.
+INLINE_BATCHES = 2
 #: Seconds `Endpoint.stop` lets calls finish before it closes the connections of clients
 #: that do not read what they asked for.
 STOP_GRACE = 2.0
@@ -119,6 +124,11 @@ class Limits:
         Let queries call the table functions that read or list the server's files
         (``read_csv``, ``read_parquet``, ``glob``...): anyone with the token could then read
         any file the writer can.
+    feeding_rate
+        Bytes a second sent to all clients together while the writer takes bars (its log
+        holds bars not flushed yet), in results of more than one batch; None: no pace. What
+        a client pulls costs CPU on both sides (and the clients may share the writer's
+        machine): paced, the feed keeps its cores. An idle writer sends at full speed.
     """
 
     timeout: float = 60.0
@@ -126,11 +136,13 @@ class Limits:
     max_bytes: int = 2 << 30
     max_queries: int = 4
     allow_files: bool = False
+    feeding_rate: float | None = 64e6
 
     def __post_init__(self) -> None:
-        for name in ("timeout", "max_rows", "max_bytes", "max_queries"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
+        for name in ("timeout", "max_rows", "max_bytes", "max_queries", "feeding_rate"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ValueError(f"{name} must be positive, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -148,11 +160,14 @@ class Source:
         The named queries, for `warehouse.client.RemoteWarehouse.query`.
     latest, last_n, latest_many, metrics, latest_derived
         The warehouse's hot reads.
+    unflushed
+        How many bars wait for a flush: more than none while the writer takes bars.
     """
 
     path: str
     readers: Readers
     queries: Queries
+    unflushed: Callable[[], int]
     latest: Callable[[str], Bar | None]
     last_n: Callable[[str, int], list[Bar]]
     latest_many: Callable[[Iterable[str]], dict[str, Bar | None]]
@@ -200,6 +215,7 @@ def _parse(query: str) -> tuple[list[duckdb.Statement], str | None]:
     return statements, None if row is None else str(row[0])
 
 
+@functools.lru_cache(maxsize=512)  # dashboards send the same few queries again and again
 def check_statement(query: str, *, allow_files: bool = False) -> Checked:
     """Refuse anything but one statement that only reads the database.
 
@@ -522,6 +538,104 @@ def _sql_info(wanted: Iterable[int], version: str) -> pa.Table:
                                 schema=_SQL_INFO_SCHEMA)
 
 
+class _Pace:
+    """Shares `Limits.feeding_rate` among the streams while the writer takes bars.
+
+    Each batch books the next slot of the shared line (its bytes at the rate) and waits for
+    it; an idle writer, or no rate, books nothing. `stop` ends every wait at once.
+    """
+
+    def __init__(self, rate: float | None, unflushed: Callable[[], int]) -> None:
+        self._rate = rate
+        self._unflushed = unflushed
+        self._lock = threading.Lock()
+        self._free_at = 0.0
+        self._stopped = threading.Event()
+
+    def wait(self, size: int) -> None:
+        """Wait for the turn of ``size`` bytes; raises once the endpoint stops."""
+        if self._rate is None or not self._unflushed():
+            return
+        with self._lock:
+            now = time.monotonic()
+            start = max(now, self._free_at)
+            self._free_at = start + size / self._rate
+        if self._stopped.wait(start - now):
+            raise flight.FlightUnavailableError("the endpoint is stopping; run it again")
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+
+class _Result:
+    """A query's result, read from DuckDB by one thread while another sends it to the client.
+
+    Reading ends the query's transaction as soon as DuckDB is done, however slowly the client
+    takes the rows; sending starts with the first batch, not after the last.
+    """
+
+    def __init__(self, schema: pa.Schema, limits: Limits) -> None:
+        self.schema = schema
+        self.created = time.monotonic()
+        self._limits = limits
+        self._batches: deque[pa.RecordBatch] = deque()
+        self._ready = threading.Condition()
+        self._error: Exception | None = None
+        self.done = False
+        self.rows = self.bytes = 0
+
+    @classmethod
+    def of(cls, table: pa.Table, limits: Limits) -> _Result:
+        result = cls(table.schema, limits)
+        for batch in table.to_batches():
+            result.put(batch)
+        result.finish()
+        return result
+
+    def put(self, batch: pa.RecordBatch) -> None:
+        """Add a batch; raises `_Refused` once the result outgrows the caps."""
+        limits = self._limits
+        with self._ready:
+            self.rows += batch.num_rows
+            self.bytes += batch.nbytes
+            if self.rows > limits.max_rows or self.bytes > limits.max_bytes:
+                what = (f"{limits.max_rows:,} rows" if self.rows > limits.max_rows
+                        else f"{limits.max_bytes:,} bytes")
+                raise _Refused(
+                    f"the result is larger than the endpoint's cap of {what}: narrow the query "
+                    "(a WHERE or a LIMIT), or serve with larger max_rows / max_bytes")
+            self._batches.append(batch)
+            self._ready.notify_all()
+
+    def finish(self, error: Exception | None = None) -> None:
+        """Mark the result whole, or failed with ``error`` (what the client then gets)."""
+        with self._ready:
+            self.done = True
+            self._error = error
+            self._ready.notify_all()
+
+    def flight_stream(self, pace: _Pace) -> Any:
+        """The Flight stream that sends the result: from C++ alone if it is one batch."""
+        with self._ready:
+            if self.done and self._error is None and len(self._batches) <= 1:
+                return flight.RecordBatchStream(
+                    pa.Table.from_batches(list(self._batches), self.schema))
+        return flight.GeneratorStream(self.schema, self._batches_as_read(pace))
+
+    def _batches_as_read(self, pace: _Pace) -> Iterator[pa.RecordBatch]:
+        while True:
+            with self._ready:
+                self._ready.wait_for(lambda: self._batches or self.done)
+                if self._batches:
+                    batch = self._batches.popleft()  # sent: its memory goes with it
+                elif self._error is not None:
+                    raise self._error
+                else:
+                    return
+            pace.wait(batch.nbytes)
+            yield batch
+
+
 class _Prepared:
     __slots__ = ("checked", "parameters")
 
@@ -561,8 +675,11 @@ class _Server(flight.FlightServerBase):  # type: ignore[misc]
         self.version = version
         self._slots = threading.BoundedSemaphore(limits.max_queries)
         self._deadlines = _Deadlines()
+        self._pace = _Pace(limits.feeding_rate, source.unflushed)
         self._lock = threading.Lock()
-        self._results: dict[bytes, tuple[float, pa.Table]] = {}
+        self._results: dict[bytes, _Result] = {}
+        self._pool = ThreadPoolExecutor(limits.max_queries,
+                                         thread_name_prefix="warehouse-endpoint-reader")
         self._prepared: OrderedDict[bytes, _Prepared] = OrderedDict()
         self.stopping = False
         #: The warehouse actions: the hot reads and the named queries' text.
@@ -574,11 +691,12 @@ class _Server(flight.FlightServerBase):  # type: ignore[misc]
     @_guarded
     def get_flight_info(self, context: Any, descriptor: flight.FlightDescriptor) -> Any:
         command = self._command(descriptor)
-        table = self._answer(command)
-        handle = self._keep(table)
+        result = self._answer(command)
+        handle = self._keep(result)
         ticket = flight.Ticket(_pack(pb.TicketStatementQuery(statement_handle=handle)))
-        return flight.FlightInfo(table.schema, descriptor, [flight.FlightEndpoint(ticket, [])],
-                                 table.num_rows, table.nbytes)
+        whole = result.done  # else its size is not known yet
+        return flight.FlightInfo(result.schema, descriptor, [flight.FlightEndpoint(ticket, [])],
+                                 result.rows if whole else -1, result.bytes if whole else -1)
 
     @_guarded
     def get_schema(self, context: Any, descriptor: flight.FlightDescriptor) -> Any:
@@ -594,12 +712,12 @@ class _Server(flight.FlightServerBase):  # type: ignore[misc]
         if not isinstance(message, pb.TicketStatementQuery):
             raise _Refused("a ticket is what GetFlightInfo returned")
         with self._lock:
-            kept = self._results.pop(bytes(message.statement_handle), None)
-        if kept is None:
+            result = self._results.pop(bytes(message.statement_handle), None)
+        if result is None:
             raise flight.FlightServerError(
                 "unknown or expired ticket: a result is kept for the query's timeout "
                 f"({self.limits.timeout:g} s) after GetFlightInfo, and fetched once")
-        return flight.RecordBatchStream(kept[1])
+        return result.flight_stream(self._pace)
 
     @_guarded
     def do_put(self, context: Any, descriptor: flight.FlightDescriptor, reader: Any,
@@ -653,12 +771,15 @@ class _Server(flight.FlightServerBase):  # type: ignore[misc]
                 f"the endpoint only reads: {type(command).__name__} is refused")
         return command
 
-    def _answer(self, command: Message) -> pa.Table:
+    def _answer(self, command: Message) -> _Result:
         if isinstance(command, pb.CommandStatementQuery):
             return self._run(self._check(command.query), None)
         if isinstance(command, pb.CommandPreparedStatementQuery):
             prepared = self._prepared_statement(command.prepared_statement_handle)
             return self._run(prepared.checked, prepared.parameters)
+        return _Result.of(self._metadata(command), self.limits)
+
+    def _metadata(self, command: Message) -> pa.Table:
         if isinstance(command, pb.CommandGetSqlInfo):
             return _sql_info(command.info, self.version)
         if isinstance(command, pb.CommandGetTableTypes):
@@ -698,38 +819,71 @@ class _Server(flight.FlightServerBase):  # type: ignore[misc]
         finally:
             self._slots.release()
 
-    def _run(self, checked: Checked, parameters: pa.Table | None) -> pa.Table:
+    def _run(self, checked: Checked, parameters: pa.Table | None) -> _Result:
+        """Start a query: a small result is read here, a larger one by a reader thread."""
         try:
             bound = _bind(checked, parameters)
         except EndpointError as exc:
             raise _Refused(str(exc)) from None
-        with self._reading(checked.reads_log) as (reader, _):
+        held = contextlib.ExitStack()  # the query's slot, cursor, transaction and deadline
+        reader, _ = held.enter_context(self._reading(checked.reads_log))
+        try:
             try:
-                stream = reader.cursor.sql(checked.query, params=bound)
-                if stream is None:
+                relation = reader.cursor.sql(checked.query, params=bound)
+                if relation is None:
                     raise _Refused("the statement returns no rows")
-                return self._collect(stream.to_arrow_reader(BATCH_ROWS))
-            except duckdb.InterruptException:
-                raise self._interrupted(reader) from None
+                stream = relation.to_arrow_reader(BATCH_ROWS)
             except duckdb.Error as exc:
-                raise _Refused(f"the query failed: {exc}") from None
+                raise self._failed(exc, reader) from None
+            result = _Result(stream.schema, self.limits)
+            if self._read(stream, result, reader, INLINE_BATCHES):
+                held.close()
+                return result
+            self._pool.submit(self._read_rest, stream, result, reader, held)
+        except BaseException:
+            held.close()
+            raise
+        return result
 
-    def _collect(self, stream: pa.RecordBatchReader) -> pa.Table:
-        """The whole result, within the caps (the transaction ends when it is read)."""
-        batches = []
-        rows = size = 0
-        limits = self.limits
-        for batch in stream:
-            rows += batch.num_rows
-            size += batch.nbytes
-            if rows > limits.max_rows or size > limits.max_bytes:
-                what = (f"{limits.max_rows:,} rows" if rows > limits.max_rows
-                        else f"{limits.max_bytes:,} bytes")
-                raise _Refused(
-                    f"the result is larger than the endpoint's cap of {what}: narrow the query "
-                    "(a WHERE or a LIMIT), or serve with larger max_rows / max_bytes")
-            batches.append(batch)
-        return pa.Table.from_batches(batches, stream.schema)
+    def _read(self, stream: pa.RecordBatchReader, result: _Result, reader: Reader,
+              batches: int | None) -> bool:
+        """Read up to ``batches`` batches (None: all) into ``result``; True once it is whole."""
+        count = 0
+        while batches is None or count < batches:
+            try:
+                batch = stream.read_next_batch()
+            except StopIteration:
+                result.finish()
+                return True
+            except (duckdb.Error, pa.ArrowException, OSError) as exc:
+                # DuckDB's errors reach pyarrow's reader as OSError or ArrowException.
+                raise self._failed(exc, reader) from None
+            result.put(batch)
+            count += 1
+        return False
+
+    def _read_rest(self, stream: pa.RecordBatchReader, result: _Result, reader: Reader,
+                   held: contextlib.ExitStack) -> None:
+        """In a reader thread: the rest of a result, then the transaction and slot go."""
+        with held:
+            try:
+                self._read(stream, result, reader, None)
+            except flight.FlightError as exc:
+                result.finish(exc)
+            except Exception as exc:
+                log.exception("the endpoint failed reading a result")
+                result.finish(flight.FlightInternalError(
+                    f"the endpoint failed: {type(exc).__name__}: {exc}"))
+            finally:
+                stream.close()
+
+    def _failed(self, exc: Exception, reader: Reader) -> Exception:
+        """The client's error for a query DuckDB stopped (interrupted) or refused."""
+        interrupted = isinstance(exc, duckdb.InterruptException) or (
+            not isinstance(exc, duckdb.Error) and "INTERRUPT Error" in str(exc))
+        if interrupted or reader.reason is not None:
+            return self._interrupted(reader)
+        return _Refused(f"the query failed: {exc}")
 
     def _interrupted(self, reader: Reader) -> Exception:
         error: Exception
@@ -806,15 +960,15 @@ class _Server(flight.FlightServerBase):  # type: ignore[misc]
         except duckdb.Error:  # a view over an unreadable archive: its columns are unknown
             return pa.schema([])
 
-    def _keep(self, table: pa.Table) -> bytes:
+    def _keep(self, result: _Result) -> bytes:
         handle = secrets.token_bytes(16)
         now = time.monotonic()
         with self._lock:
-            expired = [k for k, (at, _) in self._results.items()
-                       if now - at > self.limits.timeout]
+            expired = [key for key, kept in self._results.items()
+                       if now - kept.created > self.limits.timeout]
             for key in expired:
                 del self._results[key]
-            self._results[handle] = (now, table)
+            self._results[handle] = result
         return handle
 
     def _prepare(self, query: str) -> bytes:
@@ -867,6 +1021,7 @@ class _Server(flight.FlightServerBase):  # type: ignore[misc]
 
     def stop(self) -> None:
         self.stopping = True
+        self._pace.stop()
         self.source.readers.stop_all("the endpoint is stopping")
         # gRPC's shutdown waits for every call; a stream to a client that stopped reading
         # never ends (pyarrow cannot cancel a call), and it would hold the process at exit too.
@@ -879,6 +1034,7 @@ class _Server(flight.FlightServerBase):  # type: ignore[misc]
             log.warning("the endpoint at port %d closed %d connection(s) of clients that did "
                         "not read their results within %g s", self.port, dropped, STOP_GRACE)
             shutdown.join(STOP_GRACE)
+        self._pool.shutdown(wait=True)  # each was interrupted, or is done
         self._deadlines.stop()
         with self._lock:
             self._results.clear()

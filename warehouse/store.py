@@ -383,8 +383,9 @@ class BarStore:
         """A new connection to the same database, set up as this one, for a reader.
 
         The warehouse file is its default database, in UTC, with the kept views
-        (`define_view`); `bars` reads ``unflushed`` and ``replaced`` (Arrow tables, or objects
-        that give their snapshot's Arrow stream each time they are scanned) as the log. Python
+        (`define_view`); `bars` reads ``unflushed`` (an Arrow table, or an object that gives its
+        snapshot's Arrow stream each time it is scanned) as the log, and `show_replaced` makes
+        it hide the stored bars that ``replaced`` (the same) replaces. Python
         objects are not found by name (DuckDB's replacement scan of the caller's variables):
         a cursor runs SQL from outside the process.
         """
@@ -400,13 +401,17 @@ class BarStore:
             cursor.register("_replaced", replaced)
             _, views = self.views()
             cursor.execute(views[0])  # stored_bars, which `bars` reads
-            cursor.execute(self.statements["create_bars_view"])
+            cursor.execute(self.statements["create_bars_view_plain"])
             for sql in views[1:]:
                 cursor.execute(sql)
         except BaseException:
             cursor.close()
             raise
         return cursor
+
+    def show_replaced(self, cursor: duckdb.DuckDBPyConnection) -> None:
+        """Make `bars` of a `cursor` hide the stored bars its log replaces (costs a join)."""
+        cursor.execute(self.statements["create_bars_view"])
 
     def readers(self, snapshot: Callable[[], Snapshot]) -> Readers:
         """The store's `Readers` (made on the first call), reading the log from ``snapshot``."""

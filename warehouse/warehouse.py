@@ -783,7 +783,8 @@ class Warehouse:
                                     f"{self.endpoint.uri}; stop() that endpoint first")
             source = Source(
                 path=self._store.path, readers=self._store.readers(self._buffer.snapshot),
-                queries=self.queries, latest=self.latest, last_n=self.last_n,
+                queries=self.queries, unflushed=self._buffer.unflushed_count,
+                latest=self.latest, last_n=self.last_n,
                 latest_many=self.latest_many, metrics=self.metrics,
                 latest_derived=self.latest_derived,
             )

@@ -19,6 +19,7 @@ import polars as pl
 import pyarrow as pa
 
 from .derived import measure_derived
+from .endpoint import measure_endpoint
 from .ingest import measure_ingest
 from .measure import Session
 from .memory import measure_memory
@@ -44,6 +45,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "quality": (),
     "ingest": (),
     "derived": (),
+    "endpoint": (),
     "memory": (),
 }
 
@@ -129,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
             "quality": lambda: measure_quality(report, session.session, repeat),
             "ingest": lambda: measure_ingest(report, session.session, repeat, Path(tmp)),
             "derived": lambda: measure_derived(report, session.session, repeat, Path(tmp)),
+            "endpoint": lambda: measure_endpoint(report, session.session, repeat, Path(tmp)),
         }
         try:
             for name in groups:

@@ -49,3 +49,11 @@ DERIVED_APPEND_RATE = 1.5e6
 DERIVED_VS_PLAIN = 1.3
 #: Not in DESIGN.md's table: over many sessions in one process, memory stays bounded.
 PEAK_RSS_GROWTH = 1.10
+#: The network endpoint (DESIGN.md), from another process: `SELECT 1` <= 2 ms, 1,000 rows <= 5 ms
+#: and `latest` <= 0.5 ms median; a full-session pull >= 5 M rows/s; with 4 clients pulling, the
+#: writer's append rate and flush p99 within 1.3x of the same run without clients.
+REMOTE_SELECT_1_SECONDS = 2e-3
+REMOTE_1000_ROWS_SECONDS = 5e-3
+REMOTE_LATEST_SECONDS = 0.5e-3
+REMOTE_PULL_RATE = 5e6
+FEED_WITH_CLIENTS = 1.3
