@@ -129,3 +129,13 @@ def test_commands_split_as_a_shell_would() -> None:
     assert warehouse_argv("python -m warehouse demo") == ["demo"]
     with pytest.raises(AssertionError, match="neither"):
         warehouse_argv("rm -rf out")
+
+
+def test_the_contents_list_every_section_in_order() -> None:
+    text = README.read_text(encoding="utf-8")
+    contents = text.split("## Contents\n", 1)[1].split("\n## ", 1)[0]
+    listed = re.findall(r"^\s*- \[(.*?)\]\(#[\w-]+\)$", contents, re.M)
+    prose = re.sub(r"^```.*?^```", "", text, flags=re.S | re.M)
+    headings = re.findall(r"^#{2,3} (.*)$", prose.split("## Contents\n", 1)[1], re.M)
+    assert listed == headings
+    assert headings[-1] == "How it works"  # the internals close the guide
