@@ -27,7 +27,7 @@ from polars.testing import assert_frame_equal
 import warehouse
 from warehouse import EndpointError, Limits, Warehouse, connect
 from warehouse import _flight_sql_pb2 as pb
-from warehouse.endpoint import _pack, check_statement, endpoint_file
+from warehouse.endpoint import _pack, _unpack, check_statement, endpoint_file
 
 PACKAGE = Path(warehouse.__file__).resolve().parent
 T0 = 1_763_735_400_000_000
@@ -317,6 +317,27 @@ def test_malformed_flight_sql_messages_are_refused_and_the_endpoint_goes_on(
             call()
         assert "Traceback" not in str(caught.value)  # the server's code stays its own
     assert remote.sql("SELECT 1 AS one").to_pylist() == [{"one": 1}]
+
+
+def test_get_schema_binds_without_running_and_prepared_queries_take_one_row(
+    served: Warehouse,
+) -> None:
+    client, options = raw_client(served)
+    descriptor = flight.FlightDescriptor.for_command(
+        _pack(pb.CommandStatementQuery(query="SELECT symbol, ts FROM bars")))
+    assert client.get_schema(descriptor, options).schema.names == ["symbol", "ts"]
+    created = list(client.do_action(flight.Action("CreatePreparedStatement", _pack(
+        pb.ActionCreatePreparedStatementRequest(query="SELECT $1::INT AS x"))), options))
+    answer = _unpack(created[0].body.to_pybytes())
+    assert isinstance(answer, pb.ActionCreatePreparedStatementResult)
+    prepared = flight.FlightDescriptor.for_command(_pack(pb.CommandPreparedStatementQuery(
+        prepared_statement_handle=answer.prepared_statement_handle)))
+    two_rows = pa.table({"1": [1, 2]})
+    writer, _ = client.do_put(prepared, two_rows.schema, options)
+    writer.write_table(two_rows)
+    writer.close()
+    with pytest.raises(flight.FlightError, match="2 rows of parameters were bound"):
+        client.get_flight_info(prepared, options)
 
 
 # -- standard clients --------------------------------------------------------------------------

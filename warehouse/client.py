@@ -28,7 +28,7 @@ import pyarrow.flight as flight
 
 from warehouse import _flight_sql_pb2 as pb
 from warehouse.derive import DerivedBar, Interval
-from warehouse.endpoint import QUERY_TEXT_ACTION, _pack, _unpack, endpoint_file
+from warehouse.endpoint import ACTION_PREFIX, QUERY_TEXT, _pack, _unpack, endpoint_file
 from warehouse.errors import EndpointError
 from warehouse.metrics import SessionMetrics
 from warehouse.queries import load_statements
@@ -200,7 +200,7 @@ class RemoteWarehouse:
         """Run one of the served warehouse's named queries (``sql/``) with bound parameters."""
         text = self._texts.get(name)
         if text is None:
-            text = self._texts[name] = str(self._action(QUERY_TEXT_ACTION[10:], name))
+            text = self._texts[name] = str(self._action(QUERY_TEXT, name))
         return self.sql(text, params or None)
 
     def frame(
@@ -295,7 +295,7 @@ class RemoteWarehouse:
     def _action(self, name: str, *arguments: Any) -> Any:
         with self._errors():
             results = list(self._client.do_action(
-                flight.Action(f"warehouse.{name}", json.dumps(arguments).encode()),
+                flight.Action(ACTION_PREFIX + name, json.dumps(arguments).encode()),
                 self._options))
         return json.loads(results[0].body.to_pybytes())
 
@@ -310,7 +310,7 @@ class RemoteWarehouse:
             raise EndpointError(f"{self.uri} is unavailable: {_message(exc)}") from None
         except flight.FlightTimedOutError as exc:
             raise EndpointError(f"{self.uri} timed out: {_message(exc)}") from None
-        except (flight.FlightError, pa.ArrowException) as exc:
+        except (flight.FlightError, pa.ArrowException, OSError) as exc:
             raise EndpointError(f"{self.uri}: {_message(exc)}") from None
 
 
@@ -323,7 +323,7 @@ def _parameters(params: Mapping[str, Any] | Sequence[Any]) -> pa.Table:
     if isinstance(params, Mapping):
         named = dict(params)
     elif isinstance(params, str | bytes):
-        raise TypeError("params is a mapping ($name) or a sequence (?), not a string")
+        raise EndpointError("params is a mapping ($name) or a sequence (?), not a string")
     else:
         named = {str(i): value for i, value in enumerate(params, start=1)}
     try:

@@ -72,8 +72,8 @@ log = logging.getLogger("warehouse")
 
 #: Rows per record batch of a result (about 4 MB of bars: ADBC takes messages up to 16 MiB).
 BATCH_ROWS = 65_536
-#: Batches read before a query's `FlightInfo` is answered: a result of no more is sent whole
-#: (from C++ alone), a larger one as a reader thread reads it.
+#: Batches read before a query's `FlightInfo` is answered: a result of no more is whole by
+#: then (and its size known), a larger one is read on by a reader thread as it is sent.
 INLINE_BATCHES = 2
 #: Seconds `Endpoint.stop` lets calls finish before it closes the connections of clients
 #: that do not read what they asked for.
@@ -84,9 +84,11 @@ _LISTENING = "0A"
 MAX_PREPARED = 1_000
 #: A TLS certificate and its private key: PEM files, or their bytes.
 Certificate = tuple[str | Path | bytes, str | Path | bytes]
-#: The actions answered from the writer's memory, and the one giving a named query's text.
+#: The warehouse's own actions are named ``warehouse.<name>``: the reads answered from the
+#: writer's memory, and the one that gives a named query's text.
+ACTION_PREFIX = "warehouse."
 HOT_ACTIONS = ("latest", "last_n", "latest_many", "metrics", "latest_derived")
-QUERY_TEXT_ACTION = "warehouse.query_text"
+QUERY_TEXT = "query_text"
 _CREATE_PREPARED = "CreatePreparedStatement"
 _CLOSE_PREPARED = "ClosePreparedStatement"
 
@@ -683,8 +685,8 @@ class _Server(flight.FlightServerBase):  # type: ignore[misc]
         self._prepared: OrderedDict[bytes, _Prepared] = OrderedDict()
         self.stopping = False
         #: The warehouse actions: the hot reads and the named queries' text.
-        self._reads: dict[str, Callable[..., Any]] = {
-            **source.hot, QUERY_TEXT_ACTION[len("warehouse."):]: self._query_text}
+        self._reads: dict[str, Callable[..., Any]] = {**source.hot,
+                                                      QUERY_TEXT: self._query_text}
 
     # -- Flight methods ------------------------------------------------------------------------
 
@@ -735,8 +737,8 @@ class _Server(flight.FlightServerBase):  # type: ignore[misc]
         return [
             (_CREATE_PREPARED, "Prepare a reading statement (Flight SQL)"),
             (_CLOSE_PREPARED, "Close a prepared statement (Flight SQL)"),
-            (QUERY_TEXT_ACTION, "A named query's SQL text: [name] -> text (JSON)"),
-            *((f"warehouse.{name}", f"The writer's {name}(...), from memory: [arguments] -> "
+            (ACTION_PREFIX + QUERY_TEXT, "A named query's SQL text: [name] -> text (JSON)"),
+            *((ACTION_PREFIX + name, f"The writer's {name}(...), from memory: [arguments] -> "
                "answer (JSON)") for name in HOT_ACTIONS),
         ]
 
@@ -744,8 +746,9 @@ class _Server(flight.FlightServerBase):  # type: ignore[misc]
     def do_action(self, context: Any, action: flight.Action) -> list[flight.Result]:
         kind = action.type
         body = action.body.to_pybytes() if action.body is not None else b""
-        if kind.startswith("warehouse."):
-            return [flight.Result(pa.py_buffer(self._warehouse_action(kind[10:], body)))]
+        if kind.startswith(ACTION_PREFIX):
+            answer = self._warehouse_action(kind.removeprefix(ACTION_PREFIX), body)
+            return [flight.Result(pa.py_buffer(answer))]
         if kind == _CREATE_PREPARED:
             request = _unpack(body)
             if not isinstance(request, pb.ActionCreatePreparedStatementRequest):
@@ -1003,17 +1006,17 @@ class _Server(flight.FlightServerBase):  # type: ignore[misc]
             if not isinstance(arguments, list):
                 raise TypeError("not an array")
         except (ValueError, TypeError) as exc:
-            raise _Refused(f"warehouse.{name}: the body is not a JSON array of the "
+            raise _Refused(f"{ACTION_PREFIX}{name}: the body is not a JSON array of the "
                            f"arguments: {exc}") from None
         read = self._reads.get(name)
         if read is None:
-            raise _Refused(f"the endpoint has no action 'warehouse.{name}'")
+            raise _Refused(f"the endpoint has no action '{ACTION_PREFIX}{name}'")
         try:
             answer = read(*arguments)
         except WarehouseError as exc:
             raise _Refused(str(exc)) from None
         except (TypeError, ValueError) as exc:
-            raise _Refused(f"warehouse.{name}{tuple(arguments)!r}: {exc}") from None
+            raise _Refused(f"{ACTION_PREFIX}{name}{tuple(arguments)!r}: {exc}") from None
         return json.dumps(_plain(answer)).encode()
 
     def _query_text(self, name: str) -> str:
