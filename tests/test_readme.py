@@ -140,3 +140,9 @@ def test_the_contents_list_every_section_in_order() -> None:
     assert listed == headings
     sections = re.findall(r"^## (.*)$", prose, re.M)
     assert sections[-1] == "How it works"  # the internals close the guide
+
+
+def test_the_plot_extra_is_installed_from_the_checkout() -> None:
+    text = README.read_text(encoding="utf-8")
+    assert 'python -m pip install -e ".[plot]"' in text
+    assert 'pip install "warehouse[plot]"' not in text  # no such package on an index
