@@ -364,7 +364,8 @@ class _Deadlines:
             key = self._count
             heapq.heappush(self._heap, (at, key, reader))
             self._live.add(key)
-            self._wake.notify()
+            if self._heap[0][1] == key:  # the thread sleeps until a later deadline
+                self._wake.notify()
         try:
             yield
         finally:
