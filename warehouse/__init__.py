@@ -32,6 +32,7 @@ from warehouse.errors import (
 from warehouse.metrics import SessionMetrics
 from warehouse.queries import load_queries
 from warehouse.sample import sample_path
+from warehouse.scan import scan_archive
 from warehouse.schema import BAR_SCHEMA, Bar
 from warehouse.session import Session
 from warehouse.sources import ArchiveSource, BarSource, CallableSource, DuckDBSource
@@ -85,4 +86,5 @@ __all__ = [
     "load_queries",
     "reset_session_data",
     "sample_path",
+    "scan_archive",
 ]
