@@ -20,7 +20,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
-from warehouse import ExportError, Warehouse, scan_archive
+from warehouse import ClosedError, ExportError, Warehouse, scan_archive
 from warehouse.scan import SCAN_SCHEMA
 
 DAY0 = date(2025, 11, 3)
@@ -251,3 +251,139 @@ def test_a_day_sealed_again_is_read_whole_by_polars_object_store_reader(tmp_path
     done = subprocess.run([sys.executable, "-c", code, str(tmp_path)], env=env,
                           capture_output=True, text=True, timeout=600, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
+
+
+# -- the archive and today: Warehouse.scan ----------------------------------------------------
+
+XNYS_DAYS = [date(2025, 11, 24), date(2025, 11, 25), date(2025, 11, 26)]
+TODAY = date(2025, 11, 28)  # an early close: 13:00 New York
+
+
+def session_bars(wh: Warehouse, day: date, symbols: list[str], minutes: int) -> pa.Table:
+    """``minutes`` bars of each symbol from the open of ``day``'s session."""
+    opening = wh.calendar().window(day).open
+    start = datetime.fromtimestamp(opening / 1e6, UTC)
+    rows = day_bars(start.date(), symbols, minutes)
+    shift = start - datetime(day.year, day.month, day.day, 14, 30, tzinfo=UTC)
+    return rows.set_column(1, "ts", pa.array([t + shift for t in rows.column("ts").to_pylist()],
+                                              rows.schema.field("ts").type))
+
+
+@pytest.fixture(scope="module")
+def sealed_once(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three sealed XNYS sessions: ES and NQ, 30 minutes each."""
+    root = tmp_path_factory.mktemp("sealed")
+    archive = root / "archive"
+    with Warehouse(root / "past.duckdb", flush_interval=None, archive=archive) as wh:
+        for day in XNYS_DAYS:
+            wh.start_session(day)
+            wh.extend(session_bars(wh, day, ["ES", "NQ"], 30))
+            wh.end_session()
+    return archive
+
+
+@pytest.fixture
+def sealed(sealed_once: Path, tmp_path: Path) -> Path:
+    """A copy of the three sealed sessions, for a warehouse to seal more into."""
+    return Path(shutil.copytree(sealed_once, tmp_path / "archive"))
+
+
+def bars_all(wh: Warehouse) -> pl.DataFrame:
+    return wh.sql_polars("SELECT * FROM bars_all ORDER BY date, symbol, ts").cast(SCAN_SCHEMA)
+
+
+def test_scan_is_bars_all_the_archive_then_today(tmp_path: Path, sealed: Path) -> None:
+    archive = sealed
+    with Warehouse(tmp_path / "live.duckdb", flush_interval=None, archive=archive) as wh:
+        wh.start_session(TODAY)
+        wh.extend(session_bars(wh, TODAY, ["ES", "CL"], 10))
+        wh.flush()
+        wh.extend(session_bars(wh, TODAY, ["NQ"], 5))  # not flushed: read as well
+        frame = wh.scan().collect()
+        plt.assert_frame_equal(frame, bars_all(wh))
+        counts = frame.group_by("date").len().sort("date").rows()
+        assert counts == [(XNYS_DAYS[0], 60), (XNYS_DAYS[1], 60), (XNYS_DAYS[2], 60),
+                          (TODAY, 25)]
+        # Filters reach both parts; today's part is narrowed to the symbols asked for.
+        es_late = wh.scan("ES", start=wh.calendar().window(XNYS_DAYS[2]).open).collect()
+        plt.assert_frame_equal(es_late, bars_all(wh).filter(
+            pl.col("symbol") == "ES", pl.col("date") >= XNYS_DAYS[2]))
+        only_today = wh.scan().filter(pl.col("date") == TODAY, pl.col("symbol") == "NQ")
+        assert only_today.select("symbol", "date").collect().rows() == [("NQ", TODAY)] * 5
+        only_archive = wh.scan().filter(pl.col("date") < TODAY).select(pl.len()).collect()
+        assert only_archive.item() == 180
+
+
+def test_scan_covers_the_sessions_history_covers(tmp_path: Path, sealed: Path) -> None:
+    archive = sealed
+    with Warehouse(tmp_path / "live.duckdb", flush_interval=None, archive=archive,
+                   history_sessions=2) as wh:
+        wh.start_session(TODAY)
+        wh.extend(session_bars(wh, TODAY, ["ES"], 3))
+        frame = wh.scan().collect()
+        assert frame["date"].unique().sort().to_list() == [*XNYS_DAYS[1:], TODAY]
+        plt.assert_frame_equal(frame, bars_all(wh))
+
+
+def test_scan_counts_no_day_twice_after_end_session_and_roll(
+    tmp_path: Path, sealed: Path
+) -> None:
+    archive = sealed
+    with Warehouse(tmp_path / "live.duckdb", flush_interval=None, archive=archive) as wh:
+        wh.start_session(TODAY)
+        wh.extend(session_bars(wh, TODAY, ["ES", "NQ"], 10))
+        lazy = wh.scan().group_by("date").len().sort("date")
+        before = lazy.collect().rows()
+        assert before[-1] == (TODAY, 20)
+        wh.end_session()
+        assert lazy.collect().rows() == before  # today is now an archived day, once
+        plt.assert_frame_equal(wh.scan().collect(), bars_all(wh))
+        wh.start_session(wh.calendar().next_session(TODAY))
+        assert lazy.collect().rows() == before
+
+
+def test_scan_while_the_session_is_sealed_counts_every_day_once(
+    tmp_path: Path, sealed: Path
+) -> None:
+    archive = sealed
+    with Warehouse(tmp_path / "live.duckdb", flush_interval=None, archive=archive) as wh:
+        wh.start_session(TODAY)
+        wh.extend(session_bars(wh, TODAY, ["ES", "NQ"], 30))
+        total = 180 + 60
+        done = threading.Event()
+        counts: list[list[tuple[date, int]]] = []
+
+        def scans() -> None:
+            lazy = wh.scan().group_by("date").len().sort("date")
+            while not done.is_set() or len(counts) < 5:
+                counts.append(lazy.collect().rows())
+
+        thread = threading.Thread(target=scans)
+        thread.start()
+        try:
+            while len(counts) < 3:  # scans run before the seal ...
+                done.wait(0.01)
+            wh.roll()  # ... and during and after it
+        finally:
+            done.set()
+            thread.join()
+        for found in counts:
+            assert sum(n for _, n in found) == total, found
+            assert [d for d, _ in found] == [*XNYS_DAYS, TODAY]
+
+
+def test_scan_of_a_closed_warehouse_raises_when_collected(tmp_path: Path) -> None:
+    wh = Warehouse(tmp_path / "w.duckdb", flush_interval=None)
+    lazy = wh.scan()
+    wh.close()
+    with pytest.raises(ClosedError, match="closed"):
+        lazy.collect()
+
+
+def test_scan_without_an_archive_is_todays_bars_dated_by_utc_day() -> None:
+    with Warehouse(":memory:", flush_interval=None) as wh:
+        wh.extend(day_bars(DAYS[0]))
+        frame = wh.scan().collect()
+        assert frame.schema == SCAN_SCHEMA
+        plt.assert_frame_equal(frame.drop("date"), wh.frame())
+        assert frame["date"].unique().to_list() == [DAYS[0]]

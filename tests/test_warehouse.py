@@ -83,7 +83,7 @@ def test_append_is_visible_to_every_reader_at_once(
     assert wh.latest_many(["AAPL", "MSFT"]) == {"AAPL": b, "MSFT": None}
     assert read_sql(wh) == [b]
     assert frame_bars(wh.frame()) == [b]
-    assert frame_bars(wh.lazy_frame().collect()) == [b]
+    assert frame_bars(wh.scan().drop("date").collect()) == [b]
     assert wh.sql_polars("SELECT count(*) AS n FROM bars")["n"][0] == 1
     assert wh.symbols() == ["AAPL"]
     assert wh.has_bars("AAPL")
@@ -517,13 +517,20 @@ def test_frame_filters_by_symbol_and_half_open_window(wh: Warehouse, bar: MakeBa
     )
 
 
-def test_lazy_frame_is_snapshot_of_now(wh: Warehouse, bar: MakeBar) -> None:
+def test_scan_is_a_snapshot_taken_when_collected(wh: Warehouse, bar: MakeBar) -> None:
     wh.append(*bar("ES", 0))
-    lazy = wh.lazy_frame()
+    lazy = wh.scan()
     wh.append(*bar("ES", 1))
     assert isinstance(lazy, pl.LazyFrame)
-    assert lazy.collect().height == 1
-    plt.assert_frame_equal(wh.lazy_frame().collect(), wh.frame())
+    assert lazy.collect().height == 2
+    plt.assert_frame_equal(lazy.drop("date").collect(), wh.frame())
+
+
+def test_lazy_frame_is_deprecated_for_scan(wh: Warehouse, bar: MakeBar) -> None:
+    wh.append(*bar("ES", 0))
+    with pytest.warns(DeprecationWarning, match=r"scan\(\) is a lazy scan of every day"):
+        lazy = wh.lazy_frame()
+    plt.assert_frame_equal(lazy.collect(), wh.frame())
 
 
 def test_sql_and_sql_polars_agree_and_bind_parameters(wh: Warehouse, bar: MakeBar) -> None:

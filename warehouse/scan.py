@@ -47,7 +47,8 @@ from warehouse.errors import ExportError
 from warehouse.history import history_files
 from warehouse.schema import MAX_TS, MIN_TS, STORED_SCHEMA, from_micros, to_micros
 
-__all__ = ["FILE_SCHEMA", "SCAN_SCHEMA", "Parts", "Wanted", "scan_archive", "scan_parts"]
+__all__ = ["FILE_SCHEMA", "SCAN_SCHEMA", "Parts", "Wanted", "archive_days", "scan_archive",
+           "scan_parts"]
 
 #: A day file's columns as Polars reads them (``origin`` is null in days archived before bars
 #: recorded it).

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import warnings
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
@@ -57,6 +58,7 @@ from warehouse.journal import Journal, Recovery, has_segments
 from warehouse.metrics import SessionMetrics
 from warehouse.metrics import frame as metrics_frame
 from warehouse.queries import load_queries
+from warehouse.scan import Parts, Wanted, archive_days, scan_parts
 from warehouse.schema import MAX_TS, MIN_TS, Bar, bars_from_table, from_micros
 from warehouse.session import META_KEYS, Session
 from warehouse.sources import BarSource, as_source
@@ -832,8 +834,44 @@ class Warehouse:
         start: datetime | int | str | None = None,
         end: datetime | int | str | None = None,
     ) -> pl.LazyFrame:
-        """`frame` as a LazyFrame, over a snapshot taken now (later appends are not in it)."""
+        """Deprecated: `scan` reads every day lazily; ``frame(...).lazy()`` is what this gave."""
+        warnings.warn(
+            "Warehouse.lazy_frame() is deprecated: scan() is a lazy scan of every day (the "
+            "archive and today, with a date column, filters pushed down), and "
+            "frame(...).lazy() is what lazy_frame() returned (today's bars, taken now)",
+            DeprecationWarning, stacklevel=2,
+        )
         return self.frame(symbols, start, end).lazy()
+
+    def scan(
+        self,
+        symbols: str | Iterable[str] | None = None,
+        start: datetime | int | str | None = None,
+        end: datetime | int | str | None = None,
+    ) -> pl.LazyFrame:
+        """Every bar of ``bars_all``, the archive's days and today's, as a lazy Polars scan.
+
+        The rows are those of the SQL view ``bars_all`` at the moment the frame is collected
+        (collected again later, it sees the bars and days added since): the archived days
+        ``history`` covers, then today's bars, each with its session ``date``, in (date,
+        symbol, ts) order. Filters on ``date``, ``symbol`` and ``ts`` and the columns selected
+        are pushed down (`warehouse.scan`): a day not asked for is never opened, and today's
+        bars are read only if asked for. A day is never counted twice, also while
+        `end_session` seals today into the archive: the day is today's bars or an archived day.
+
+        ``symbols`` (a string: one symbol), ``start`` (inclusive) and ``end`` (exclusive) bound
+        the scan as `frame` does; ``start`` and ``end`` take what `append` takes for ``ts``.
+
+        Raises
+        ------
+        ClosedError
+            When collected: the warehouse is closed.
+        ExportError
+            When collected: a day file the query reads cannot be read (named), or the archive
+            cannot be listed.
+        """
+        return scan_parts(self._bars_all, symbols=symbols, start=start, end=end,
+                          name=str(self._store.path))
 
     def metrics_frame(self) -> pl.DataFrame:
         """Every symbol's session metrics, one row per symbol in symbol order.
@@ -1035,6 +1073,31 @@ class Warehouse:
             return files_state(self._history_files(day))
         except OSError:
             return None
+
+    def _bars_all(self, wanted: Wanted) -> Parts:
+        """What ``bars_all`` holds now, for `scan`: its day files and today's bars (dated).
+
+        Today's session and its bars are taken together under the store's lock, which
+        `end_session` holds from its export to its clear: the day is then either today's (and
+        left out of the days listed) or sealed (and today holds no bar).
+        """
+        with self._store.lock:
+            self._check_open()
+            session = self.session
+            day = None if session is None else session.date
+            bars = None
+            if day is None or wanted.days([day]):
+                held = self._buffer.symbols()
+                symbols = wanted.symbols_among(held)
+                if symbols:
+                    bars = self.frame(None if len(symbols) == len(held) else symbols,
+                                      wanted.start, wanted.end)
+                    dated = pl.col("ts").dt.date() if day is None else pl.lit(day, pl.Date())
+                    bars = bars.with_columns(date=dated)
+        if self.archive is None:
+            return [], bars
+        before = day if session is not None and session.status != "sealed" else None
+        return archive_days(self.archive, before=before, sessions=self.history_sessions), bars
 
     def _history_files(self, before: date) -> list[Path]:
         if self.archive is None:
