@@ -170,7 +170,7 @@ def test_duckdb_source_reads_a_users_table_of_bars_in_a_plain_duckdb_file(tmp_pa
         capsys.readouterr().err)
     assert main(["fill", "--db", str(db), "--duckdb", str(plain), "--table", "prices",
                  "--now", AFTER.isoformat()]) == 0
-    assert "filled 30 bars for 1 symbols" in capsys.readouterr().out
+    assert "filled 30 bars for 1 symbol with gaps" in capsys.readouterr().out
 
 
 def test_archive_source_reads_a_vendor_dump_without_the_optional_columns(tmp_path, capsys):
@@ -193,7 +193,7 @@ def test_archive_source_reads_a_vendor_dump_without_the_optional_columns(tmp_pat
     db = missing_the_hole(tmp_path / "w.duckdb")
     assert main(["fill", "--db", str(db), "--archive", str(vendor),
                  "--now", AFTER.isoformat()]) == 0
-    assert "filled 30 bars for 1 symbols" in capsys.readouterr().out
+    assert "filled 30 bars for 1 symbol with gaps" in capsys.readouterr().out
     pq.write_table(dump.drop_columns(["Volume"]), day / "bars.parquet")
     with pytest.raises(StoreError, match=r"no column volume among \['Symbol', 'TS'"):
         ArchiveSource(vendor).fetch("AAPL", START, END)
