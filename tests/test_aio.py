@@ -159,7 +159,8 @@ def probe_times(wh: Warehouse, symbol: str) -> list[Any]:
 
 def test_hot_reads_agree_with_the_sync_facade(loaded: Warehouse) -> None:
     wh = loaded
-    symbols = [*wh.symbols(), "NOPE"]
+    # A symbol with a correction deep down, one with a late bar, a plain one and none at all.
+    symbols = ["AAPL", "LATE", "MSFT", "NOPE"]
     session_data = SessionData(wh)
 
     async def compare() -> int:
@@ -177,7 +178,7 @@ def test_hot_reads_agree_with_the_sync_facade(loaded: Warehouse) -> None:
         assert await session_data.get_latest_bars_multi(iter(symbols)) == wh.latest_many(symbols)
         return compared
 
-    assert asyncio.run(compare()) > 300
+    assert asyncio.run(compare()) > 100
     assert session_data.warehouse is wh
     assert repr(session_data) == f"SessionData({wh!r})"
 

@@ -752,8 +752,11 @@ def _bars_csv(path: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("target", sorted(OVERWRITES))
-@pytest.mark.parametrize("command", sorted(OUTPUT_OPTIONS))
+@pytest.mark.parametrize(("command", "target"), [  # by default each command and each target once
+    pytest.param(c, t, id=f"{c}-{t}",
+                 marks=() if c == "sql--output" or t == "the-file" else pytest.mark.slow)
+    for t in sorted(OVERWRITES) for c in sorted(OUTPUT_OPTIONS)
+])
 def test_output_path_that_names_the_warehouse_journal_or_archive_is_refused(
     live: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str, target: str
 ) -> None:

@@ -144,17 +144,15 @@ def check_clear(db: Path, lines: list[str], journal: bool) -> None:
 
 
 
-def quick(step: str, when: str, journal: bool, steps: list[str]) -> bool:
-    """In the default suite: a kill right after each step, and right before the first; the
-    others are `slow` (and a journal's steps never run without one)."""
-    if not journal and step.startswith("Journal."):
-        return False
-    return when == "after" or step == steps[0]
+def quick(step: str, when: str, journal: bool) -> bool:
+    """In the default suite: a kill right after each step (with the journal or without: a
+    journal's steps never run without one); the others are `slow`."""
+    return when == "after" and (journal or not step.startswith("Journal."))
 
 
 CLEAR_CASES = [
     pytest.param(step, when, journal, id=f"{when}-{step}-{'journal' if journal else 'plain'}",
-                 marks=() if quick(step, when, journal, CLEAR_STEPS) else pytest.mark.slow)
+                 marks=() if quick(step, when, journal) else pytest.mark.slow)
     for step in CLEAR_STEPS for when in ("before", "after") for journal in (True, False)
 ]
 
@@ -180,7 +178,7 @@ def test_kill_at_a_random_moment_of_clear_leaves_whole_session_or_none(
 
 @pytest.mark.parametrize(("step", "when"), [
     pytest.param(step, when, id=f"{when}-{step}",
-                 marks=() if quick(step, when, True, CLOSE_STEPS) else pytest.mark.slow)
+                 marks=() if quick(step, when, True) else pytest.mark.slow)
     for when in ("before", "after") for step in CLOSE_STEPS
 ])
 def test_kill_at_a_step_of_close_keeps_every_journaled_bar_once(

@@ -684,7 +684,9 @@ def keys_of(table: pa.Table) -> set[tuple[str, int]]:
                    strict=True))
 
 
-@pytest.mark.parametrize(("kill_at", "delay"), [(13, 0.002), (160, 0.006), (300, 0.012)])
+@pytest.mark.parametrize(("kill_at", "delay"), [
+    (13, 0.002), pytest.param(160, 0.006, marks=pytest.mark.slow),
+    pytest.param(300, 0.012, marks=pytest.mark.slow)])
 def test_kill_while_appends_and_fills_interleave_keeps_every_acknowledged_bar_once(
     tmp_path, kill_at, delay
 ):
