@@ -693,8 +693,8 @@ def test_every_day_file_has_the_bar_schema_whatever_the_session_held(tmp_path: P
     """One archive, one schema: a session whose bars all carry vwap and trade_count, and one
     whose bars carry neither, write files that an independent reader reads as one table."""
     archive = tmp_path / "archive"
-    full = [b._replace(vwap=b.close, trade_count=7) for b in bars_of("ES", 0, 5)]
-    bare = [b._replace(ts=b.ts + DAY) for b in bars_of("NQ", 0, 5)]
+    full = [b._replace(vwap=b.close, trade_count=7) for b in bars_of("ES", T0, 5)]
+    bare = [b._replace(ts=b.ts + DAY) for b in bars_of("NQ", T0, 5)]
     export_session(tmp_path / "one.duckdb", archive, full)
     export_session(tmp_path / "two.duckdb", archive, bare)
     # A second export onto a day already archived goes through the merging statement.

@@ -25,7 +25,17 @@ from hypothesis import strategies as st
 
 from warehouse import Bar, InvalidBarError, SchemaMismatchError, StoreError, Warehouse
 from warehouse.ingest import scan
-from warehouse.schema import BAR_SCHEMA, COLUMNS, MAX_SYMBOL_LENGTH, MAX_TS, MIN_TS, REQUIRED
+from warehouse.schema import (
+    BAR_SCHEMA,
+    COLUMNS,
+    MAX_SYMBOL_LENGTH,
+    MAX_TS,
+    MIN_TS,
+    PLAIN_FROM,
+    PLAIN_UNTIL,
+    REQUIRED,
+    plain_unit,
+)
 
 T0 = 1_763_735_400_000_000
 MINUTE = 60_000_000
@@ -248,6 +258,9 @@ timestamps = st.one_of(
     st.datetimes(min_value=datetime(2199, 12, 31), timezones=st.just(UTC)),  # noqa: DTZ001
     st.integers(MIN_TS - 10, MIN_TS + 10) | st.integers(MAX_TS - 10, MAX_TS + 10),
     st.integers(-(2**70), 2**70),
+    # Each unit's band of plain epochs, edges included: seconds, milli-, micro-, nanoseconds.
+    st.sampled_from([1, 10**3, 10**6, 10**9]).flatmap(
+        lambda per: st.integers(PLAIN_FROM * per - 2, PLAIN_UNTIL * per + 2)),
     st.datetimes(timezones=fixed_offsets | st.none()).map(datetime.isoformat),
     st.text(max_size=30),
     st.sampled_from([None, 1.5, True, b"2025-11-21", "2025-11-21T14:30:00", "now"]),
@@ -258,6 +271,8 @@ def expected_micros(value: object) -> int | None:
     """UTC microseconds of a valid timestamp, None for one that must be refused."""
     if isinstance(value, bool):
         return None
+    if isinstance(value, int) and plain_unit(value, value) not in (None, "us"):
+        return None  # plainly epoch seconds, milliseconds or nanoseconds
     if isinstance(value, str):
         try:
             value = datetime.fromisoformat(value)

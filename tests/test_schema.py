@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
 import numpy as np
@@ -11,7 +11,7 @@ import polars as pl
 import pyarrow as pa
 import pytest
 
-from warehouse import BAR_SCHEMA, Bar, InvalidBarError, SchemaMismatchError
+from warehouse import BAR_SCHEMA, Bar, InvalidBarError, SchemaMismatchError, Warehouse
 from warehouse.schema import (
     MAX_SYMBOL_LENGTH,
     MAX_TS,
@@ -508,6 +508,70 @@ def test_conform_with_epoch_seconds_or_millis_refuses_instead_of_1970(
     with pytest.raises(SchemaMismatchError, match=rf"look like epoch {unit} .*2025-11-21 "
                        r"14:31:00Z in " + unit):
         conform(table)
+
+
+#: TS as an epoch in other units, by the unit's name in messages (nanoseconds not whole us).
+EPOCHS = {"seconds": TS // 10**6, "milliseconds": TS // 10**3, "nanoseconds": TS * 10**3 + 7}
+PER_SECOND_OF = {"seconds": 1, "milliseconds": 10**3, "nanoseconds": 10**9}
+
+
+def _append(wh: Warehouse, row: tuple[Any, ...]) -> None:
+    wh.append(*row)
+
+
+def _extend_tuples(wh: Warehouse, row: tuple[Any, ...]) -> None:
+    wh.extend([tuple(VALID.values()), row])
+
+
+def _extend_dicts(wh: Warehouse, row: tuple[Any, ...]) -> None:
+    wh.extend([VALID, dict(zip(BAR_SCHEMA.names, row, strict=True))])
+
+
+def _extend_bars(wh: Warehouse, row: tuple[Any, ...]) -> None:
+    wh.extend([Bar(*row)])
+
+
+@pytest.mark.parametrize("how", [_append, _extend_tuples, _extend_dicts, _extend_bars])
+@pytest.mark.parametrize("session", [False, True], ids=["no-session", "session"])
+@pytest.mark.parametrize("unit", list(EPOCHS))
+def test_an_integer_ts_that_plainly_is_another_unit_is_refused_as_a_column_is(
+    how: Any, session: bool, unit: str
+) -> None:
+    """A single bar's epoch seconds, milliseconds or nanoseconds never become 1970's instants."""
+    value = EPOCHS[unit]
+    row = tuple(fields(ts=value).values())
+    column = one_row_table(fields()).set_column(1, "ts", pa.array([value], pa.int64()))
+    with pytest.raises(SchemaMismatchError) as refused_column:
+        conform(column)
+    with Warehouse(":memory:", flush_interval=None) as wh:
+        if session:
+            wh.start_session(date(2025, 11, 21))
+        with pytest.raises(InvalidBarError, match=rf"^bar 'ES' .*: ts looks like epoch {unit} "
+                           rf"\({value} is 2025-11-21 14:31:00Z in {unit}, ") as refused:
+            how(wh, row)
+        assert (refused.value.field, refused.value.value) == ("ts", value)
+        # The same words as the column's refusal, and how to give microseconds.
+        said = refused.value.reason.split("looks ", 1)[1].split(";")[0]
+        assert said in str(refused_column.value)
+        assert f"{value * 10**6 // PER_SECOND_OF[unit]}" in refused.value.reason
+        assert wh.symbols() == []
+        if how is not _append:
+            valid, rejected = partition([tuple(VALID.values()), row])
+            assert valid.num_rows == 1
+            assert rejected.column("reason").to_pylist() == [refused.value.reason]
+
+
+@pytest.mark.parametrize(
+    "ts",
+    [0, 60_000_000, 10**8 - 1, 7_258_118_400, 10**11 - 1, 7_258_118_400_000, TS,
+     datetime(1970, 1, 1, 0, 30, tzinfo=UTC), datetime(1970, 2, 1, tzinfo=UTC)],
+)
+def test_an_integer_ts_in_no_units_band_or_a_datetime_of_1970_is_taken(ts: Any) -> None:
+    """Only integers are judged by unit: an aware datetime says its instant itself."""
+    with Warehouse(":memory:", flush_interval=None) as wh:
+        wh.append(*fields(ts=ts).values())
+        wh.extend([tuple(fields(symbol="NQ", ts=ts).values())])
+        assert wh.latest("ES").ts == wh.latest("NQ").ts == to_micros(ts)
 
 
 def test_conform_of_a_pandas_frame_goes_through_arrow() -> None:

@@ -293,11 +293,14 @@ def test_extend_longer_than_window_after_appends_reads_without_gap(
 
 def test_since_epoch_past_window_excludes_earlier_bars(bar: MakeBar) -> None:
     """since(symbol, 0) is the epoch, not "from the beginning"."""
+    # Two-second bars: the epoch's first 100 seconds (later ones, as integers, look like epoch
+    # seconds and are refused).
+    step = 2_000_000
     with Warehouse(":memory:", flush_interval=None, window=2) as wh:
-        for minute in range(-3, 40):  # far more than the window holds: since() goes deep
-            wh.append("OLD", minute * MINUTE, 1.0, 1.0, 1.0, 1.0, 1.0)
-        assert [b.ts for b in wh.since("OLD", 0)] == [m * MINUTE for m in range(40)]
-        assert [b.ts for b in wh.since("OLD", -MINUTE)] == [m * MINUTE for m in range(-1, 40)]
+        for i in range(-3, 40):  # far more than the window holds: since() goes deep
+            wh.append("OLD", i * step, 1.0, 1.0, 1.0, 1.0, 1.0)
+        assert [b.ts for b in wh.since("OLD", 0)] == [i * step for i in range(40)]
+        assert [b.ts for b in wh.since("OLD", -step)] == [i * step for i in range(-1, 40)]
 
 
 def test_reads_past_window_after_reopen_come_from_file(

@@ -47,10 +47,15 @@ import array as _array
 import numpy as np
 import pyarrow as pa
 
-from warehouse.schema import BAR_SCHEMA
+from warehouse.schema import BAR_SCHEMA, MAX_TS, MIN_TS, PLAIN_FROM, PLAIN_UNTIL
 
-cdef long long _MIN_TS = -2_208_988_800_000_000
-cdef long long _MAX_TS = 7_258_118_400_000_000
+cdef long long _MIN_TS = MIN_TS
+cdef long long _MAX_TS = MAX_TS
+# The bands of integers that plainly are epoch seconds and milliseconds (`schema.plain_unit`).
+cdef long long _SECONDS_FROM = PLAIN_FROM
+cdef long long _SECONDS_UNTIL = PLAIN_UNTIL
+cdef long long _MILLIS_FROM = PLAIN_FROM * 1000
+cdef long long _MILLIS_UNTIL = PLAIN_UNTIL * 1000
 cdef array.array _EMPTY_STAMPS = _array.array("q")
 
 
@@ -153,6 +158,13 @@ cdef void forget_derived(Series series, unsigned int bits) noexcept:
             # entry is there while the bit is set; were it not, there is nothing to take out.
             if _dict_del(<PyObject*>series.caches[k], <PyObject*>series.symbol) < 0:
                 PyErr_Clear()
+
+
+cdef inline bint _other_unit(long long t) noexcept:
+    # An integer ts that plainly is epoch seconds or milliseconds: refused, never stored as an
+    # instant of 1970 (one of nanoseconds is past 2200 as microseconds: the range refuses it).
+    # Real bars are past both bands: one compare.
+    return t < _MILLIS_UNTIL and (_MILLIS_FROM <= t or _SECONDS_FROM <= t < _SECONDS_UNTIL)
 
 
 cdef inline object _metrics_of(str symbol, const Totals* t):
@@ -442,7 +454,7 @@ cdef class Appender:
         cdef double o, h, lo, c, v, w = NAN
         cdef long long t, count = 0
         cdef bint has_vwap = vwap is not None, has_count = trade_count is not None
-        cdef bint valid
+        cdef bint valid, given_int
         cdef Bar bar
         cdef Series series
         cdef Totals* totals
@@ -450,10 +462,12 @@ cdef class Appender:
         cdef Py_ssize_t n
         if type(symbol) is not str and isinstance(symbol, str):
             symbol = symbol[:]  # a str subclass (a StrEnum member, say): the plain string
-        if type(ts) is not int:
-            ts = self._to_micros(ts, symbol)
+        # The micros of anything but an int come from the Python rule (which checks them); an
+        # int's are checked below, with the bar. `ts` stays as given, for the explanation.
+        given_int = type(ts) is int
+        micros = ts if given_int else self._to_micros(ts, symbol)
         try:
-            t = ts
+            t = micros
             o = _as_double(open)
             h = _as_double(high)
             lo = _as_double(low)
@@ -465,6 +479,7 @@ cdef class Appender:
             raise self._explain(symbol, ts, open, high, low, close, volume, vwap,
                                 trade_count) from None
         valid = (type(symbol) is str and self.window_open <= t < self.window_close
+                 and not (given_int and _other_unit(t))
                  and -INFINITY < lo <= h < INFINITY and lo <= o <= h and lo <= c <= h
                  and 0.0 <= v < INFINITY and (not has_vwap or 0.0 <= w < INFINITY))
         if valid and has_count:

@@ -74,8 +74,9 @@ _UNIT_NAMES: dict[TsUnit, str] = {"s": "seconds", "ms": "milliseconds", "us": "m
 #: Integers that plainly are an epoch in one unit: in that unit, 1973-03-03T09:46:40Z (10**8
 #: seconds) to 2200-01-01. Each unit's band is a thousand times the one before, with a gap
 #: between them, so one band at most holds a column's smallest and largest value.
-_PLAIN_FROM = 10**8
-_PLAIN_UNTIL = MAX_TS // 10**6
+PLAIN_FROM = 10**8
+PLAIN_UNTIL = MAX_TS // 10**6
+_PLAIN_MICROS = (PLAIN_FROM * 10**6, PLAIN_UNTIL * 10**6)  # the usual integer ts: no other unit
 
 #: What `partition` reports of each rejected row: its index in the batch, the field at fault,
 #: the value (as text) and the reason, then the row's bar columns as far as they could be read.
@@ -97,7 +98,8 @@ def to_micros(value: object, symbol: object = None) -> int:
     ----------
     value
         ``int`` (already microseconds), a timezone-aware `datetime`, or an ISO 8601 string
-        with an offset (``2025-11-21T14:30:00Z``).
+        with an offset (``2025-11-21T14:30:00Z``). An integer that plainly is epoch seconds,
+        milliseconds or nanoseconds (`plain_unit`) is refused, never taken as 1970's instants.
     symbol
         Only used to name the bar in the error message.
 
@@ -109,7 +111,8 @@ def to_micros(value: object, symbol: object = None) -> int:
     Raises
     ------
     InvalidBarError
-        For naive or unparseable timestamps, or ones outside 1900..2200.
+        For naive or unparseable timestamps, integers in another unit, or ones outside
+        1900..2200.
 
     Examples
     --------
@@ -120,6 +123,13 @@ def to_micros(value: object, symbol: object = None) -> int:
         raise InvalidBarError(symbol, value, "ts", value, "is a bool, not a timestamp")
     if isinstance(value, int):
         micros = int(value)  # an int subclass (IntEnum, numpy-like) becomes a plain int
+        unit = None if _PLAIN_MICROS[0] <= micros < _PLAIN_MICROS[1] else plain_unit(micros, micros)
+        if unit is not None:
+            raise InvalidBarError(
+                symbol, micros, "ts", value,
+                f"looks {_looks_like(micros, unit)}; pass it in microseconds "
+                f"({micros * PER_SECOND['us'] // PER_SECOND[unit]}) or as an aware datetime",
+            )
     elif isinstance(value, datetime):
         if value.tzinfo is None or value.utcoffset() is None:
             raise InvalidBarError(
@@ -166,7 +176,7 @@ def plain_unit(low: int, high: int) -> TsUnit | None:
     True
     """
     for unit, per_second in PER_SECOND.items():
-        if _PLAIN_FROM * per_second <= low and high < _PLAIN_UNTIL * per_second:
+        if PLAIN_FROM * per_second <= low and high < PLAIN_UNTIL * per_second:
             return unit
     return None
 
@@ -183,6 +193,16 @@ def describe_epoch(value: int, unit: TsUnit) -> str:
     if not MIN_TS <= micros < MAX_TS:
         return "outside 1900..2200"
     return f"{EPOCH + timedelta(microseconds=micros):%Y-%m-%d %H:%M:%S}Z"
+
+
+def _looks_like(value: int, unit: TsUnit) -> str:
+    """What an integer ts that plainly is an epoch in ``unit`` looks like, for messages.
+
+    One wording for a column (`conform`) and a single bar (`to_micros`).
+    """
+    name = _UNIT_NAMES[unit]
+    return (f"like epoch {name} ({value} is {describe_epoch(value, unit)} in {name}, "
+            f"{describe_epoch(value, 'us')} in microseconds, the unit of an integer ts)")
 
 
 def check_symbol(symbol: object, ts: object = None) -> str:
@@ -518,10 +538,9 @@ def _check_integer_unit(column: pa.ChunkedArray) -> None:
     if unit is None or unit == "us":
         return
     raise SchemaMismatchError(
-        f"column 'ts' holds integers that look like epoch {_UNIT_NAMES[unit]} ({low} is "
-        f"{describe_epoch(low, unit)} in {_UNIT_NAMES[unit]}, {describe_epoch(low, 'us')} in "
-        f"microseconds, the unit of an integer ts); convert the column to timestamps, or ingest "
-        f"it with its unit: warehouse.ingest.ingest(wh, batch, ts_unit={unit!r})"
+        f"column 'ts' holds integers that look {_looks_like(low, unit)}; convert the column to "
+        f"timestamps, or ingest it with its unit: warehouse.ingest.ingest(wh, batch, "
+        f"ts_unit={unit!r})"
     )
 
 
