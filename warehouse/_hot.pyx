@@ -5,9 +5,9 @@
 reads past the window, drains); what runs for every bar of a live feed is here, on C values:
 the conversions and the range checks of validation, the bar, the symbol's timestamps, window
 and session metrics, the latest bar, the append log, under the buffer's lock. Anything unusual
-(a value that is not a float or an int, a timestamp that is not integer microseconds, an
-invalid bar, a new symbol, a bar not newer than its symbol's latest) is handed to the Python
-functions given at construction, so there is one definition of each rule.
+(a value that is not a float or an int, a timestamp that is not integer microseconds or what
+feeds send, an invalid bar, a new symbol, a bar not newer than its symbol's latest) is handed to
+the Python functions given at construction, so there is one definition of each rule.
 
 The append log's single appends are columnar (`Columns`): one growable C buffer per field
 (the symbol as an int32 code, its `Series.code`, an index into the buffer's list of symbol
@@ -26,6 +26,23 @@ cimport cython
 cdef extern from "Python.h":
     dict _PyDict_NewPresized(Py_ssize_t minused)
 from cpython cimport array
+from cpython.datetime cimport (
+    PyDateTime_Check,
+    PyDateTime_CheckExact,
+    PyDateTime_DATE_GET_HOUR,
+    PyDateTime_DATE_GET_MICROSECOND,
+    PyDateTime_DATE_GET_MINUTE,
+    PyDateTime_DATE_GET_SECOND,
+    PyDateTime_DATE_GET_TZINFO,
+    PyDateTime_DELTA_GET_DAYS,
+    PyDateTime_DELTA_GET_MICROSECONDS,
+    PyDateTime_DELTA_GET_SECONDS,
+    PyDateTime_GET_DAY,
+    PyDateTime_GET_MONTH,
+    PyDateTime_GET_YEAR,
+    PyDelta_CheckExact,
+    import_datetime,
+)
 from cpython.float cimport PyFloat_AS_DOUBLE
 from cpython.exc cimport PyErr_Clear
 from cpython.ref cimport PyObject
@@ -33,6 +50,12 @@ from cpython.ref cimport PyObject
 cdef extern from "Python.h":
     # Without Cython's error check: forget_derived clears a failure itself.
     int _dict_del "PyDict_DelItem"(PyObject* mp, PyObject* key)
+    ctypedef struct PyNumberMethods:
+        void* nb_int
+    ctypedef struct PyTypeObject:
+        PyNumberMethods* tp_as_number
+    PyTypeObject PyLong_Type
+    PyTypeObject* Py_TYPE(object)
 from libc.math cimport INFINITY, NAN
 from libc.stdint cimport int32_t, int64_t, uint8_t, uintptr_t
 from libc.stdlib cimport free, malloc, realloc
@@ -43,6 +66,10 @@ from warehouse._lock cimport Lock
 from warehouse._metrics cimport SessionMetrics, make_metrics
 
 import array as _array
+import sys as _sys
+from datetime import UTC as _UTC
+from datetime import timezone as _timezone
+from zoneinfo import ZoneInfo as _ZoneInfo
 
 import numpy as np
 import pyarrow as pa
@@ -383,6 +410,143 @@ cdef object _batch(list owners, object dictionary, Py_ssize_t offset, Py_ssize_t
     ], schema=LOG_SCHEMA)
 
 
+# -- timestamps --------------------------------------------------------------------------------
+# A feed's ts converted in C: `schema.to_micros` is the rule, and this its fast path for what
+# feeds send. Anything else, and anything the rule would refuse, is left to it (it raises), so
+# both give the same answer and the same error for every value.
+
+import_datetime()
+
+cdef long long _MICROS_A_DAY = 86_400_000_000
+# The fixed-offset `timezone` last seen, and its offset: a feed's zone, without a call per bar.
+cdef object _zone = None
+cdef long long _zone_offset = 0
+# pandas.Timestamp, once pandas is seen (it is never imported here).
+cdef object _pandas_timestamp = None
+
+
+@cython.cdivision(True)
+cdef inline long long _days_from_civil(long long y, long long m, long long d) noexcept:
+    # Days from 1970-01-01 to y-m-d, proleptic Gregorian, for years 1..9999 (Howard Hinnant's
+    # days_from_civil; every quantity is non-negative there).
+    y -= m <= 2
+    cdef long long era = y // 400, yoe = y - era * 400
+    cdef long long doy = (153 * (m - 3 if m > 2 else m + 9) + 2) // 5 + d - 1
+    return era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468
+
+
+cdef int _utc_offset(object tz, object dt, long long* out) except -1:
+    # 1 and the offset in microseconds of aware `dt` (its tzinfo `tz`), or 0 where the Python
+    # rule decides: no offset (naive), a call that raises, or an answer datetime would refuse.
+    global _zone, _zone_offset
+    cdef long long micros
+    if tz is _UTC:
+        out[0] = 0
+        return 1
+    if tz is _zone:
+        out[0] = _zone_offset
+        return 1
+    try:
+        offset = tz.utcoffset(dt)
+    except Exception:
+        return 0
+    if not PyDelta_CheckExact(offset):
+        return 0
+    micros = ((<long long>PyDateTime_DELTA_GET_DAYS(offset) * 86_400
+               + PyDateTime_DELTA_GET_SECONDS(offset)) * 1_000_000
+              + PyDateTime_DELTA_GET_MICROSECONDS(offset))
+    if not -_MICROS_A_DAY < micros < _MICROS_A_DAY:
+        return 0
+    if type(tz) is _timezone:  # fixed: the same offset for every datetime
+        _zone = None
+        _zone_offset = micros
+        _zone = tz
+    out[0] = micros
+    return 1
+
+
+cdef inline long long _wall_micros(object ts) noexcept:
+    # The microseconds from 1970-01-01 00:00 to a datetime's fields (its wall time).
+    return ((_days_from_civil(PyDateTime_GET_YEAR(ts), PyDateTime_GET_MONTH(ts),
+                              PyDateTime_GET_DAY(ts)) * 86_400
+             + PyDateTime_DATE_GET_HOUR(ts) * 3600 + PyDateTime_DATE_GET_MINUTE(ts) * 60
+             + PyDateTime_DATE_GET_SECOND(ts)) * 1_000_000
+            + PyDateTime_DATE_GET_MICROSECOND(ts))
+
+
+cdef int _fast_micros(object ts, long long* out) except -1:
+    # 1 and the UTC microseconds of `ts` (checked as `schema.to_micros` checks them), or 0: the
+    # Python rule decides. Taken here: an aware datetime (from its fields and its zone's
+    # offset), a pandas.Timestamp with a zone, an int subclass that converts as int does.
+    global _pandas_timestamp
+    cdef long long micros, offset, nanos
+    cdef type kind = type(ts)
+    if PyDateTime_CheckExact(ts):
+        tz = <object>PyDateTime_DATE_GET_TZINFO(ts)
+        if tz is None or not _utc_offset(tz, ts, &offset):
+            return 0
+        micros = _wall_micros(ts) - offset
+    elif kind is _pandas_timestamp:
+        # The rule takes Timestamp - epoch: its nanoseconds floored to the microsecond. In UTC
+        # or a fixed offset that is its fields (its wall time to the microsecond) less the
+        # offset; in another zone, its `value` (a zone's utcoffset reads a subclass's fields
+        # one attribute at a time), the zone asked first only where it might refuse, as the
+        # rule asks it for an offset.
+        tz = <object>PyDateTime_DATE_GET_TZINFO(ts)
+        if tz is None:
+            return 0
+        if tz is _UTC or type(tz) is _timezone:
+            if not _utc_offset(tz, ts, &offset):
+                return 0
+            micros = _wall_micros(ts) - offset
+        else:
+            if type(tz) is not _ZoneInfo and not _utc_offset(tz, ts, &offset):
+                return 0
+            try:
+                value = ts.value
+            except Exception:
+                return 0
+            if type(value) is not int:
+                return 0
+            try:
+                nanos = value
+            except OverflowError:
+                return 0
+            micros = nanos // 1000  # floored, as Python's // is
+    elif isinstance(ts, int):
+        # bool, or an __int__ of its own, is the rule's: it refuses the one and calls the other.
+        if kind is bool or Py_TYPE(ts).tp_as_number.nb_int != PyLong_Type.tp_as_number.nb_int:
+            return 0
+        try:
+            micros = ts
+        except OverflowError:
+            return 0
+        if _other_unit(micros):
+            return 0
+    else:
+        if _pandas_timestamp is None and PyDateTime_Check(ts):
+            pandas = _sys.modules.get("pandas")
+            found = getattr(pandas, "Timestamp", None) if pandas is not None else None
+            if kind is found:
+                _pandas_timestamp = found
+                return _fast_micros(ts, out)
+        return 0
+    if not _MIN_TS <= micros < _MAX_TS:
+        return 0
+    out[0] = micros
+    return 1
+
+
+def fast_micros(value):
+    """The compiled append's conversion of a ts: UTC microseconds, or None if it defers.
+
+    Where it gives a value, it is `schema.to_micros`'s; None where that rule decides (a value
+    it refuses, or one of the rarer kinds: an ISO string, a datetime subclass of its own).
+    """
+    cdef long long micros
+    return micros if _fast_micros(value, &micros) else None
+
+
 cdef inline double _as_double(object value) except? -1.0:
     # float() for anything else: numeric strings, Decimals and numpy numbers are taken as
     # Python takes them (documented); TypeError, ValueError or OverflowError otherwise.
@@ -439,8 +603,9 @@ cdef class Appender:
     def append(self, symbol, ts, open, high, low, close, volume, vwap=None, trade_count=None):
         """Validate one bar and add it; it is visible to every reader when this returns.
 
-        ``ts`` is integer UTC microseconds, an aware `datetime`, or an ISO 8601 string with
-        an offset. A bar whose (symbol, ts) is already stored replaces it (a correction).
+        ``ts`` is integer UTC microseconds, an aware `datetime` (a `pandas.Timestamp` too),
+        or an ISO 8601 string with an offset. A bar whose (symbol, ts) is already stored
+        replaces it (a correction).
 
         Raises
         ------
@@ -462,12 +627,15 @@ cdef class Appender:
         cdef Py_ssize_t n
         if type(symbol) is not str and isinstance(symbol, str):
             symbol = symbol[:]  # a str subclass (a StrEnum member, say): the plain string
-        # The micros of anything but an int come from the Python rule (which checks them); an
-        # int's are checked below, with the bar. `ts` stays as given, for the explanation.
+        # An int is checked below, with the bar; anything else is converted and checked here
+        # (in C for what feeds send, else by the Python rule, which raises for a bad one).
+        # `ts` stays as given, for the explanation.
         given_int = type(ts) is int
-        micros = ts if given_int else self._to_micros(ts, symbol)
+        if not given_int and not _fast_micros(ts, &t):
+            t = self._to_micros(ts, symbol)
         try:
-            t = micros
+            if given_int:
+                t = ts
             o = _as_double(open)
             h = _as_double(high)
             lo = _as_double(low)

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from itertools import islice
 from time import perf_counter
-from typing import Any
+from typing import Any, TypeVar
 
 import pyarrow as pa
 
 from warehouse import Warehouse
 
 from .gcwatch import GcWatch
+
+K = TypeVar("K")
 
 
 def feed_lists(session: pa.Table) -> list[list[Any]]:
@@ -28,28 +31,33 @@ def feed_lists(session: pa.Table) -> list[list[Any]]:
 
 
 def append_in_turn(
-    both: dict[bool, Warehouse], feed: list[list[Any]], minutes: int, symbols: int
-) -> dict[bool, float]:
-    """Append the feed to two warehouses minute by minute; the seconds each spent.
+    both: Mapping[K, Warehouse], feed: list[list[Any]] | Mapping[K, list[list[Any]]],
+    minutes: int, symbols: int,
+) -> dict[K, float]:
+    """Append the feed to several warehouses minute by minute; the seconds each spent.
 
-    Each minute's bars go to both in turn (which one first alternates), so the machine's drift
-    and the load of other processes hit both alike: one warehouse after the other would put
-    noise of +-20% between runs on this shared machine, far more than what is measured. The
-    final checkpoints count.
+    ``feed`` is one feed for all, or one per warehouse (the same bars, the ts in another type,
+    say). Each minute's bars go to every warehouse in turn (which one first rotates), so the
+    machine's drift and the load of other processes hit all alike: one warehouse after the
+    other would put noise of +-20% between runs on this shared machine, far more than what is
+    measured. The final checkpoints count.
     """
-    feeds = {on: zip(*feed, strict=True) for on in both}
-    spent = dict.fromkeys(both, 0.0)
+    keys = list(both)
+    feeds = {key: zip(*(feed[key] if isinstance(feed, Mapping) else feed), strict=True)
+             for key in keys}
+    spent = dict.fromkeys(keys, 0.0)
     with GcWatch():
         for minute in range(minutes):
-            for on in (True, False) if minute % 2 else (False, True):
-                append = both[on].append
-                rows = islice(feeds[on], symbols)
+            first = minute % len(keys)
+            for key in keys[first:] + keys[:first]:
+                append = both[key].append
+                rows = islice(feeds[key], symbols)
                 started = perf_counter()
                 for s, t, o, h, lo, c, v, w, n in rows:
                     append(s, t, o, h, lo, c, v, w, n)
-                spent[on] += perf_counter() - started
-        for on, wh in both.items():
+                spent[key] += perf_counter() - started
+        for key, wh in both.items():
             started = perf_counter()
             wh.checkpoint()
-            spent[on] += perf_counter() - started
+            spent[key] += perf_counter() - started
     return spent

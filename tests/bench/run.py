@@ -26,6 +26,7 @@ from .memory import measure_memory
 from .quality import measure_quality
 from .report import Report, progress
 from .sessions import measure_session_start
+from .timestamps import measure_timestamps
 
 #: The full session of DESIGN.md, and the smoke-run size of ``--quick``.
 FULL_SYMBOLS = 8_000
@@ -46,6 +47,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "ingest": (),
     "derived": (),
     "endpoint": (),
+    "timestamps": (),
     "memory": (),
 }
 
@@ -132,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
             "ingest": lambda: measure_ingest(report, session.session, repeat, Path(tmp)),
             "derived": lambda: measure_derived(report, session.session, repeat, Path(tmp)),
             "endpoint": lambda: measure_endpoint(report, session.session, repeat, Path(tmp)),
+            "timestamps": lambda: measure_timestamps(report, session.session, repeat, Path(tmp)),
         }
         try:
             for name in groups:
