@@ -39,7 +39,7 @@ def test_every_subcommand_has_help_text():
     choices = actions[0].choices
     assert set(choices) == {"demo", "ingest", "sql", "query", "queries", "export", "archive",
                             "replay", "generate", "quality", "plot", "fill", "session", "info",
-                            "serve"}
+                            "serve", "asof"}
     helps = {a.dest: a.help for a in actions[0]._choices_actions}
     for name, parser in choices.items():
         assert helps.get(name), f"subcommand {name} has no help"

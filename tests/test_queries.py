@@ -26,6 +26,7 @@ from warehouse.schema import BAR_SCHEMA, STORED_SCHEMA, empty_table
 NAMED = {
     "bars_between", "all_bars_between", "symbol_bars_between", "last_bars_of_symbol",
     "latest_bar_per_symbol", "session_ohlcv", "resample_bars", "bar_count_per_symbol", "gaps",
+    "asof_bars",
 }
 SQL_FILES = sorted(SQL_DIR.glob("*.sql"))
 INTERNAL_FILES = sorted(INTERNAL_SQL_DIR.glob("*.sql"))
@@ -67,6 +68,8 @@ def empty_con() -> Iterator[duckdb.DuckDBPyConnection]:
         con.register("_flush_replaced", keys)
         con.register("_journal", empty_table())
         con.execute(store.statements["create_history_view_empty"])
+        con.execute(statement(INTERNAL_SQL_DIR / "create_bars_all_view.sql"))
+        con.register("events", keys)  # the caller's table asof_bars reads
         yield con
 
 

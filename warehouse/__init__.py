@@ -29,6 +29,7 @@ from warehouse.errors import (
     StoreError,
     WarehouseError,
 )
+from warehouse.joins import asof
 from warehouse.metrics import SessionMetrics
 from warehouse.queries import load_queries
 from warehouse.sample import sample_path
@@ -79,6 +80,7 @@ __all__ = [
     "UpkeepStats",
     "Warehouse",
     "WarehouseError",
+    "asof",
     "configure_session_data",
     "connect",
     "export_parquet",

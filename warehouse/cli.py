@@ -46,7 +46,14 @@ from tqdm import tqdm
 
 from warehouse import __version__
 from warehouse._files import Protected
-from warehouse._output import FORMATS, TABLE_ROWS, OutputFormat, output_format, write_frame
+from warehouse._output import (
+    FORMATS,
+    TABLE_ROWS,
+    OutputFormat,
+    format_of,
+    output_format,
+    write_frame,
+)
 from warehouse.archive import MANIFEST_NAME, entry_problem, read_manifest, verify_archive
 from warehouse.calendar import DEFAULT_CODE, Calendar
 from warehouse.client import connect
@@ -62,7 +69,7 @@ from warehouse.sample import generate_session, generate_sessions, sample_path
 from warehouse.schema import COLUMNS, MINUTE, STORED_SCHEMA, TsUnit, conform
 from warehouse.session import Session
 from warehouse.sources import ArchiveSource, BarSource, DuckDBSource
-from warehouse.warehouse import Warehouse
+from warehouse.warehouse import View, Warehouse
 
 #: Exit statuses besides 0 and 1 (see the module docstring).
 EXIT_USAGE = 2
@@ -261,6 +268,36 @@ def _parser() -> argparse.ArgumentParser:
     query.add_argument("name", help="query name (see `warehouse queries`)")
     _db_options(query)
     query.set_defaults(run=_query)
+
+    asof_ = commands.add_parser(
+        "asof", help="join events to the bar known at each one's time (no look-ahead)",
+        description="An as-of join (Warehouse.asof): each event of EVENTS_FILE (Parquet, CSV "
+        "or NDJSON; a time column with its offset, and a symbol column) with the latest bar "
+        "of its symbol known at its time, read from the warehouse file (opened read-only) and "
+        "with --archive its sealed sessions. A bar is known at its end (ts + 1 minute, or + "
+        "--interval), so no event sees a bar that had not finished; --known start joins on the "
+        "bar's start instead (look-ahead). The events come back in their order with bar_ts, "
+        "open, high, low, close, volume, vwap and trade_count; output as for `warehouse sql`.",
+    )
+    asof_.add_argument("events", type=Path, metavar="EVENTS_FILE",
+                       help="the events: .parquet, .csv or .ndjson")
+    asof_.add_argument("--db", type=Path, required=True, help="warehouse file (opened read-only)")
+    asof_.add_argument("--archive", type=Path, default=None,
+                       help="Parquet archive of sealed sessions, joined to as well")
+    asof_.add_argument("--on", default="ts", help="the events' time column (default: ts)")
+    asof_.add_argument("--by", default="symbol",
+                       help="the events' symbol column (default: symbol)")
+    asof_.add_argument("--bars", choices=["bars_all", "bars", "history"], default=None,
+                       help="the bars joined to: bars_all (the default with --archive), bars "
+                       "(the warehouse's, the default without) or history (the archive's)")
+    asof_.add_argument("--known", choices=["end", "start"], default="end",
+                       help="a bar is known at its end (default) or at its start (look-ahead)")
+    asof_.add_argument("--tolerance", default=None, metavar="MINUTES",
+                       help="leave out a bar known longer than this before the event (5m, 1h)")
+    asof_.add_argument("--interval", default=None, metavar="MINUTES",
+                       help="join to derived bars of this interval (5m, 15m, 1h)")
+    _output_options(asof_)
+    asof_.set_defaults(run=_asof)
 
     listing = commands.add_parser(
         "queries", help="list the named queries, what each answers and its parameters",
@@ -480,6 +517,11 @@ def _db_options(parser: argparse.ArgumentParser) -> None:
                         "timestamp with offset, or else a plain string; repeatable")
     parser.add_argument("--archive", type=Path, default=None,
                         help="Parquet archive to query as the view `history`")
+    _output_options(parser)
+
+
+def _output_options(parser: argparse.ArgumentParser) -> None:
+    """--format (--csv, --json, --nl), --rows and --output: where and how a result goes."""
     formats = parser.add_mutually_exclusive_group()
     formats.add_argument("--format", choices=FORMATS, default=None,
                          help="output format (default: table, or what --output's suffix says)")
@@ -823,6 +865,55 @@ def _query(args: argparse.Namespace) -> int:
             frame = wh.sql_polars(text, params or None)
     _write_result(args, frame)
     return 0
+
+
+def _asof(args: argparse.Namespace) -> int:
+    _refuse_overwrites({"--output": args.output}, db=args.db, archive=args.archive,
+                       inputs=[args.events])
+    _result_format(args)  # a suffix of no format: refused before the join runs
+    events = _read_events(args.events, args.on)
+    bars: View = args.bars or ("bars" if args.archive is None else "bars_all")
+    if bars != "bars" and args.archive is None:
+        raise WarehouseError(f"--bars {bars} reads the archive's sealed sessions: pass "
+                             "--archive DIR")
+    with _open_read_only(args.db, args.archive) as wh:
+        frame = wh.asof(events, on=args.on, by=args.by, bars=bars, known=args.known,
+                        tolerance=args.tolerance, interval=args.interval)
+    _write_result(args, frame)
+    return 0
+
+
+def _read_events(path: Path, on: str) -> pl.DataFrame:
+    """The events of a Parquet, CSV or NDJSON file; times in text read as ISO 8601.
+
+    Raises
+    ------
+    WarehouseError
+        Another kind of file, or a time that is not ISO 8601.
+    """
+    fmt = format_of(path)
+    if fmt not in ("parquet", "csv", "ndjson"):
+        raise WarehouseError(f"EVENTS_FILE {path}: give a .parquet, .csv or .ndjson file")
+    if not path.is_file():
+        raise WarehouseError(f"EVENTS_FILE {path} does not exist")
+    try:
+        if fmt == "parquet":
+            events = pl.read_parquet(path)
+        elif fmt == "csv":
+            events = pl.read_csv(path)
+        else:
+            events = pl.read_ndjson(path)
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise WarehouseError(f"EVENTS_FILE {path} cannot be read: {exc}") from exc
+    if events.schema.get(on) == pl.String:
+        try:
+            # Eagerly, on the Series: an expression refuses strings with offsets.
+            events = events.with_columns(events[on].str.to_datetime(time_unit="us"))
+        except pl.exceptions.PolarsError as exc:
+            raise WarehouseError(
+                f"EVENTS_FILE {path}: the column {on!r} (--on) holds times that are not ISO "
+                f"8601, e.g. 2025-11-21T14:31:00+00:00: {exc}") from exc
+    return events
 
 
 def _quality(args: argparse.Namespace) -> int:

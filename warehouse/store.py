@@ -436,7 +436,10 @@ class BarStore:
 
     # -- queries ----------------------------------------------------------------------------
 
-    def arrow(self, sql: str, params: Params = None, log: Snapshot | None = None) -> pa.Table:
+    def arrow(
+        self, sql: str, params: Params = None, log: Snapshot | None = None,
+        tables: Mapping[str, pa.Table] | None = None,
+    ) -> pa.Table:
         """Run a query and return its result as a pyarrow Table.
 
         Parameters
@@ -447,12 +450,18 @@ class BarStore:
             Values bound to ``$name`` (a mapping) or ``?`` (a sequence) placeholders.
         log
             The unflushed bars to show in ``bars``.
+        tables
+            Arrow tables the query reads by these names, registered for it alone. A name
+            starting with ``_`` is refused: those are the store's own.
         """
-        return self._query(sql, params, log, lambda rel: rel.to_arrow_table())
+        return self._query(sql, params, log, lambda rel: rel.to_arrow_table(), tables)
 
-    def polars(self, sql: str, params: Params = None, log: Snapshot | None = None) -> pl.DataFrame:
+    def polars(
+        self, sql: str, params: Params = None, log: Snapshot | None = None,
+        tables: Mapping[str, pa.Table] | None = None,
+    ) -> pl.DataFrame:
         """Run a query and return its result as a polars DataFrame (see `arrow`)."""
-        frame: pl.DataFrame = self._query(sql, params, log, lambda rel: rel.pl())
+        frame: pl.DataFrame = self._query(sql, params, log, lambda rel: rel.pl(), tables)
         return frame
 
     def meta(self, key: str) -> str | None:
@@ -554,19 +563,30 @@ class BarStore:
         params: Params,
         log: Snapshot | None,
         fetch: Callable[[duckdb.DuckDBPyRelation], T],
+        tables: Mapping[str, pa.Table] | None = None,
     ) -> T:
         with self.lock:
             if self._closed:
                 raise StoreError(f"{self.path}: the warehouse is closed")
+            registered = []
             try:
                 if log is not None:
                     self._publish(*log)
+                for name, table in (tables or {}).items():
+                    if name.startswith("_"):
+                        raise StoreError(f"a table the query reads cannot be named {name!r}: "
+                                         "names starting with _ are the warehouse's own")
+                    self._con.register(name, table)
+                    registered.append(name)
                 relation = self._con.sql(sql, params=params)
                 if relation is None:
                     raise StoreError("the statement returns no rows; use execute() for it")
                 return fetch(relation)
             except duckdb.Error as exc:
                 raise StoreError(f"query failed: {_hint(exc)}") from exc
+            finally:
+                for name in registered:
+                    self._con.unregister(name)
 
     def _publish(self, unflushed: pa.Table, replaced: pa.Table) -> None:
         """Point the `bars` view at the current log (called with the lock held)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -10,7 +11,7 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from operator import index
 from pathlib import Path
 from types import TracebackType
@@ -54,12 +55,13 @@ from warehouse.history import (
     publish_history,
     trailing_stats,
 )
+from warehouse.joins import AsofJoin, Known, sealed_sessions
 from warehouse.journal import Journal, Recovery, has_segments
 from warehouse.metrics import SessionMetrics
 from warehouse.metrics import frame as metrics_frame
 from warehouse.queries import load_queries
 from warehouse.scan import Parts, Wanted, archive_days, scan_parts
-from warehouse.schema import MAX_TS, MIN_TS, Bar, bars_from_table, from_micros
+from warehouse.schema import MAX_TS, MIN_TS, Bar, bars_from_table, frame_to_arrow, from_micros
 from warehouse.session import META_KEYS, Session
 from warehouse.sources import BarSource, as_source
 from warehouse.store import BarStore, Params
@@ -73,6 +75,8 @@ log = logging.getLogger("warehouse")
 #: A prepared session: its window, its symbols' trailing statistics, and the state of the day
 #: files they were computed from (`history.files_state`).
 _Prepared = tuple[Session, dict[str, Trailing], FilesState | None]
+#: The views of bars `Warehouse.asof` joins to.
+View = Literal["bars_all", "bars", "history"]
 
 
 def _calendar_of(
@@ -796,24 +800,35 @@ class Warehouse:
 
     # -- queries ----------------------------------------------------------------------------
 
-    def sql(self, query: str, params: Params = None) -> pa.Table:
+    def sql(
+        self, query: str, params: Params = None, *, tables: Mapping[str, object] | None = None
+    ) -> pa.Table:
         """Run SQL over ``bars`` (every bar, flushed or not) and return a pyarrow Table.
 
         Parameters are bound (``$name`` with a mapping, ``?`` with a sequence), never formatted
         into the text. Meant for reading: a statement that writes to ``session_bars`` behind the
         warehouse's back leaves the hot reads (and counts) out of step with the table.
+        ``tables`` are the caller's own frames (polars, pandas or pyarrow) that the query reads
+        by their names, for this query only (the named query ``asof_bars`` reads ``events``).
         """
+        registered = _registered(tables)
         with self._store.lock:
-            return self._store.arrow(query, params, self._buffer.snapshot())
+            return self._store.arrow(query, params, self._buffer.snapshot(), registered)
 
-    def sql_polars(self, query: str, params: Params = None) -> pl.DataFrame:
+    def sql_polars(
+        self, query: str, params: Params = None, *, tables: Mapping[str, object] | None = None
+    ) -> pl.DataFrame:
         """`sql`, returning a polars DataFrame."""
+        registered = _registered(tables)
         with self._store.lock:
-            return self._store.polars(query, params, self._buffer.snapshot())
+            return self._store.polars(query, params, self._buffer.snapshot(), registered)
 
-    def query(self, name: str, params: Mapping[str, Any] | None = None) -> pa.Table:
+    def query(
+        self, name: str, params: Mapping[str, Any] | None = None, *,
+        tables: Mapping[str, object] | None = None,
+    ) -> pa.Table:
         """Run a named query from ``sql/`` (e.g. ``"session_ohlcv"``) with bound parameters."""
-        return self.sql(self.queries[name], params)
+        return self.sql(self.queries[name], params, tables=tables)
 
     def frame(
         self,
@@ -870,8 +885,55 @@ class Warehouse:
             When collected: a day file the query reads cannot be read (named), or the archive
             cannot be listed.
         """
-        return scan_parts(self._bars_all, symbols=symbols, start=start, end=end,
-                          name=str(self._store.path))
+        return scan_parts(functools.partial(self._bars_of, "bars_all"), symbols=symbols,
+                          start=start, end=end, name=str(self._store.path))
+
+    def asof(
+        self,
+        events: object,
+        *,
+        on: str = "ts",
+        by: str = "symbol",
+        bars: View = "bars_all",
+        known: Known = "end",
+        tolerance: timedelta | str | None = None,
+        interval: Interval | None = None,
+    ) -> pl.DataFrame:
+        """Each event with the latest bar of its symbol known at its time (no look-ahead).
+
+        `warehouse.asof` over the warehouse's bars: the view ``bars`` names (today's
+        ``bars``, the archive's ``history``, or ``bars_all``, both), read as `scan` reads them,
+        only the events' symbols and the bars before their last time. By default a bar is
+        known at its end (``known="end"``: its ts plus a minute, or plus ``interval``, whose
+        bars are anchored to each session's open and cut at its close), so no event sees a bar
+        that had not finished; ``known="start"`` looks ahead, knowingly.
+
+        Returns
+        -------
+        polars.DataFrame
+            The events in their order (sorted or not), then ``bar_ts`` (the bar's start),
+            open, high, low, close, volume, vwap, trade_count: null where no bar is known.
+
+        Raises
+        ------
+        SchemaMismatchError
+            The events lack the ``on`` or ``by`` column, or their times have no zone.
+        ValueError
+            ``bars``, ``known``, ``tolerance`` or ``interval`` is not one of the values taken.
+        """
+        if bars not in ("bars_all", "bars", "history"):
+            raise ValueError(f"bars={bars!r}: join to 'bars_all' (the default), 'bars' (today) "
+                             "or 'history' (the archive)")
+        join = AsofJoin(events, on=on, by=by, known=known, tolerance=tolerance,
+                        interval=interval)
+        lazy = scan_parts(functools.partial(self._bars_of, bars), name=str(self._store.path))
+        sessions = []
+        if interval is not None:
+            sessions = [] if self.archive is None else sealed_sessions(self.archive)
+            session = self.session
+            if session is not None and session.status != "sealed":
+                sessions.append((session.date, session.open_time, session.close_time))
+        return join.run(lazy, sessions)
 
     def metrics_frame(self) -> pl.DataFrame:
         """Every symbol's session metrics, one row per symbol in symbol order.
@@ -1074,8 +1136,8 @@ class Warehouse:
         except OSError:
             return None
 
-    def _bars_all(self, wanted: Wanted) -> Parts:
-        """What ``bars_all`` holds now, for `scan`: its day files and today's bars (dated).
+    def _bars_of(self, view: View, wanted: Wanted) -> Parts:
+        """What ``view`` holds now, for `scan`: its day files and today's bars (dated).
 
         Today's session and its bars are taken together under the store's lock, which
         `end_session` holds from its export to its clear: the day is then either today's (and
@@ -1086,7 +1148,7 @@ class Warehouse:
             session = self.session
             day = None if session is None else session.date
             bars = None
-            if day is None or wanted.days([day]):
+            if view != "history" and (day is None or wanted.days([day])):
                 held = self._buffer.symbols()
                 symbols = wanted.symbols_among(held)
                 if symbols:
@@ -1094,7 +1156,7 @@ class Warehouse:
                                       wanted.start, wanted.end)
                     dated = pl.col("ts").dt.date() if day is None else pl.lit(day, pl.Date())
                     bars = bars.with_columns(date=dated)
-        if self.archive is None:
+        if self.archive is None or view == "bars":
             return [], bars
         before = day if session is not None and session.status != "sealed" else None
         return archive_days(self.archive, before=before, sessions=self.history_sessions), bars
@@ -1210,6 +1272,13 @@ class Warehouse:
 
     def __repr__(self) -> str:
         return f"Warehouse({self._store.path!r}, bars={self._buffer.total_count()})"
+
+
+def _registered(tables: Mapping[str, object] | None) -> dict[str, pa.Table] | None:
+    """The caller's frames a query reads by name, as Arrow tables (`Warehouse.sql`)."""
+    if not tables:
+        return None
+    return {name: frame_to_arrow(frame) for name, frame in tables.items()}
 
 
 class _Writers:
