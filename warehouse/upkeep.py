@@ -313,8 +313,9 @@ class Upkeep:
         dropped = invalid.num_rows + table.num_rows - ours.num_rows
         if dropped:
             self._count(rejected=dropped)
+            first = invalid["reason"][0].as_py() if invalid.num_rows else "of another symbol"
             log.warning("upkeep: %s: dropped %d rows of the source's answer (malformed, or of "
-                        "another symbol)", symbol, dropped)
+                        "another symbol), the first: %s", symbol, dropped, first)
         # Rows of the session outside the span asked for are left out (a source may answer
         # with more); rows outside the session go to `fill`, which refuses and reports them.
         ts = ours.column("ts").cast(pa.int64())
