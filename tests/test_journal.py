@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from warehouse import Bar, StoreError, Warehouse
@@ -215,6 +215,7 @@ def test_open_without_journal_refuses_unreplayed_segments(
         assert plain.sql("SELECT count(*) AS n FROM bars")["n"][0].as_py() == 10
 
 
+@settings(max_examples=100)  # cheap (a buffer, no warehouse): as many as the thorough profile
 @given(st.text(st.characters(exclude_categories=("Cs",)), min_size=1, max_size=70),
        st.integers(-(2**62), 2**62),
        st.floats(allow_nan=False), st.none() | st.floats(allow_nan=False),
