@@ -387,3 +387,13 @@ def test_scan_without_an_archive_is_todays_bars_dated_by_utc_day() -> None:
         assert frame.schema == SCAN_SCHEMA
         plt.assert_frame_equal(frame.drop("date"), wh.frame())
         assert frame["date"].unique().to_list() == [DAYS[0]]
+
+
+def test_partitions_without_a_day_file_are_no_days(archive: Path) -> None:
+    days = expected(archive)
+    (archive / "date=2025-12-01").mkdir()  # a partition folder, no file
+    (archive / "date=2025-12-02" / "bars.parquet").mkdir(parents=True)  # not a file
+    (archive / "date=2025-12-0x").mkdir()  # not a date
+    frame = scan_archive(archive).collect()
+    plt.assert_frame_equal(frame, days)
+    assert frame["date"].unique().sort().to_list() == DAYS

@@ -166,7 +166,7 @@ def archive_files(directory: str | Path) -> list[Path]:
     """The finished day files of an archive, in date order.
 
     A day file is ``date=YYYY-MM-DD/bars.parquet``; temporary files and other entries are not
-    listed. The folder is read with `Path.iterdir`, so no character of its path is a pattern.
+    listed. The folder is read with `os.scandir`, so no character of its path is a pattern.
 
     Parameters
     ----------
@@ -183,13 +183,29 @@ def archive_files(directory: str | Path) -> list[Path]:
     OSError
         The folder exists but cannot be listed.
     """
+    return [f for _, f in partitions(directory) if f.is_file()]
+
+
+def partitions(directory: str | Path) -> list[tuple[date, Path]]:
+    """Each ``date=YYYY-MM-DD`` partition of an archive: its date and its day file's path.
+
+    In date order. The day files are not looked at (a stat costs ~25 µs a day, 6 ms over a
+    year): a partition's file may be missing, or not a file. `archive_files` keeps those that
+    are.
+
+    Raises
+    ------
+    OSError
+        The folder exists but cannot be listed.
+    """
     root = Path(directory)
     try:
-        children = list(root.iterdir())
+        with os.scandir(root) as entries:
+            names = sorted(entry.name for entry in entries if entry.name.startswith("date="))
     except (FileNotFoundError, NotADirectoryError):
         return []
-    files = [child / FILE_NAME for child in children if _day_of(child.name) is not None]
-    return sorted((f for f in files if f.is_file()), key=lambda f: f.parent.name)
+    return [(day, root.joinpath(name, FILE_NAME)) for name in names
+            if (day := _day_of(name)) is not None]
 
 
 def _day_of(name: str) -> date | None:

@@ -21,13 +21,13 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from warehouse.archive import archive_files, duckdb_path, unreadable_reason
+from warehouse.archive import duckdb_path, partitions, unreadable_reason
 from warehouse.errors import ExportError, StoreError
 from warehouse.queries import load_statements
 from warehouse.store import BarStore
 
-__all__ = ["FilesState", "Trailing", "files_state", "history_files", "publish_history",
-           "trailing_stats"]
+__all__ = ["FilesState", "Trailing", "files_state", "history_days", "history_files",
+           "publish_history", "trailing_stats"]
 
 log = logging.getLogger("warehouse")
 
@@ -53,12 +53,23 @@ def history_files(
     directory: str | Path, *, before: date | None = None, sessions: int | None = None
 ) -> list[Path]:
     """The archive's day files, in date order: those before ``before``, the last ``sessions``."""
-    files = archive_files(directory)
-    if before is not None:
-        files = [f for f in files if f.parent.name < f"date={before.isoformat()}"]
+    return [f for _, f in history_days(directory, before=before, sessions=sessions)
+            if f.is_file()]
+
+
+def history_days(
+    directory: str | Path, *, before: date | None = None, sessions: int | None = None
+) -> list[tuple[date, Path]]:
+    """`history_files` as (date, day file), the files not looked at without ``sessions``.
+
+    Without ``sessions`` a day's file may be missing (`partitions`); with it, the last
+    ``sessions`` days whose file is there.
+    """
+    days = [(day, f) for day, f in partitions(directory) if before is None or day < before]
     if sessions is not None:
-        files = files[len(files) - sessions:] if sessions > 0 else []
-    return files
+        days = [(day, f) for day, f in days if f.is_file()]
+        days = days[len(days) - sessions:] if sessions > 0 else []
+    return days
 
 
 #: Day files as `files_state` sees them: each one's path, inode, size and modification time.

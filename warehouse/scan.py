@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import stat
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -44,7 +45,7 @@ from polars.io.plugins import register_io_source
 from warehouse._files import identity
 from warehouse.archive import _day_of, unreadable_reason
 from warehouse.errors import ExportError
-from warehouse.history import history_files
+from warehouse.history import history_days
 from warehouse.schema import MAX_TS, MIN_TS, STORED_SCHEMA, from_micros, to_micros
 
 __all__ = ["FILE_SCHEMA", "SCAN_SCHEMA", "Parts", "Wanted", "archive_days", "scan_archive",
@@ -124,8 +125,9 @@ def _terms(predicate: pl.Expr | None) -> list[pl.Expr]:
     return [term for side in predicate.meta.pop() for term in _terms(side)]
 
 
-#: What a collect reads: the day files (in date order) and today's bars, if any (with ``date``).
-Parts = tuple[list[Path], pl.DataFrame | None]
+#: What a collect reads: the days (date, day file: a missing one is skipped), in date order, and
+#: today's bars, if any (with ``date``).
+Parts = tuple[list[tuple[date, Path]], pl.DataFrame | None]
 
 
 def scan_archive(
@@ -191,10 +193,10 @@ def scan_archive(
 
 
 def archive_days(root: Path, *, before: date | None = None,
-                 sessions: int | None = None) -> list[Path]:
-    """`history_files` of ``root``, a listing that fails raising `ExportError`."""
+                 sessions: int | None = None) -> list[tuple[date, Path]]:
+    """`history_days` of ``root``, a listing that fails raising `ExportError`."""
     try:
-        return history_files(root, before=before, sessions=sessions)
+        return history_days(root, before=before, sessions=sessions)
     except OSError as exc:
         raise ExportError(f"cannot list the archive {root}: {exc}") from exc
 
@@ -222,8 +224,8 @@ def scan_parts(
         batch_size: int | None,
     ) -> Iterator[pl.DataFrame]:
         wanted = Wanted(wanted_symbols, first, last, predicate)
-        files, today = parts(wanted)
-        days = {d: f for f in files if (d := _day_of(f.parent.name)) is not None}
+        listed, today = parts(wanted)
+        days = dict(listed)
         chosen = [days[d] for d in wanted.days(list(days))]
         # n_rows: the first rows of the source, before the filter (Polars asks for both when
         # a head comes before a filter): counted over the days, then today's bars.
@@ -335,7 +337,8 @@ def _read_whole(
 def _held(files: list[Path]) -> Iterator[dict[Path, tuple[int, int]]]:
     """Hold each file open; yield the identity (device, inode) of each one found.
 
-    A file gone since it was listed is left out: its day is not in the archive any more.
+    A partition without a day file (or gone since it was listed) is left out, as
+    `archive_files` leaves it out: that day is not in the archive.
     """
     descriptors: list[int] = []
     held: dict[Path, tuple[int, int]] = {}
@@ -343,13 +346,14 @@ def _held(files: list[Path]) -> Iterator[dict[Path, tuple[int, int]]]:
         for f in files:
             try:
                 fd = os.open(f, os.O_RDONLY)
-            except FileNotFoundError:
+            except (FileNotFoundError, NotADirectoryError):
                 continue
             except OSError as exc:
                 raise _damaged(f, str(exc)) from exc
             descriptors.append(fd)
             info = os.fstat(fd)
-            held[f] = (info.st_dev, info.st_ino)
+            if stat.S_ISREG(info.st_mode):
+                held[f] = (info.st_dev, info.st_ino)
         yield held
     finally:
         for fd in descriptors:
