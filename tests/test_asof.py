@@ -382,3 +382,13 @@ def test_cli_asof_refuses_naive_times_naming_the_column(
     assert main(["asof", str(path), "--db", str(db), "--on", "at", "--by", "sym"]) == 1
     assert "'at' (on=) holds Datetime" in capsys.readouterr().err
     assert pl.read_parquet(path).height == 1  # the file is still whole
+
+
+def test_bars_in_any_order_are_joined_right() -> None:
+    rows = bar_rows("ES", [0, 5, 9]) + bar_rows("NQ", [2, 3]) + bar_rows("ES", [1, 4])
+    times = [T0 + timedelta(minutes=m, seconds=30) for m in (1, 3, 5, 7, 10)]
+    events = pl.DataFrame({"id": range(10), "symbol": ["ES", "NQ"] * 5,
+                           "ts": [t for t in times for _ in (0, 1)]})
+    shuffled = bars_frame(rows)  # ES's bars in two runs, the second going back in time
+    assert as_rows(asof(events, shuffled)) == oracle(events.to_dicts(), rows)
+    assert as_rows(asof(events, shuffled.lazy())) == oracle(events.to_dicts(), rows)

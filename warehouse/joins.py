@@ -123,7 +123,7 @@ def asof(
     [10.2, None]
     """
     join = AsofJoin(events, on=on, by=by, known=known, tolerance=tolerance, interval=interval)
-    return join.run(_bars_frame(bars))
+    return join.run(_bars_frame(bars), bounded=isinstance(bars, pl.LazyFrame))
 
 
 class AsofJoin:
@@ -149,49 +149,57 @@ class AsofJoin:
         self.derived = interval is not None
         self.known = known
         self.tolerance = _tolerance(tolerance)
-        self.events = _events(events, on, by)
-        self.on = on
-        keyed = self.events.filter(pl.col(_AT).is_not_null() & pl.col(_KEY).is_not_null())
-        self.symbols = keyed[_KEY].unique().to_list()
-        self.first: datetime | None = keyed[_AT].min()  # type: ignore[assignment]
-        self.last: datetime | None = keyed[_AT].max()  # type: ignore[assignment]
+        self.events, self.at, self.key = _events(events, on, by)
 
     def bounds(self) -> pl.Expr:
-        """A filter on bars (``symbol``, ``ts``) keeping every bar the join can need."""
-        if self.first is None or self.last is None:
+        """A filter on bars (``symbol``, ``ts``) keeping every bar the join can need.
+
+        For a scan, which reads only those; over bars in memory it would only cost (the
+        events' distinct symbols: ~40 ms for a million).
+        """
+        keyed = self.events.filter(pl.col(self.at).is_not_null() & pl.col(self.key).is_not_null())
+        if keyed.height == 0:
             return pl.lit(False)  # no event has a time and a symbol: no bar is needed
+        first: datetime = keyed[self.at].min()  # type: ignore[assignment]
+        last: datetime = keyed[self.at].max()  # type: ignore[assignment]
         # A one-minute bar known by the last event starts a minute before it (known at its
         # end); a derived bar may be cut short at the close: its bars start before the event.
         delay = self.step if self.known == "end" and not self.derived else timedelta(0)
-        terms = [pl.col("symbol").is_in(self.symbols), pl.col("ts") <= self.last - delay]
+        symbols = keyed[self.key].unique().to_list()
+        terms = [pl.col("symbol").is_in(symbols), pl.col("ts") <= last - delay]
         if self.tolerance is not None:
             # A bar known after first - tolerance starts after first - tolerance - interval.
             # Derived bars need whole days: their anchor is the day's first bar.
-            low = self.first - self.tolerance - self.step
+            low = first - self.tolerance - self.step
             if self.derived:
                 terms.append(pl.col("ts").dt.date() >= low.date() - timedelta(days=1))
             else:
                 terms.append(pl.col("ts") >= low)
         return pl.all_horizontal(terms)
 
-    def run(self, bars: pl.LazyFrame, sessions: Sequence[SessionBounds] = ()) -> pl.DataFrame:
-        """Join the events to ``bars`` (one-minute bars), derived with ``sessions``' bounds."""
-        right = self._bars(bars.filter(self.bounds()), sessions).collect()
-        if _unsorted(right, _KNOWN):
+    def run(self, bars: pl.LazyFrame, sessions: Sequence[SessionBounds] = (), *,
+            bounded: bool = True) -> pl.DataFrame:
+        """Join the events to ``bars`` (one-minute bars), derived with ``sessions``' bounds.
+
+        ``bounded``: read only the bars `bounds` keeps (for a scan).
+        """
+        right = self._bars(bars.filter(self.bounds()) if bounded else bars, sessions).collect()
+        if not _in_order(right):
             right = right.sort(_KEY, _KNOWN)
         left = self.events
-        ordered = left[_AT].is_sorted(nulls_last=True)
-        if not ordered:
-            left = left.sort(_AT, nulls_last=True, maintain_order=True)
+        ordered = left[self.at].is_sorted(nulls_last=True)
+        if not ordered:  # sorted for the join, then back in the events' order
+            left = left.with_row_index(_ROW).sort(self.at, nulls_last=True, maintain_order=True)
         joined = left.join_asof(
-            right, left_on=_AT, right_on=_KNOWN, by_left=_KEY, by_right=_KEY,
+            right, left_on=self.at, right_on=_KNOWN, by_left=self.key, by_right=_KEY,
             strategy="backward", tolerance=self.tolerance, check_sortedness=False,
         )
         if not ordered:
             joined = joined.sort(_ROW)
         names = _bar_names(self.events.columns)
+        helpers = {_ROW, _AT, _KEY, _KNOWN, *_BAR.values()}
         return joined.select(
-            pl.exclude(_ROW, _AT, _KEY, _KNOWN, *_BAR.values()),
+            *(c for c in joined.columns if c not in helpers),
             *(pl.col(_BAR[c]).alias(names[c]) for c in BAR_COLUMNS),
         )
 
@@ -248,8 +256,8 @@ def _tolerance(tolerance: timedelta | str | None) -> timedelta | None:
                          "'1h'") from None
 
 
-def _events(events: object, on: str, by: str) -> pl.DataFrame:
-    """The events as a DataFrame with a row number, their instant in UTC µs and their symbol.
+def _events(events: object, on: str, by: str) -> tuple[pl.DataFrame, str, str]:
+    """The events as a DataFrame, and the columns of their instant (UTC µs) and their symbol.
 
     Raises
     ------
@@ -289,10 +297,17 @@ def _events(events: object, on: str, by: str) -> pl.DataFrame:
             not isinstance(events.schema[by], pl.Enum):
         raise SchemaMismatchError(
             f"the events' column {by!r} (by=) holds {events.schema[by]}, not symbols (text)")
-    return events.with_columns(
-        pl.int_range(pl.len(), dtype=pl.UInt32).alias(_ROW),
-        pl.col(on).dt.convert_time_zone("UTC").dt.cast_time_unit("us").alias(_AT),
-        pl.col(by).cast(pl.String).alias(_KEY),
+    at = kind.time_unit == "us" and kind.time_zone == "UTC"
+    key = events.schema[by] == pl.String
+    # The columns as given where they serve the join as they are; else a converted copy.
+    return (
+        events if at and key else events.with_columns(
+            *([] if at else [pl.col(on).dt.convert_time_zone("UTC").dt.cast_time_unit("us")
+                             .alias(_AT)]),
+            *([] if key else [pl.col(by).cast(pl.String).alias(_KEY)]),
+        ),
+        on if at else _AT,
+        by if key else _KEY,
     )
 
 
@@ -378,11 +393,20 @@ def _derived(
     )
 
 
-def _unsorted(frame: pl.DataFrame, column: str) -> bool:
-    """Whether ``column`` goes back in time within a symbol anywhere (the join needs it not to)."""
-    back = (pl.col(column).diff() < pl.duration(microseconds=0)) & \
-        (pl.col(_KEY) == pl.col(_KEY).shift())
-    return bool(frame.select(back.any()).item())
+def _in_order(bars: pl.DataFrame) -> bool:
+    """Whether ``bars`` are in (symbol, known) order, as the join needs them in each symbol.
+
+    Polars' as-of join by symbol takes each symbol's rows in the frame's order: out of order,
+    it matches wrong bars without a word. The symbols are checked to be sorted (a flag Polars
+    keeps after a sort: no comparison then), and the known instants to go back only where a
+    new symbol starts.
+    """
+    keys = bars[_KEY]
+    if not keys.is_sorted():
+        return False
+    back = bars.select((pl.col(_KNOWN).diff() < pl.duration(microseconds=0)).arg_true())
+    rows = back.to_series()
+    return rows.len() == 0 or not (keys.gather(rows) == keys.gather(rows - 1)).any()
 
 
 def _bar_names(taken: Sequence[str]) -> dict[str, str]:
