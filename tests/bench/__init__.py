@@ -6,6 +6,7 @@ suite: pytest does not collect this folder (``collect_ignore`` in ``tests/confte
 
 Modules: `run` (options, the order of the measurements), `measure` (append, hot reads, flush,
 extend, SQL, resample, export), `memory` (resident-memory probes, each in a fresh interpreter),
-`seed` (the seed design, the main baseline), `feed` (the session as a feed of Python values),
-`gcwatch` (the cyclic collector's pauses), `targets` (DESIGN.md's figures), `report` (the table).
+`pipelines` (scans over an archive, as-of joins), `seed` (the seed design, the main baseline),
+`feed` (the session as a feed of Python values), `gcwatch` (the cyclic collector's pauses),
+`targets` (DESIGN.md's figures), `report` (the table).
 """

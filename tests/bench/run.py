@@ -23,6 +23,7 @@ from .endpoint import measure_endpoint
 from .ingest import measure_ingest
 from .measure import Session
 from .memory import measure_memory
+from .pipelines import measure_pipelines
 from .quality import measure_quality
 from .report import Report, progress
 from .sessions import measure_session_start
@@ -48,6 +49,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "derived": (),
     "endpoint": (),
     "timestamps": (),
+    "pipelines": (),
     "memory": (),
 }
 
@@ -135,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
             "derived": lambda: measure_derived(report, session.session, repeat, Path(tmp)),
             "endpoint": lambda: measure_endpoint(report, session.session, repeat, Path(tmp)),
             "timestamps": lambda: measure_timestamps(report, session.session, repeat, Path(tmp)),
+            "pipelines": lambda: measure_pipelines(report, session.session, repeat, Path(tmp)),
         }
         try:
             for name in groups:

@@ -60,3 +60,10 @@ FEED_WITH_CLIENTS = 1.3
 #: `append` with the ts as feeds send it, as a share of the int-ts append rate in the same run:
 #: aware UTC datetime >= 0.8x, zoneinfo datetime >= 0.6x, pandas.Timestamp >= 0.6x.
 TS_VS_INT = {"aware UTC datetime": 0.8, "zoneinfo datetime": 0.6, "pandas.Timestamp": 0.6}
+#: `scan` of one symbol one day out of 250 archived sessions: <= 1.5x reading that day's file
+#: directly, and >= 20x faster than a scan of every file (DESIGN.md).
+SCAN_VS_FILE = 1.5
+SCAN_VS_ALL = 1 / 20
+#: As-of join of 1 M events to a full session: <= 1.3x DuckDB's own `ASOF JOIN` on the same
+#: table, and <= 1.3x Polars `join_asof` on the same sorted frames (DESIGN.md).
+ASOF_VS_BASELINE = 1.3
