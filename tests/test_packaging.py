@@ -74,7 +74,7 @@ def test_installed_wheel_loads_its_own_sql_files(wheel, tmp_path):
     zipfile.ZipFile(wheel).extractall(site)
     code = (
         "import gc, warehouse.queries as q, warehouse.cli as c, warehouse as w; "
-        "print(q.SQL_DIR); print(c.SAMPLE); print(len(q.load_queries())); "
+        "print(q.SQL_DIR); print(w.sample_path()); print(len(q.load_queries())); "
         "print(len(q.load_statements())); w.Warehouse(':memory:').close(); "
         "print(gc.is_tracked(w.Bar('A', 0, 1.0, 1.0, 1.0, 1.0, 1.0)))"
     )
