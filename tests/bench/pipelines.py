@@ -19,6 +19,8 @@ time) joined to the session's bars:
 - ``wh.asof(events, bars="bars")`` over a warehouse file holding the session (flushed and
   compacted) against DuckDB's own ``ASOF JOIN`` of the events (registered Arrow table) to the
   warehouse's table, fetched as Arrow; the named query ``asof_bars`` is shown beside it.
+
+Each pair is timed in turn, round after round, so that the machine's drifting load hits both.
 """
 
 from __future__ import annotations
@@ -52,9 +54,17 @@ DAY0 = date(2024, 1, 2)
 MINUTE = timedelta(minutes=1)
 
 
-def _median(runs: int, run: Callable[[], float]) -> float:
-    run()  # warm-up: the file cache and Polars' first use
-    return statistics.median(run() for _ in range(runs))
+def _in_turn(runs: int, *timed: Callable[[], float]) -> list[float]:
+    """The median of ``runs`` calls of each of ``timed``, called in turn (the first one each
+    round rotating), after a warm-up round: the machine's load drifts, and hits each alike."""
+    for run in timed:
+        run()  # warm-up: the file cache and Polars' first use
+    times: list[list[float]] = [[] for _ in timed]
+    for n in range(runs):
+        for k in range(len(timed)):
+            which = (n + k) % len(timed)
+            times[which].append(timed[which]())
+    return [statistics.median(t) for t in times]
 
 
 def measure_pipelines(report: Report, session: pa.Table, repeat: int, workdir: Path) -> None:
@@ -113,11 +123,9 @@ def measure_scan(report: Report, session: pa.Table, repeat: int, workdir: Path) 
 
     report.check(ours_one(*asks[0]).height == expected == direct_one(*asks[0]).height,
                  "pipelines: the scan finds the symbol's bars of the day")
-    progress(f"pipelines: scan one symbol one day, {repeat} runs of {QUERIES} queries")
-    ours = _median(repeat, each(ours_one))
-    direct = _median(repeat, each(direct_one))
-    progress(f"pipelines: scan one symbol over every file, {repeat} runs")
-    everything = _median(repeat, every_file)
+    progress(f"pipelines: scan one symbol one day, {repeat} runs of {QUERIES} queries, and "
+             "over every file")
+    ours, direct, everything = _in_turn(repeat, each(ours_one), each(direct_one), every_file)
     report.add(Row(
         f"scan 1 symbol 1 day of {DAYS} sessions", format_time(ours),
         "Polars scan_parquet of that day's file", format_time(direct), ours / direct,
@@ -171,8 +179,7 @@ def measure_asof(report: Report, session: pa.Table, repeat: int, workdir: Path) 
     report.check(mine["close"].equals(theirs["close"]),
                  "pipelines: asof equals Polars join_asof on ts + 1 minute")
     progress(f"pipelines: asof of {EVENTS:,} events, ours and Polars, {repeat} runs")
-    ours = _median(repeat, timed(lambda: asof(events, bars)))
-    base = _median(repeat, timed(polars_join))
+    ours, base = _in_turn(repeat, timed(lambda: asof(events, bars)), timed(polars_join))
     report.add(Row(
         f"asof {EVENTS / 1e6:.0f} M events x session", format_time(ours),
         "Polars join_asof, sorted frames", format_time(base), ours / base,
@@ -208,9 +215,8 @@ def measure_asof(report: Report, session: pa.Table, repeat: int, workdir: Path) 
         report.check(wh.asof(events, bars="bars")["close"].equals(mine["close"]),
                      "pipelines: wh.asof equals asof over the same bars")
         progress(f"pipelines: wh.asof, DuckDB ASOF JOIN and asof_bars, {repeat} runs")
-        ours = _median(repeat, timed(lambda: wh.asof(events, bars="bars")))
-        base = _median(repeat, timed(duckdb_join))
-        named = _median(repeat, timed(named_query))
+        ours, base, named = _in_turn(repeat, timed(lambda: wh.asof(events, bars="bars")),
+                                     timed(duckdb_join), timed(named_query))
     report.add(Row(
         f"wh.asof {EVENTS / 1e6:.0f} M events x session", format_time(ours),
         "DuckDB ASOF JOIN on the table", format_time(base), ours / base,
