@@ -27,6 +27,7 @@ the archive's files are listed with `Path.iterdir`, never with a pattern built f
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -204,8 +205,18 @@ def partitions(directory: str | Path) -> list[tuple[date, Path]]:
             names = sorted(entry.name for entry in entries if entry.name.startswith("date="))
     except (FileNotFoundError, NotADirectoryError):
         return []
-    return [(day, root.joinpath(name, FILE_NAME)) for name in names
-            if (day := _day_of(name)) is not None]
+    return [found for name in names if (found := _partition(root, name)) is not None]
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _partition(root: Path, name: str) -> tuple[date, Path] | None:
+    """The date and day file of the partition folder ``name`` (None: not a partition).
+
+    Remembered: an archive is listed again and again with the same names, and parsing a year
+    of them each time was most of listing it (the folder itself is read every time).
+    """
+    day = _day_of(name)
+    return None if day is None else (day, root / name / FILE_NAME)
 
 
 def _day_of(name: str) -> date | None:
