@@ -30,6 +30,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import polars as pl
 
 from warehouse.archive import entry_problem, read_manifest
@@ -184,14 +185,14 @@ class AsofJoin:
         ``bounded``: read only the bars `bounds` keeps (for a scan).
         """
         right = self._bars(bars.filter(self.bounds()) if bounded else bars, sessions).collect()
-        if not _in_order(right):
-            right = right.sort(_KEY, _KNOWN)
+        if not _in_order(right, self.key):
+            right = right.sort(self.key, _KNOWN)
         left = self.events
         ordered = left[self.at].is_sorted(nulls_last=True)
         if not ordered:  # sorted for the join, then back in the events' order
             left = left.with_row_index(_ROW).sort(self.at, nulls_last=True, maintain_order=True)
         joined = left.join_asof(
-            right, left_on=self.at, right_on=_KNOWN, by_left=self.key, by_right=_KEY,
+            right, left_on=self.at, right_on=_KNOWN, by=self.key,
             strategy="backward", tolerance=self.tolerance, check_sortedness=False,
         )
         if not ordered:
@@ -211,7 +212,7 @@ class AsofJoin:
         else:
             end = pl.col("ts") + self.step
         return bars.select(
-            pl.col("symbol").alias(_KEY),
+            pl.col("symbol").alias(self.key),  # the events' name for it: one key for the join
             (end if self.known == "end" else pl.col("ts")).alias(_KNOWN),
             pl.col("ts").alias(_BAR["bar_ts"]),
             *(pl.col(c).alias(_BAR[c]) for c in BAR_COLUMNS[1:]),
@@ -393,20 +394,20 @@ def _derived(
     )
 
 
-def _in_order(bars: pl.DataFrame) -> bool:
+def _in_order(bars: pl.DataFrame, key: str) -> bool:
     """Whether ``bars`` are in (symbol, known) order, as the join needs them in each symbol.
 
     Polars' as-of join by symbol takes each symbol's rows in the frame's order: out of order,
-    it matches wrong bars without a word. The symbols are checked to be sorted (a flag Polars
-    keeps after a sort: no comparison then), and the known instants to go back only where a
-    new symbol starts.
+    it matches wrong bars without a word. The symbols (column ``key``) are checked to be
+    sorted (a flag Polars keeps after a sort: no comparison then), and the known instants to
+    go back only where a new symbol starts.
     """
-    keys = bars[_KEY]
+    keys = bars[key]
     if not keys.is_sorted():
         return False
-    back = bars.select((pl.col(_KNOWN).diff() < pl.duration(microseconds=0)).arg_true())
-    rows = back.to_series()
-    return rows.len() == 0 or not (keys.gather(rows) == keys.gather(rows - 1)).any()
+    known = bars[_KNOWN].to_physical().to_numpy()
+    back = pl.Series(np.flatnonzero(known[1:] < known[:-1]) + 1)
+    return back.len() == 0 or not (keys.gather(back) == keys.gather(back - 1)).any()
 
 
 def _bar_names(taken: Sequence[str]) -> dict[str, str]:
